@@ -1,0 +1,96 @@
+"""Install, check and remove org stacks: validate, make sure secrets exist, run the playbook."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from .. import runner, validate
+from ..inventory import Inventory
+from . import secrets
+
+
+@dataclass
+class OrgSummary:
+    org: str
+    info: dict[str, Any]
+
+
+@dataclass
+class DeployOutcome:
+    result: runner.RunResult
+    generated: dict[str, list[str]]
+    orgs: list[OrgSummary]
+
+
+def preflight(inv: Inventory, names: list[str], console: Console, verbose: bool = False) -> runner.RunResult:
+    validate.validate(inv, names)
+    return runner.run_playbook(
+        "preflight.yml", inv.path, names, inv.vault_password_file, console=console, verbose=verbose
+    )
+
+
+def preflight_checks(result: runner.RunResult) -> dict[str, list[dict[str, str]]]:
+    """Per org, the list of {check, status, detail} the preflight role reported."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for host, reports in result.reports.items():
+        checks = reports.get("checks", {}).get("msg")
+        if isinstance(checks, list):
+            out[host] = checks
+    return out
+
+
+def install(
+    inv: Inventory, names: list[str], console: Console, *, check: bool = False, verbose: bool = False
+) -> DeployOutcome:
+    validate.validate(inv, names)
+    generated: dict[str, list[str]] = {}
+    if not check:
+        # Secrets first: they are made on the controller and read back by every later run.
+        for name in names:
+            added = secrets.ensure(inv, name)
+            if added:
+                generated[name] = added
+    result = runner.run_playbook(
+        "site.yml", inv.path, names, inv.vault_password_file, console=console, check=check, verbose=verbose
+    )
+    orgs = [
+        OrgSummary(host, reports["org"].get("msg", {}))
+        for host, reports in sorted(result.reports.items())
+        if "org" in reports
+    ]
+    return DeployOutcome(result=result, generated=generated, orgs=orgs)
+
+
+def uninstall(inv: Inventory, names: list[str], console: Console, *, purge: bool, verbose: bool = False) -> runner.RunResult:
+    # Only the org names must be known: a broken sfp_org must not stop its removal.
+    return runner.run_playbook(
+        "uninstall.yml", inv.path, names, inv.vault_password_file,
+        console=console, extravars={"sfp_purge": purge}, verbose=verbose,
+    )
+
+
+def parse_ps(stdout: str) -> list[dict[str, Any]]:
+    """`docker compose ps --format json`: a JSON array (older Compose) or one object per line (newer)."""
+    text = stdout.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        data = json.loads(text)
+        return data if isinstance(data, list) else []
+    return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+
+
+def decode_slurp(res: dict[str, Any]) -> dict[str, Any] | None:
+    content = res.get("content")
+    if not content:
+        return None
+    try:
+        data = json.loads(base64.b64decode(content))
+    except (ValueError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,141 @@
+"""The public API the CLI calls: explicit arguments in, dataclasses out, SfpError on failure.
+
+    identity, recipient = generate_recovery_key()
+    settings = parse_settings(inventory_data)
+    result = run_backup(settings, "acme", DockerExecDatabase("sfp-acme-db"), storage_dir=..., org_config=..., secrets=...)
+    sets = list_sets(settings.store, "acme")
+    verify_set(settings.store, "acme", "latest", identity_text)
+    restore_set(settings.store, "acme", "latest", identity_text, target_db, storage_dir=...)
+    prune(settings.store, "acme", settings.retention)
+    cleanup(settings.store, "acme")
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ..errors import SfpError
+from . import backup as _backup
+from . import report, retention, s3
+from .backup import BackupResult
+from .config import BackupSettings, ObjectStore, Retention
+from .db import Database
+from .keys import parse_identity
+from .manifest import Manifest
+from .restore import RestoreResult, restore_manifest
+from .s3 import CleanupReport, SetInfo
+from .verify import VerifyReport, verify_manifest
+
+
+def _client(store: ObjectStore, client: Any) -> Any:
+    return client if client is not None else s3.client(store)
+
+
+def run_backup(
+    settings: BackupSettings,
+    org: str,
+    database: Database,
+    *,
+    storage_dir: Path | None,
+    org_config: dict[str, Any],
+    secrets: dict[str, str],
+    release: str | None = None,
+    images: dict[str, str] | None = None,
+    postgres_major: int | None = None,
+    metrics_dir: Path | None = None,
+    client: Any = None,
+    **tuning: Any,
+) -> BackupResult:
+    """Back up one org into a new set. On failure: failure metric, webhook, then the SfpError is raised.
+
+    `tuning`: part_size, in_flight, zstd_threads (see streams.py).
+    """
+    started = time.time()
+    try:
+        result = _backup.run_backup(settings, org, database, storage_dir=storage_dir, org_config=org_config,
+                                    secrets=secrets, release=release, images=images, postgres_major=postgres_major,
+                                    client=client, **tuning)
+    except BaseException as exc:
+        message = exc.message if isinstance(exc, SfpError) else f"{type(exc).__name__}: backup interrupted or failed"
+        if metrics_dir is not None:
+            report.write_metrics(metrics_dir, org, last_failure_timestamp_seconds=time.time())
+        if settings.webhook_url:
+            report.post_webhook(settings.webhook_url, {"event": "backup.failed", "org": org, "error": message,
+                                                       "started": started, "failed": time.time()})
+        raise
+    if metrics_dir is not None:
+        report.write_metrics(metrics_dir, org, last_success_timestamp_seconds=time.time(),
+                             last_size_bytes=result.size, last_duration_seconds=result.seconds)
+    if settings.webhook_url:
+        problem = report.post_webhook(settings.webhook_url, {
+            "event": "backup.succeeded", "org": org, "set_id": result.set_id, "size_bytes": result.size,
+            "duration_seconds": result.seconds, "objects": len(result.manifest.objects)})
+        if problem:
+            result.warnings.append(problem)
+    return result
+
+
+def list_sets(store: ObjectStore, org: str, *, include_incomplete: bool = False, client: Any = None) -> list[SetInfo]:
+    """The org's sets, oldest first; only complete ones (manifest present) unless asked."""
+    sets = s3.scan(_client(store, client), store, org)
+    return sets if include_incomplete else [s for s in sets if s.complete]
+
+
+def resolve_set(store: ObjectStore, org: str, set_id: str, *, client: Any = None, verified: bool = False) -> str:
+    """`latest` (newest complete set, or newest verified with verified=True) or an id that must be complete."""
+    sets = list_sets(store, org, client=client)
+    if verified:
+        sets = [s for s in sets if s.verified_at is not None]
+    if set_id == "latest":
+        if not sets:
+            kind = "verified " if verified else ""
+            raise SfpError(f"{org} has no complete {kind}set in {store.describe()}",
+                           "run a backup (and verify it) first, or check the bucket and prefix")
+        return sets[-1].set_id
+    if set_id not in {s.set_id for s in sets}:
+        raise SfpError(f"set {set_id} of {org} is not a complete{' verified' if verified else ''} set in {store.describe()}",
+                       "pick one from `backup list`; sets without a manifest are incomplete and cannot be used")
+    return set_id
+
+
+def show_set(store: ObjectStore, org: str, set_id: str, *, client: Any = None) -> Manifest:
+    cli = _client(store, client)
+    return s3.read_manifest(cli, store, org, resolve_set(store, org, set_id, client=cli))
+
+
+def verify_set(store: ObjectStore, org: str, set_id: str, identity: str, *, tools: Database | None = None,
+               client: Any = None) -> VerifyReport:
+    """Check every object of the set; `tools` (any Database) adds `pg_restore --list` on each dump.
+
+    Raises SfpError naming each damaged object; on success records verified.json in the set.
+    """
+    key = parse_identity(identity)
+    cli = _client(store, client)
+    manifest = s3.read_manifest(cli, store, org, resolve_set(store, org, set_id, client=cli))
+    return verify_manifest(cli, store, manifest, key, tools)
+
+
+def restore_set(store: ObjectStore, org: str, set_id: str, identity: str, target: Database, *,
+                storage_dir: Path | None, jobs: int = 2, workdir: Path | None = None,
+                databases: list[str] | None = None, client: Any = None) -> RestoreResult:
+    """Restore a complete set into a fresh cluster (and an empty storage dir); returns the org's settings and secrets.
+
+    Every object is checked against the manifest before anything is applied.
+    """
+    key = parse_identity(identity)
+    cli = _client(store, client)
+    manifest = s3.read_manifest(cli, store, org, resolve_set(store, org, set_id, client=cli))
+    return restore_manifest(cli, store, manifest, key, target, storage_dir=storage_dir, jobs=jobs,
+                            workdir=workdir, databases=databases)
+
+
+def prune(store: ObjectStore, org: str, policy: Retention, *, dry_run: bool = False, client: Any = None) -> retention.PruneReport:
+    return retention.prune(_client(store, client), store, org, policy, dry_run=dry_run)
+
+
+def cleanup(store: ObjectStore, org: str, *, grace: timedelta = timedelta(hours=24), dry_run: bool = False,
+            client: Any = None) -> CleanupReport:
+    return s3.cleanup(_client(store, client), store, org, grace=grace, dry_run=dry_run)

@@ -1,0 +1,198 @@
+"""One backup run: every database, the storage volume and the org's secrets into a new set.
+
+Pipelines run in parallel (databases bounded by `jobs`). The manifest is written only after
+every object is complete; on any failure the run aborts its multipart uploads and deletes the
+objects it finished, so an interrupted or failed run never leaves something that looks valid
+(a SIGKILL leaves unfinished uploads and a manifest-less prefix, which `cleanup` removes).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import __version__
+from ..errors import SfpError
+from . import db as dbtools
+from . import s3
+from .config import BackupSettings
+from .keys import parse_recipient
+from .manifest import (
+    GLOBALS_KEY,
+    MANIFEST,
+    SECRETS_KEY,
+    STORAGE_KEY,
+    Manifest,
+    ObjectEntry,
+    database_key,
+    new_set_id,
+    set_prefix,
+    utcnow,
+)
+from .storage_tar import tar_source
+from .streams import IN_FLIGHT, PART_SIZE, PipelineStats, upload_encrypted
+
+
+@dataclass
+class BackupResult:
+    org: str
+    set_id: str
+    manifest: Manifest
+    seconds: float
+    size: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Procs:
+    """The running dump processes, so a failure in one pipeline stops the others."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.failed = False
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self.lock:
+            self.procs.append(proc)
+            if self.failed:
+                proc.kill()
+
+    def stop_all(self) -> None:
+        with self.lock:
+            self.failed = True
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def _dump(database: dbtools.Database, tool: str, args: list[str], what: str, procs: _Procs,
+          upload: Callable[..., PipelineStats]) -> PipelineStats:
+    with tempfile.TemporaryFile() as errors:
+        proc = dbtools.popen(database, tool, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+        procs.add(proc)
+        assert proc.stdout is not None
+
+        def check() -> None:
+            code = proc.wait()
+            if code != 0:
+                errors.seek(0)
+                raise SfpError(f"{tool} of {what} failed on {database.description} (exit {code}): {dbtools.tail(errors.read())}",
+                               "check that the database runs and has room; no set was written")
+
+        try:
+            return upload(proc.stdout, check=check)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+
+def run_backup(
+    settings: BackupSettings,
+    org: str,
+    database: dbtools.Database,
+    *,
+    storage_dir: Path | None,
+    org_config: dict[str, Any],
+    secrets: dict[str, str],
+    release: str | None = None,
+    images: dict[str, str] | None = None,
+    postgres_major: int | None = None,
+    client: Any = None,
+    part_size: int = PART_SIZE,
+    in_flight: int = IN_FLIGHT,
+    zstd_threads: int | None = None,
+) -> BackupResult:
+    """Make one complete set for `org`, or raise SfpError and leave no set behind."""
+    started = time.monotonic()
+    created = utcnow()
+    store = settings.store
+    recipient = parse_recipient(settings.recipient)
+    cli = client or s3.client(store, max_connections=settings.jobs * in_flight + in_flight + 4)
+    s3.check_bucket(cli, store)
+    names = dbtools.databases(database)
+    if postgres_major is None:
+        postgres_major = dbtools.server_major(database)
+    set_id = new_set_id()
+    prefix = set_prefix(store.prefix, org, set_id)
+    threads = zstd_threads if zstd_threads is not None else max(1, min(4, os.cpu_count() or 1))
+    procs = _Procs()
+    done: list[str] = []
+
+    def upload(key: str) -> Callable[..., PipelineStats]:
+        def go(source: Any, check: Callable[[], object] | None = None) -> PipelineStats:
+            with s3.s3_errors(store, f"uploading {key} of set {set_id}"):
+                stats = upload_encrypted(source, cli, store.bucket, prefix + key, recipient, zstd_threads=threads,
+                                         part_size=part_size, in_flight=in_flight, check=check)
+            done.append(prefix + key)
+            return stats
+        return go
+
+    def entry(stats: PipelineStats, key: str, kind: str, name: str | None = None) -> ObjectEntry:
+        return ObjectEntry(key=key, kind=kind, size=stats.size, sha256=stats.sha256, plaintext_size=stats.plaintext_size,
+                           plaintext_sha256=stats.plaintext_sha256, seconds=stats.seconds, database=name)
+
+    def dump_database(name: str) -> ObjectEntry:
+        key = database_key(name)
+        try:
+            stats = _dump(database, "pg_dump", ["-Fc", "-Z0", "-d", name], f"database {name!r}", procs, upload(key))
+        except BaseException:
+            procs.stop_all()
+            raise
+        return entry(stats, key, "database", name)
+
+    objects: list[ObjectEntry] = []
+    timings: dict[str, float] = {}
+    try:
+        t = time.monotonic()
+        stats = _dump(database, "pg_dumpall", ["--globals-only"], "the cluster's roles", procs, upload(GLOBALS_KEY))
+        objects.append(entry(stats, GLOBALS_KEY, "globals"))
+        if storage_dir is not None and not storage_dir.is_dir():
+            raise SfpError(f"storage directory {storage_dir} does not exist", "pass the org's volumes/storage directory")
+        with ThreadPoolExecutor(max_workers=settings.jobs, thread_name_prefix="sfp-dump") as pool:
+            futures = [pool.submit(dump_database, n) for n in names]
+            try:
+                if storage_dir is not None:
+                    source, wait = tar_source(storage_dir)
+                    with source:
+                        stats = upload(STORAGE_KEY)(source, check=wait)
+                    objects.append(entry(stats, STORAGE_KEY, "storage"))
+                objects += [f.result() for f in futures]
+            except BaseException:
+                procs.stop_all()  # before the pool waits for the other dumps to finish
+                raise
+        timings["dump_seconds"] = round(time.monotonic() - t, 3)
+        document = yaml.safe_dump({"org": org, "config": org_config, "secrets": secrets}, sort_keys=True).encode()
+        stats = upload(SECRETS_KEY)(io.BytesIO(document))
+        objects.append(entry(stats, SECRETS_KEY, "config"))
+        manifest = Manifest(
+            org=org, set_id=set_id, created=created, finished=utcnow(), toolkit_version=__version__,
+            recipient=settings.recipient, objects=objects, release=release, images=dict(images or {}),
+            postgres_major=postgres_major, timings={**timings, "total_seconds": round(time.monotonic() - started, 3)},
+        )
+        body = (json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n").encode()
+        with s3.s3_errors(store, f"writing the manifest of set {set_id}"):
+            cli.put_object(Bucket=store.bucket, Key=prefix + MANIFEST, Body=body, ContentType="application/json")
+    except BaseException:
+        procs.stop_all()
+        try:
+            if done:
+                s3.delete_keys(cli, store, list(done), f"removing the objects of failed set {set_id}")
+        except SfpError:
+            pass  # unreachable store: cleanup() removes the manifest-less prefix later
+        raise
+    return BackupResult(org=org, set_id=set_id, manifest=manifest, seconds=round(time.monotonic() - started, 3),
+                        size=manifest.size + len(body))

@@ -1,0 +1,146 @@
+"""Where the PostgreSQL client tools run: inside the org's database container, or locally.
+
+In production the tools run in the org's own database container with `docker exec -i`, so the
+client always matches the server's major version. Tests and benches use local binaries. A
+password travels only in the child's environment (PGPASSWORD), never on a command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ..errors import SfpError
+
+LIST_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+MAINTENANCE_DB = "template1"
+
+
+class Database(Protocol):
+    """A PostgreSQL cluster and the client tools that reach it."""
+
+    description: str
+
+    def argv(self, tool: str, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        """Command line and environment that run `tool args` against the cluster."""
+        ...
+
+    def local_file(self, path: Path) -> contextlib.AbstractContextManager[str]:
+        """Make a local file readable by the tools; yields the path the tools see."""
+        ...
+
+
+def popen(db: Database, tool: str, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    argv, env = db.argv(tool, args)
+    try:
+        return subprocess.Popen(argv, env=env, **kwargs)
+    except FileNotFoundError as exc:
+        raise SfpError(f"cannot run {argv[0]}: {exc.strerror}", f"install it or fix the path ({db.description})") from None
+
+
+def run(db: Database, tool: str, args: Sequence[str], stdin: IO[bytes] | None = None, input: bytes | None = None) -> bytes:
+    """Run a tool to completion; a failure raises SfpError with the tool's own message."""
+    argv, env = db.argv(tool, args)
+    try:
+        proc = subprocess.run(argv, env=env, stdin=stdin, input=input, capture_output=True, check=False)
+    except FileNotFoundError as exc:
+        raise SfpError(f"cannot run {argv[0]}: {exc.strerror}", f"install it or fix the path ({db.description})") from None
+    if proc.returncode != 0:
+        raise SfpError(
+            f"{tool} failed on {db.description} (exit {proc.returncode}): {tail(proc.stderr)}",
+            "check that the database is running and reachable, then run the command again",
+        )
+    return proc.stdout
+
+
+def tail(stderr: bytes, lines: int = 8) -> str:
+    text = stderr.decode("utf-8", "replace").strip().splitlines()
+    return " | ".join(text[-lines:]) or "no message"
+
+
+def query(db: Database, sql: str, dbname: str = MAINTENANCE_DB) -> list[str]:
+    """One column of a query's rows, via psql (no driver needed inside a container)."""
+    out = run(db, "psql", ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname, "-c", sql])
+    return [line for line in out.decode().splitlines() if line]
+
+
+def databases(db: Database) -> list[str]:
+    return query(db, LIST_DATABASES)
+
+
+def server_major(db: Database) -> int:
+    return int(query(db, "SHOW server_version_num")[0]) // 10000
+
+
+@dataclass
+class LocalDatabase:
+    """A cluster reached over TCP (or a socket directory) with local client binaries."""
+
+    host: str
+    port: int
+    user: str
+    password_env: str | None = None
+    """Name of the variable in this process's environment that holds the password."""
+    bindir: Path | None = None
+    description: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.description = self.description or f"PostgreSQL at {self.host}:{self.port}"
+
+    def argv(self, tool: str, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        exe = str(self.bindir / tool) if self.bindir else tool
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGAPPNAME="sfp-backup")
+        if self.password_env:
+            env["PGPASSWORD"] = os.environ.get(self.password_env, "")
+        return [exe, *args], env
+
+    @contextlib.contextmanager
+    def local_file(self, path: Path) -> Iterator[str]:
+        yield str(path)
+
+
+@dataclass
+class DockerExecDatabase:
+    """The tools of the org's database container, run with `docker exec -i` over the unix socket.
+
+    The container's environment already holds PGPASSWORD; `password_env` names a variable of this
+    process to pass instead (forwarded by name with `-e NAME`, so the value is not on argv).
+    """
+
+    container: str
+    user: str = "supabase_admin"
+    password_env: str | None = None
+    docker: str = "docker"
+    description: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.description = self.description or f"container {self.container}"
+
+    def argv(self, tool: str, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+        env = dict(os.environ)
+        argv = [self.docker, "exec", "-i", "-e", f"PGUSER={self.user}", "-e", "PGAPPNAME=sfp-backup"]
+        if self.password_env:
+            env["PGPASSWORD"] = os.environ.get(self.password_env, "")
+            argv += ["-e", "PGPASSWORD"]  # value taken from our environment, not the command line
+        return [*argv, self.container, tool, *args], env
+
+    @contextlib.contextmanager
+    def local_file(self, path: Path) -> Iterator[str]:
+        """Copy the file into the container (pg_restore -j needs a seekable file), remove it after."""
+        inside = f"/tmp/sfp-restore-{uuid.uuid4().hex}{path.suffix}"
+        cp = subprocess.run([self.docker, "cp", str(path), f"{self.container}:{inside}"], capture_output=True, check=False)
+        if cp.returncode != 0:
+            raise SfpError(f"cannot copy {path.name} into {self.container}: {tail(cp.stderr)}",
+                           "check that the container runs and its /tmp has room for the dump")
+        try:
+            subprocess.run([self.docker, "exec", "-u", "0", self.container, "chmod", "0644", inside], capture_output=True, check=False)
+            yield inside
+        finally:
+            subprocess.run([self.docker, "exec", "-u", "0", self.container, "rm", "-f", inside], capture_output=True, check=False)

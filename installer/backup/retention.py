@@ -1,0 +1,83 @@
+"""Grandfather-father-son retention over complete sets, as restic and borg define it.
+
+Sets are walked newest first; for each rule (daily, weekly, monthly, yearly) a set is kept if
+its period (UTC day, ISO week, month, year) differs from the period of the last set that rule
+kept, until the rule has kept `keep_*` sets. So each rule keeps the newest set of each of its
+N most recent periods that have a set. A set is kept if any rule keeps it.
+
+The newest complete set that passed verification (or, if none ever did, the newest complete
+set) is never deleted, whatever the policy: a prune cannot leave an org without a backup.
+Incomplete sets (no manifest) are not retention's business: `cleanup` removes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import s3
+from .config import ObjectStore, Retention
+from .manifest import MANIFEST, set_prefix
+
+PERIODS: dict[str, Callable[[datetime], tuple[int, ...]]] = {
+    "daily": lambda t: (t.year, t.month, t.day),
+    "weekly": lambda t: tuple(t.isocalendar()[:2]),
+    "monthly": lambda t: (t.year, t.month),
+    "yearly": lambda t: (t.year,),
+}
+
+
+@dataclass
+class Selection:
+    keep: dict[str, list[str]] = field(default_factory=dict)
+    """set_id → the reasons it is kept (daily, weekly, …, newest-verified)."""
+    delete: list[str] = field(default_factory=list)
+
+
+def select(sets: list[s3.SetInfo], policy: Retention) -> Selection:
+    """Pure: which complete sets `policy` keeps and which it deletes. Incomplete sets are ignored."""
+    complete = sorted((s for s in sets if s.complete), key=lambda s: (s.created, s.set_id), reverse=True)
+    result = Selection()
+    for rule, period in PERIODS.items():
+        remaining = int(getattr(policy, f"keep_{rule}"))
+        last: tuple[int, ...] | None = None
+        for info in complete:
+            if remaining <= 0:
+                break
+            value = period(info.created)
+            if value != last:
+                last = value
+                remaining -= 1
+                result.keep.setdefault(info.set_id, []).append(rule)
+    verified = [s for s in complete if s.verified_at is not None]
+    protected = verified[0] if verified else (complete[0] if complete else None)
+    if protected is not None:
+        result.keep.setdefault(protected.set_id, []).append("newest-verified" if verified else "newest")
+    result.delete = [s.set_id for s in complete if s.set_id not in result.keep]
+    return result
+
+
+@dataclass
+class PruneReport:
+    kept: dict[str, list[str]]
+    deleted: list[str]
+    dry_run: bool
+
+
+def prune(cli: Any, store: ObjectStore, org: str, policy: Retention, dry_run: bool = False) -> PruneReport:
+    """Delete the sets `policy` does not keep. Each set loses its manifest first, so a prune
+    interrupted half-way leaves a set that no longer lists as complete (cleanup removes the rest)."""
+    sets = s3.scan(cli, store, org)
+    selection = select(sets, policy)
+    by_id = {s.set_id: s for s in sets}
+    deleted: list[str] = []
+    if not dry_run:
+        for set_id in selection.delete:
+            info = by_id[set_id]
+            manifest = set_prefix(store.prefix, org, set_id) + MANIFEST
+            s3.delete_keys(cli, store, [manifest], f"deleting the manifest of set {set_id}")
+            s3.delete_keys(cli, store, [k for k in info.keys if k != manifest], f"deleting the objects of set {set_id}")
+            deleted.append(set_id)
+    return PruneReport(kept=selection.keep, deleted=selection.delete if dry_run else deleted, dry_run=dry_run)

@@ -1,0 +1,436 @@
+"""`sfp-server logs export`: a time window of an org's logs to a zstd JSON-lines archive plus a
+manifest, on local disk or in S3, and retention of such exports.
+
+An export is complete when, and only when, its manifest exists: the archive is written first (to a
+temporary name that is renamed into place, or as an S3 multipart upload that exists only once
+completed), and the manifest, which holds the archive's sha256 and size, is written last. An export
+killed midway therefore leaves at most a `.partial` file (removed by `apply_retention`) or an
+unfinished multipart upload (aborted when the export fails in-process; S3 lifecycle rules or
+`abort_stale_uploads` clean those of killed processes), and nothing that lists as complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard
+
+from installer.errors import SfpError
+
+from .event import LogEvent, rfc3339_from_ns
+
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+ARCHIVE_SUFFIX = ".jsonl.zst"
+PART_SIZE = 8 * 1024 * 1024  # S3 multipart part size (minimum 5 MiB except the last)
+
+
+@dataclass
+class S3Target:
+    """s3://bucket/prefix plus how to reach the store (endpoint, path-style, credentials)."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+    verify_tls: bool | str = True
+
+    @classmethod
+    def from_url(cls, url: str, **settings: Any) -> S3Target:
+        m = re.match(r"^s3://([^/]+)/?(.*)$", url)
+        if not m:
+            raise SfpError(f"cannot read the S3 address {url!r}", "write it as s3://bucket or s3://bucket/prefix")
+        return cls(bucket=m.group(1), prefix=m.group(2).strip("/"), **settings)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def client(self) -> Any:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        cfg = Config(s3={"addressing_style": "path" if self.path_style else "auto"},
+                     retries={"max_attempts": 3, "mode": "standard"})
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region or "us-east-1",
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+                            aws_session_token=self.session_token, verify=self.verify_tls, config=cfg)
+
+
+@dataclass
+class ExportResult:
+    archive: str
+    manifest_location: str
+    manifest: dict[str, Any]
+
+
+def archive_name(org: str, since_ns: int, until_ns: int) -> str:
+    def stamp(ns: int) -> str:
+        return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"sfp-logs-{org}-{stamp(since_ns)}-{stamp(until_ns)}{ARCHIVE_SUFFIX}"
+
+
+class _Sink:
+    """Compressed bytes go here; counts bytes and hashes them."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self._put(data)
+        return len(data)
+
+    def _put(self, data: bytes) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        pass
+
+
+class _FileSink(_Sink):
+    def __init__(self, fh: IO[bytes]) -> None:
+        super().__init__()
+        self.fh = fh
+
+    def _put(self, data: bytes) -> None:
+        self.fh.write(data)
+
+
+class _S3Sink(_Sink):
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        super().__init__()
+        self.client, self.bucket, self.key = client, bucket, key
+        self.buf = bytearray()
+        self.parts: list[dict[str, Any]] = []
+        self.upload_id: str = client.create_multipart_upload(
+            Bucket=bucket, Key=key, ContentType="application/zstd")["UploadId"]
+
+    def _put(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= PART_SIZE:
+            self._upload(bytes(self.buf))
+            self.buf.clear()
+
+    def _upload(self, body: bytes) -> None:
+        n = len(self.parts) + 1
+        resp = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                       PartNumber=n, Body=body)
+        self.parts.append({"ETag": resp["ETag"], "PartNumber": n})
+
+    def complete(self) -> None:
+        if self.buf or not self.parts:
+            self._upload(bytes(self.buf))
+            self.buf.clear()
+        self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                              MultipartUpload={"Parts": self.parts})
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+def _write_events(events: Iterable[LogEvent], sink: _Sink, level: int) -> tuple[Counter[str], int | None, int | None]:
+    counts: Counter[str] = Counter()
+    first = last = None
+    cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
+    with cctx.stream_writer(sink, closefd=False) as zw:  # type: ignore[arg-type]
+        batch: list[str] = []
+        for ev in events:
+            batch.append(ev.to_json())
+            counts[ev.service] += 1
+            if first is None:
+                first = ev.time_ns
+            last = ev.time_ns
+            if len(batch) >= 2048:
+                batch.append("")
+                zw.write("\n".join(batch).encode("utf-8"))
+                batch = []
+        if batch:
+            batch.append("")
+            zw.write("\n".join(batch).encode("utf-8"))
+    return counts, first, last
+
+
+def _manifest(org: str, name: str, since_ns: int, until_ns: int, counts: Counter[str],
+              first: int | None, last: int | None, sink: _Sink, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "sfp-logs-export",
+        "org": org,
+        "archive": name,
+        "compression": "zstd",
+        "content": "application/x-ndjson; one event per line, see installer/logs/event.schema.json",
+        "window": {"since": rfc3339_from_ns(since_ns), "until": rfc3339_from_ns(until_ns)},
+        "time_range": {"first": rfc3339_from_ns(first) if first is not None else None,
+                       "last": rfc3339_from_ns(last) if last is not None else None},
+        "counts": dict(sorted(counts.items())),
+        "total": sum(counts.values()),
+        "size": sink.size,
+        "sha256": sink.sha.hexdigest(),
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **(extra or {}),
+    }
+
+
+def export_events(events: Iterable[LogEvent], *, org: str, since_ns: int, until_ns: int, to: str | Path,
+                  s3: S3Target | None = None, zstd_level: int = 6, extra: dict[str, Any] | None = None,
+                  ) -> ExportResult:
+    """Write `events` (already filtered and masked, in time order) as an archive + manifest.
+
+    `to` is an `s3://bucket/prefix` (then `s3` carries the endpoint/credentials; its bucket/prefix
+    are taken from `to`), a directory (a name is made from org and window), or a file path ending in
+    .jsonl.zst. The manifest is `<archive>.manifest.json`, written last."""
+    target = str(to)
+    if target.startswith("s3://"):
+        settings = s3 or S3Target(bucket="")
+        s3t = S3Target.from_url(target, endpoint_url=settings.endpoint_url, region=settings.region,
+                                path_style=settings.path_style, access_key=settings.access_key,
+                                secret_key=settings.secret_key, session_token=settings.session_token,
+                                verify_tls=settings.verify_tls)
+        return _export_s3(events, s3t, org, since_ns, until_ns, zstd_level, extra)
+    return _export_file(events, Path(target), org, since_ns, until_ns, zstd_level, extra)
+
+
+def _export_file(events: Iterable[LogEvent], path: Path, org: str, since_ns: int, until_ns: int,
+                 level: int, extra: dict[str, Any] | None) -> ExportResult:
+    if path.is_dir() or str(path).endswith("/"):
+        path.mkdir(parents=True, exist_ok=True)
+        path = path / archive_name(org, since_ns, until_ns)
+    if not path.name.endswith(ARCHIVE_SUFFIX):
+        path = path.with_name(path.name + ARCHIVE_SUFFIX)
+    if not path.parent.is_dir():
+        raise SfpError(f"the directory {path.parent} does not exist", "create it or choose another --to")
+    manifest_path = path.with_name(path.name + MANIFEST_SUFFIX)
+    # A previous complete export of the same name stops being complete before we overwrite it.
+    manifest_path.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            sink = _FileSink(fh)
+            counts, first, last = _write_events(events, sink, level)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        manifest = _manifest(org, path.name, since_ns, until_ns, counts, first, last, sink, extra)
+        _atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return ExportResult(str(path), str(manifest_path), manifest)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _s3_error(exc: Exception, s3t: S3Target) -> SfpError:
+    return SfpError(f"the export to s3://{s3t.bucket}/{s3t.prefix} failed: {exc}",
+                    "check the endpoint, bucket, credentials and path-style setting; nothing was left "
+                    "that lists as a complete export")
+
+
+def _export_s3(events: Iterable[LogEvent], s3t: S3Target, org: str, since_ns: int, until_ns: int,
+               level: int, extra: dict[str, Any] | None) -> ExportResult:
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    client = s3t.client()
+    name = archive_name(org, since_ns, until_ns)
+    key = s3t.key(name)
+    manifest_key = key + MANIFEST_SUFFIX
+    try:
+        client.delete_object(Bucket=s3t.bucket, Key=manifest_key)
+        sink = _S3Sink(client, s3t.bucket, key)
+    except (BotoCoreError, ClientError) as exc:
+        raise _s3_error(exc, s3t) from None
+    try:
+        counts, first, last = _write_events(events, sink, level)
+        sink.complete()
+    except BaseException as exc:
+        sink.abort()
+        if isinstance(exc, BotoCoreError | ClientError):
+            raise _s3_error(exc, s3t) from None
+        raise
+    manifest = _manifest(org, name, since_ns, until_ns, counts, first, last, sink, extra)
+    try:
+        client.put_object(Bucket=s3t.bucket, Key=manifest_key, ContentType="application/json",
+                          Body=(json.dumps(manifest, indent=2) + "\n").encode())
+    except (BotoCoreError, ClientError) as exc:
+        raise _s3_error(exc, s3t) from None
+    return ExportResult(f"s3://{s3t.bucket}/{key}", f"s3://{s3t.bucket}/{manifest_key}", manifest)
+
+
+def read_archive(fh: IO[bytes]) -> Iterator[LogEvent]:
+    """The events of an archive, streamed (for checks and re-imports)."""
+    import io
+
+    reader = zstandard.ZstdDecompressor().stream_reader(fh)
+    for line in io.TextIOWrapper(reader, encoding="utf-8"):
+        if line.strip():
+            yield LogEvent.from_dict(json.loads(line))
+
+
+# ---------------------------------------------------------------- retention
+
+@dataclass(frozen=True)
+class StoredExport:
+    archive: str       # path or key of the archive
+    manifest: str      # path or key of the manifest
+    created: datetime  # from the manifest's created_at (or the file time)
+
+
+def plan_retention(exports: Iterable[StoredExport], *, keep_last: int | None = None,
+                   keep_days: float | None = None, now: datetime | None = None) -> list[StoredExport]:
+    """Which complete exports to delete: those neither among the newest `keep_last` nor younger than
+    `keep_days` (with both given, an export is kept if either keeps it; with neither, none is deleted)."""
+    if keep_last is None and keep_days is None:
+        return []
+    now = now or datetime.now(UTC)
+    ordered = sorted(exports, key=lambda e: e.created, reverse=True)
+    doomed = []
+    for i, e in enumerate(ordered):
+        kept_by_count = keep_last is not None and i < keep_last
+        kept_by_age = keep_days is not None and now - e.created < timedelta(days=keep_days)
+        if not (kept_by_count or kept_by_age):
+            doomed.append(e)
+    return doomed
+
+
+def _created(manifest: dict[str, Any], fallback: float) -> datetime:
+    try:
+        return datetime.strptime(manifest["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (KeyError, ValueError, TypeError):
+        return datetime.fromtimestamp(fallback, UTC)
+
+
+def list_exports(to: str | Path, *, s3: S3Target | None = None, org: str | None = None) -> list[StoredExport]:
+    """Complete exports (those with a manifest) at a directory or s3://bucket/prefix."""
+    target = str(to)
+    found: list[StoredExport] = []
+    if target.startswith("s3://"):
+        base = s3 or S3Target(bucket="")
+        s3t = S3Target.from_url(target, endpoint_url=base.endpoint_url, region=base.region,
+                                path_style=base.path_style, access_key=base.access_key,
+                                secret_key=base.secret_key, session_token=base.session_token,
+                                verify_tls=base.verify_tls)
+        client = s3t.client()
+        prefix = f"{s3t.prefix}/" if s3t.prefix else ""
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3t.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                if not k.endswith(MANIFEST_SUFFIX) or "/" in k[len(prefix):]:
+                    continue
+                body = json.loads(client.get_object(Bucket=s3t.bucket, Key=k)["Body"].read())
+                if org and body.get("org") != org:
+                    continue
+                found.append(StoredExport(f"s3://{s3t.bucket}/{k[:-len(MANIFEST_SUFFIX)]}", f"s3://{s3t.bucket}/{k}",
+                                          _created(body, obj["LastModified"].timestamp())))
+        return found
+    d = Path(target)
+    for m in sorted(d.glob("*" + ARCHIVE_SUFFIX + MANIFEST_SUFFIX)):
+        try:
+            body = json.loads(m.read_text())
+        except (OSError, ValueError):
+            continue
+        if org and body.get("org") != org:
+            continue
+        found.append(StoredExport(str(m)[:-len(MANIFEST_SUFFIX)], str(m), _created(body, m.stat().st_mtime)))
+    return found
+
+
+def apply_retention(to: str | Path, *, keep_last: int | None = None, keep_days: float | None = None,
+                    s3: S3Target | None = None, org: str | None = None, now: datetime | None = None,
+                    stale_partial_hours: float = 24) -> list[StoredExport]:
+    """Delete complete exports the policy does not keep (manifest first, so a half-done deletion never
+    lists as complete), and, on disk, `.partial` leftovers of killed exports older than
+    `stale_partial_hours`. Returns what was deleted."""
+    doomed = plan_retention(list_exports(to, s3=s3, org=org), keep_last=keep_last, keep_days=keep_days, now=now)
+    target = str(to)
+    if target.startswith("s3://"):
+        base = s3 or S3Target(bucket="")
+        client = S3Target.from_url(target, endpoint_url=base.endpoint_url, region=base.region,
+                                   path_style=base.path_style, access_key=base.access_key,
+                                   secret_key=base.secret_key, session_token=base.session_token,
+                                   verify_tls=base.verify_tls).client()
+        for e in doomed:
+            for loc in (e.manifest, e.archive):
+                bucket, _, key = loc[len("s3://"):].partition("/")
+                client.delete_object(Bucket=bucket, Key=key)
+        return doomed
+    for e in doomed:
+        Path(e.manifest).unlink(missing_ok=True)
+        Path(e.archive).unlink(missing_ok=True)
+    cutoff = time.time() - stale_partial_hours * 3600
+    for p in Path(target).glob(".*.partial"):
+        with contextlib.suppress(OSError):
+            if p.stat().st_mtime < cutoff:
+                p.unlink()
+    return doomed
+
+
+def abort_stale_uploads(s3: S3Target, *, older_than_hours: float = 24, now: datetime | None = None) -> int:
+    """Abort multipart uploads under the prefix started more than `older_than_hours` ago (exports
+    killed midway). Returns how many were aborted."""
+    client = s3.client()
+    now = now or datetime.now(UTC)
+    n = 0
+    resp = client.list_multipart_uploads(Bucket=s3.bucket, Prefix=s3.prefix)
+    for up in resp.get("Uploads", []):
+        if now - up["Initiated"] > timedelta(hours=older_than_hours):
+            client.abort_multipart_upload(Bucket=s3.bucket, Key=up["Key"], UploadId=up["UploadId"])
+            n += 1
+    return n
+
+
+def export_logs(query: Any, *, to: str | Path, endpoint: Any = None, secrets: Iterable[str] = (),
+                s3: S3Target | None = None, now: datetime | None = None, tz: Any = None,
+                zstd_level: int = 6) -> ExportResult:
+    """What `sfp-server logs export` does: the org's events of [since, until] (both required),
+    filtered and masked like `logs --json`, to an archive + manifest at `to`."""
+    from .api import LogQuery, read_events
+    from .source import DockerEndpoint
+    from .timespec import parse_time_spec
+
+    q: LogQuery = query
+    if q.since is None or q.until is None:
+        raise SfpError("an export needs both --since and --until", "give the window to export, e.g. --since 1d --until 0s")
+    now = now or datetime.now(UTC)
+    since_ns = parse_time_spec(q.since, now=now, tz=tz)
+    until_ns = parse_time_spec(q.until, now=now, tz=tz)
+    endpoint = endpoint or DockerEndpoint()
+    events = read_events(q, endpoint=endpoint, secrets=secrets, now=now, tz=tz)
+    return export_events(events, org=q.org, since_ns=since_ns, until_ns=until_ns, to=to, s3=s3,
+                         zstd_level=zstd_level, extra={"host": endpoint.host})

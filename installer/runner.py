@@ -1,0 +1,194 @@
+"""Running playbooks through ansible-runner, with live progress and a summary.
+
+The CLI adds nothing a plain `ansible-playbook` run would not do: same playbooks, same inventory.
+What it adds is reading the event stream: progress per task and host, the changed/ok/failed
+counts, the failures with their messages, and the data that report tasks return.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+from rich.console import Console
+
+from . import paths
+from .errors import PlaybookFailed
+
+# Tasks whose result the CLI reads (status tables, install summaries) are named with this prefix.
+REPORT_PREFIX = "report:"
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class RunResult:
+    rc: int
+    status: str
+    stats: dict[str, HostStats] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per host, per report task name (without the prefix): the task's result."""
+
+    @property
+    def changed(self) -> int:
+        return sum(s.changed for s in self.stats.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not any(s.failed or s.unreachable for s in self.stats.values())
+
+
+class Progress:
+    """Prints one line per task and per failing host; quiet enough to read at 3 a.m."""
+
+    def __init__(self, console: Console, verbose: bool = False) -> None:
+        self.console = console
+        self.verbose = verbose
+        self.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        host = data.get("host", "")
+        task = data.get("task", "")
+        if kind == "playbook_on_play_start":
+            self.console.print(f"[bold]▶ {data.get('play', '')}[/bold]")
+        elif kind == "runner_on_ok":
+            changed = bool(data.get("res", {}).get("changed"))
+            self.counts["changed" if changed else "ok"] += 1
+            if changed or self.verbose:
+                mark = "[yellow]changed[/yellow]" if changed else "[green]ok[/green]"
+                self.console.print(f"  {mark:>24} {host}: {task}")
+        elif kind == "runner_on_skipped":
+            self.counts["skipped"] += 1
+        elif kind in ("runner_on_failed", "runner_on_unreachable"):
+            if data.get("ignore_errors"):
+                return
+            self.counts["failed"] += 1
+            msg = _failure_message(data.get("res", {}))
+            self.console.print(f"  [red]{'failed':>8}[/red] {host}: {task}\n           {msg}")
+        elif kind == "playbook_on_task_start" and self.verbose:
+            self.console.print(f"[dim]  … {task}[/dim]")
+
+
+def _failure_message(res: dict[str, Any]) -> str:
+    msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
+    if isinstance(msg, list):
+        msg = "; ".join(map(str, msg))
+    return str(msg).strip().splitlines()[0][:400] if str(msg).strip() else "failed"
+
+
+def _env() -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        # ansible-playbook must be the one installed beside this interpreter.
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+        "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
+        "ANSIBLE_CONFIG": str(paths.ansible_root() / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    }
+    return env
+
+
+def run_playbook(
+    playbook: str,
+    inventory: Path,
+    limit: list[str] | None,
+    vault_password_file: Path | None,
+    *,
+    console: Console | None = None,
+    extravars: dict[str, Any] | None = None,
+    check: bool = False,
+    tags: list[str] | None = None,
+    verbose: bool = False,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    console = console or Console(stderr=True)
+    progress = Progress(console, verbose=verbose)
+    result = RunResult(rc=-1, status="unstarted")
+
+    def handle(event: dict[str, Any]) -> bool:
+        data = event.get("event_data", {})
+        kind = event.get("event", "")
+        task = str(data.get("task", ""))
+        if kind == "runner_on_ok" and task.startswith(REPORT_PREFIX):
+            name = task[len(REPORT_PREFIX):].strip()
+            result.reports.setdefault(data.get("host", ""), {})[name] = data.get("res", {})
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            result.failures.append((data.get("host", ""), task, _failure_message(data.get("res", {}))))
+        if kind == "playbook_on_stats":
+            for host in set().union(*(data.get(k, {}) or {} for k in ("ok", "changed", "failures", "dark", "skipped"))):
+                result.stats[host] = HostStats(
+                    ok=data.get("ok", {}).get(host, 0),
+                    changed=data.get("changed", {}).get(host, 0),
+                    failed=data.get("failures", {}).get(host, 0),
+                    unreachable=data.get("dark", {}).get(host, 0),
+                    skipped=data.get("skipped", {}).get(host, 0),
+                )
+        progress(event)
+        if on_event:
+            on_event(event)
+        # Returning False tells ansible-runner not to keep the event on disk: events can
+        # hold task output, and the artifacts directory is removed at the end anyway.
+        return False
+
+    cmdline: list[str] = []
+    if vault_password_file is not None:
+        cmdline += ["--vault-password-file", str(vault_password_file)]
+    if check:
+        cmdline.append("--check")
+    if tags:
+        cmdline += ["--tags", ",".join(tags)]
+
+    private = Path(tempfile.mkdtemp(prefix="sfp-run-"))
+    os.chmod(private, 0o700)
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(paths.playbooks_dir()),
+            playbook=playbook,
+            inventory=str(inventory),
+            limit=",".join(limit) if limit else None,
+            extravars=extravars or {},
+            cmdline=" ".join(_quote(c) for c in cmdline) if cmdline else None,
+            envvars=_env(),
+            event_handler=handle,
+            quiet=True,
+            suppress_env_files=True,
+        )
+        result.rc = int(runner.rc if runner.rc is not None else 1)
+        result.status = str(runner.status)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return result
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def require_success(result: RunResult, what: str) -> None:
+    if result.ok:
+        return
+    lines = [f"{what} failed"]
+    lines += [f"  {host}: {task}: {msg}" for host, task, msg in result.failures[:20]]
+    raise PlaybookFailed("\n".join(lines), "fix the cause named above and run the same command again; it is safe to re-run")

@@ -1,0 +1,189 @@
+"""The secrets of one org: generated once, kept in the org's vault, never regenerated silently.
+
+Every value the upstream stack reads as a secret is made here, in Python (PyJWT and
+cryptography), so that nothing secret passes through a shell command line. Derived values
+(API keys, key sets) are made from the base secrets so a restore that brings back the base
+secrets brings back keys that still verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets as _random
+import string
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+# Anon and service_role keys are long-lived API keys that clients embed; upstream makes them
+# valid for five years. Rotation is an explicit operator action, never a side effect.
+API_KEY_LIFETIME_SECONDS = 5 * 365 * 24 * 3600
+JWT_ISSUER = "supabase"
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _alnum(length: int) -> str:
+    return "".join(_random.choice(_ALNUM) for _ in range(length))
+
+
+def _hex(nbytes: int) -> str:
+    return _random.token_hex(nbytes)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _int_b64url(value: int, length: int) -> str:
+    return _b64url(value.to_bytes(length, "big"))
+
+
+def legacy_api_key(jwt_secret: str, role: str, issued_at: int) -> str:
+    """An HS256 API key as upstream's key generator makes it: role, issuer, iat, exp."""
+    claims = {"role": role, "iss": JWT_ISSUER, "iat": issued_at, "exp": issued_at + API_KEY_LIFETIME_SECONDS}
+    return jwt.encode(claims, jwt_secret, algorithm="HS256")
+
+
+def _ec_private_jwk() -> dict[str, Any]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    numbers = key.private_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _int_b64url(numbers.public_numbers.x, 32),
+        "y": _int_b64url(numbers.public_numbers.y, 32),
+        "d": _int_b64url(numbers.private_value, 32),
+        "kid": str(uuid.uuid4()),
+        "use": "sig",
+        "key_ops": ["sign", "verify"],
+        "alg": "ES256",
+        "ext": True,
+    }
+
+
+def _oct_jwk(jwt_secret: str) -> dict[str, Any]:
+    """The legacy symmetric secret as a JWK, so verifiers that read a key set accept both kinds.
+
+    No key_ops: Auth requires exactly one key marked for signing, and that is the EC key.
+    """
+    return {"kty": "oct", "k": _b64url(jwt_secret.encode()), "alg": "HS256"}
+
+
+# Opaque API keys as upstream's self-hosting key script makes them: prefix, 22 random base64url
+# characters, and an 8-character checksum over a fixed project ref, so a mistyped key is
+# recognisable without a lookup.
+OPAQUE_KEY_PROJECT_REF = "supabase-self-hosted"
+
+
+def opaque_key(prefix: str) -> str:
+    intermediate = prefix + _b64url(_random.token_bytes(17))[:22]
+    digest = hashlib.sha256(f"{OPAQUE_KEY_PROJECT_REF}|{intermediate}".encode()).digest()
+    return f"{intermediate}_{_b64url(digest)[:8]}"
+
+
+def opaque_key_checksum_ok(key: str) -> bool:
+    intermediate, _, checksum = key.rpartition("_")
+    digest = hashlib.sha256(f"{OPAQUE_KEY_PROJECT_REF}|{intermediate}".encode()).digest()
+    return bool(intermediate) and _b64url(digest)[:8] == checksum
+
+
+def signing_jwk(values: dict[str, str]) -> dict[str, Any]:
+    keys = json.loads(values["JWT_KEYS"])
+    return next(k for k in keys if k.get("kty") == "EC")
+
+
+def _jwt_keys(values: dict[str, str]) -> str:
+    return json.dumps([_ec_private_jwk(), _oct_jwk(values["JWT_SECRET"])], separators=(",", ":"))
+
+
+def _jwt_jwks(values: dict[str, str]) -> str:
+    private = signing_jwk(values)
+    public = {k: v for k, v in private.items() if k != "d"}
+    public["key_ops"] = ["verify"]
+    return json.dumps({"keys": [public, _oct_jwk(values["JWT_SECRET"])]}, separators=(",", ":"))
+
+
+def _asymmetric_key(role: str) -> Callable[[dict[str, str]], str]:
+    def make(values: dict[str, str]) -> str:
+        jwk = signing_jwk(values)
+        key = jwt.PyJWK(jwk, algorithm="ES256")
+        issued_at = int(values["API_KEYS_ISSUED_AT"])
+        claims = {"role": role, "iss": JWT_ISSUER, "iat": issued_at, "exp": issued_at + API_KEY_LIFETIME_SECONDS}
+        return jwt.encode(claims, key.key, algorithm="ES256", headers={"kid": jwk["kid"]})
+
+    return make
+
+
+def _legacy_key(role: str) -> Callable[[dict[str, str]], str]:
+    def make(values: dict[str, str]) -> str:
+        return legacy_api_key(values["JWT_SECRET"], role, int(values["API_KEYS_ISSUED_AT"]))
+
+    return make
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    name: str
+    make: Callable[[dict[str, str]], str]
+    description: str
+
+
+# Order matters: derived secrets come after what they are derived from.
+SPECS: tuple[SecretSpec, ...] = (
+    SecretSpec("POSTGRES_PASSWORD", lambda v: _hex(16), "password of postgres and the Supabase service roles"),
+    SecretSpec("JWT_SECRET", lambda v: _alnum(48), "HS256 secret that signs and verifies legacy JWTs"),
+    SecretSpec("API_KEYS_ISSUED_AT", lambda v: str(int(time.time())), "issue time of the API keys (kept so they re-derive identically)"),
+    SecretSpec("ANON_KEY", _legacy_key("anon"), "legacy anon API key (HS256 JWT)"),
+    SecretSpec("SERVICE_ROLE_KEY", _legacy_key("service_role"), "legacy service_role API key (HS256 JWT)"),
+    SecretSpec("JWT_KEYS", _jwt_keys, "signing key set: EC P-256 private JWK plus the legacy symmetric key"),
+    SecretSpec("JWT_JWKS", _jwt_jwks, "public verification key set (EC public key plus the legacy symmetric key)"),
+    SecretSpec("ANON_KEY_ASYMMETRIC", _asymmetric_key("anon"), "anon API key signed with the EC key (ES256)"),
+    SecretSpec("SERVICE_ROLE_KEY_ASYMMETRIC", _asymmetric_key("service_role"), "service_role API key signed with the EC key (ES256)"),
+    SecretSpec("SUPABASE_PUBLISHABLE_KEY", lambda v: opaque_key("sb_publishable_"), "opaque publishable API key (maps to anon)"),
+    SecretSpec("SUPABASE_SECRET_KEY", lambda v: opaque_key("sb_secret_"), "opaque secret API key (maps to service_role)"),
+    SecretSpec("DASHBOARD_USERNAME", lambda v: "supabase", "Studio dashboard user (basic auth at the gateway)"),
+    SecretSpec("DASHBOARD_PASSWORD", lambda v: _hex(16), "Studio dashboard password"),
+    SecretSpec("SECRET_KEY_BASE", lambda v: _alnum(64), "Realtime and Supavisor session signing base"),
+    SecretSpec("VAULT_ENC_KEY", lambda v: _hex(16), "Supavisor encryption key (exactly 32 characters)"),
+    SecretSpec("PG_META_CRYPTO_KEY", lambda v: _alnum(32), "pg-meta/Studio connection string encryption key"),
+    SecretSpec("REALTIME_DB_ENC_KEY", lambda v: _hex(8), "Realtime tenant secrets encryption key (AES-128: 16 characters)"),
+    SecretSpec("LOGFLARE_PUBLIC_ACCESS_TOKEN", lambda v: _alnum(40), "Analytics ingest token (log collector, Studio)"),
+    SecretSpec("LOGFLARE_PRIVATE_ACCESS_TOKEN", lambda v: _alnum(40), "Analytics management token"),
+    SecretSpec("S3_PROTOCOL_ACCESS_KEY_ID", lambda v: _hex(16), "Storage S3 protocol access key id"),
+    SecretSpec("S3_PROTOCOL_ACCESS_KEY_SECRET", lambda v: _hex(32), "Storage S3 protocol secret"),
+)
+NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
+# Values an operator may set (never generated): they come from outside, like the SMTP relay's password.
+OPERATOR_SET: tuple[str, ...] = ("SMTP_PASS",)
+DESCRIPTIONS: dict[str, str] = {s.name: s.description for s in SPECS} | {"SMTP_PASS": "password of the SMTP relay"}
+
+
+def complete(existing: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Fill in the secrets that are missing; never touch one that exists.
+
+    Returns the full set and the names that were added, so the caller can say what changed.
+    """
+    values = {k: str(v) for k, v in existing.items()}
+    added: list[str] = []
+    for spec in SPECS:
+        if spec.name not in values:
+            values[spec.name] = spec.make(values)
+            added.append(spec.name)
+    return values, added
+
+
+def verify_api_key(token: str, values: dict[str, str]) -> dict[str, Any]:
+    """Decode an API key with the org's keys (HS256 secret or EC public key); raises on a bad key."""
+    header = jwt.get_unverified_header(token)
+    if header.get("alg") == "ES256":
+        key = jwt.PyJWK(signing_jwk(values), algorithm="ES256").key
+        return jwt.decode(token, key, algorithms=["ES256"], issuer=JWT_ISSUER)
+    return jwt.decode(token, values["JWT_SECRET"], algorithms=["HS256"], issuer=JWT_ISSUER)

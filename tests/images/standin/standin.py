@@ -1,0 +1,1337 @@
+"""Stand-ins for the upstream Supabase services that cannot run on a machine without a registry.
+
+One program, one service per container, chosen by STANDIN_SERVICE. A stand-in proves orchestration
+(ports, health checks, credentials, networks, start order), not upstream behaviour: its health
+checks log into the org's real database with the credentials upstream would use, and every
+response carries `X-SFP-Stand-In: <service>`. Command-line arguments are ignored on purpose, since
+the compose template passes the upstream commands unchanged.
+
+Only the standard library and psycopg2 (Debian's python3-psycopg2) are used.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import psycopg2
+
+SERVICE = os.environ.get("STANDIN_SERVICE", "").strip()
+VERSION = "stand-in"
+STAND_IN_HEADER = "X-SFP-Stand-In"
+MAX_BODY = 256 * 1024 * 1024
+
+_log_lock = threading.Lock()
+
+
+def log(line: str) -> None:
+    with _log_lock:
+        sys.stdout.write(line.rstrip("\n") + "\n")
+        sys.stdout.flush()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(ts: datetime | None = None) -> str:
+    return (ts or now_utc()).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    # Go's strconv.ParseBool, which the Go services use, accepts these.
+    return value.strip() in ("1", "t", "T", "TRUE", "true", "True")
+
+
+def env_port(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    match = re.search(r"(\d+)$", value)
+    return int(match.group(1)) if match else default
+
+
+def db_login_error(dsn: str = "", **params: Any) -> str | None:
+    """None if a login with these credentials works, else why not."""
+    if not dsn and not params:
+        return "no database credentials configured"
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=3, application_name=f"stand-in {SERVICE}", **params)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    conn.close()
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP plumbing
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    client_ip: str
+    version: str = "HTTP/1.1"
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+    def bearer(self) -> str:
+        auth = self.header("authorization")
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+        return ""
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    return Response(status, json.dumps(payload).encode(), "application/json; charset=utf-8", list(headers))
+
+
+def text_response(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Response:
+    return Response(status, text.encode(), content_type)
+
+
+App = Callable[[Request], Response]
+AccessLog = Callable[[Request, Response, float], str]
+
+
+def plain_access_log(req: Request, resp: Response, seconds: float) -> str:
+    return f"stand-in {SERVICE}: {req.method} {req.target} {resp.status} {seconds * 1000:.1f}ms"
+
+
+class StandInServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, port: int, app: App, access_log: AccessLog) -> None:
+        self.app = app
+        self.access_log = access_log
+        # Dual stack where the container has IPv6, so `localhost` works whichever address it is.
+        try:
+            self.address_family = socket.AF_INET6
+            super().__init__(("::", port), StandInHandler)
+        except OSError:
+            self.address_family = socket.AF_INET
+            super().__init__(("0.0.0.0", port), StandInHandler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+class StandInHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"sfp-stand-in/{SERVICE or 'unknown'}"
+    sys_version = ""
+    timeout = 120  # idle keep-alive connections must not pin threads forever
+    server: StandInServer
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size_line = self.rfile.readline(1024)
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    raise ValueError("request body too large")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0 or length > MAX_BODY:
+            raise ValueError("bad Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        split = urllib.parse.urlsplit(self.path)
+        try:
+            body = self._read_body()
+        except (ValueError, OSError) as exc:
+            self.close_connection = True
+            body = b""
+            response: Response | None = json_response(400, {"message": f"bad request: {exc}"})
+        else:
+            response = None
+        req = Request(
+            method=self.command,
+            target=self.path,
+            path=split.path or "/",
+            query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            client_ip=str(self.client_address[0]).removeprefix("::ffff:"),
+            version=self.request_version,
+        )
+        if response is None:
+            try:
+                response = self.server.app(req)
+            except Exception as exc:
+                response = json_response(500, {"message": f"stand-in {SERVICE} error: {exc}"})
+                log(f"stand-in {SERVICE}: error handling {req.method} {req.path}: {exc!r}")
+        self._send(response, head_only=self.command == "HEAD")
+        with contextlib.suppress(Exception):
+            log(self.server.access_log(req, response, time.monotonic() - started))
+
+    def _send(self, response: Response, head_only: bool) -> None:
+        self.send_response(response.status)
+        names = {name.lower() for name, _ in response.headers}
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if "content-type" not in names and response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if not head_only and response.body:
+            self.wfile.write(response.body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._stand_in_header_sent = False
+        super().send_response(code, message)
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == STAND_IN_HEADER.lower():
+            self._stand_in_header_sent = True
+        super().send_header(keyword, value)
+
+    def end_headers(self) -> None:
+        # Also covers the errors http.server answers by itself (malformed requests).
+        if not getattr(self, "_stand_in_header_sent", True):
+            self.send_header(STAND_IN_HEADER, SERVICE)
+        super().end_headers()
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # each service writes its own access log line
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log(f"stand-in {SERVICE}: {format % args}")
+
+
+def serve(port: int, app: App, access_log: AccessLog = plain_access_log) -> None:
+    server = StandInServer(port, app, access_log)
+    threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True).start()
+    log(f"stand-in {SERVICE}: listening on port {port}")
+
+
+# --------------------------------------------------------------------------------------------
+# Log formats imitating the upstream services
+
+
+def combined_log(req: Request, resp: Response, user: str = "-") -> str:
+    stamp = now_utc().strftime("%d/%b/%Y:%H:%M:%S +0000")
+    size = len(resp.body) if req.method != "HEAD" else 0
+    return (
+        f'{req.client_ip} - {user} [{stamp}] "{req.method} {req.target} {req.version}" {resp.status} {size} '
+        f'"{req.header("referer", "-")}" "{req.header("user-agent", "-")}"'
+    )
+
+
+def elixir_log(req: Request, resp: Response, seconds: float) -> str:
+    stamp = now_utc().strftime("%H:%M:%S.%f")[:-3]
+    return (
+        f"{stamp} request_id={req.request_id} [info] {req.method} {req.path} "
+        f"- Sent {resp.status} in {seconds * 1000:.1f}ms"
+    )
+
+
+def gotrue_log(req: Request, resp: Response, seconds: float) -> str:
+    return json.dumps(
+        {
+            "component": "api",
+            "duration": int(seconds * 1e9),
+            "level": "info",
+            "method": req.method,
+            "msg": "request completed",
+            "path": req.path,
+            "referer": req.header("referer"),
+            "remote_addr": req.client_ip,
+            "request_id": req.request_id,
+            "status": resp.status,
+            "time": rfc3339(),
+            "stand_in": True,
+        }
+    )
+
+
+def pino_log(req: Request, resp: Response, seconds: float) -> str:
+    return json.dumps(
+        {
+            "level": 30,
+            "time": now_utc().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "reqId": req.request_id,
+            "tenantId": env("TENANT_ID", "stub"),
+            "type": "request",
+            "req": {"method": req.method, "url": req.target, "remoteAddress": req.client_ip},
+            "res": {"statusCode": resp.status},
+            "responseTime": round(seconds * 1000, 3),
+            "msg": f"{req.method} | {resp.status} | {req.client_ip} | {req.request_id} | {req.target}",
+            "stand_in": True,
+        }
+    )
+
+
+def imgproxy_log(req: Request, resp: Response, seconds: float) -> str:
+    return (
+        f'time="{rfc3339()}" level=info msg="Completed in {seconds * 1000:.3f}ms {req.path}" '
+        f"request_id={req.request_id} method={req.method} status={resp.status} client_ip={req.client_ip}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Services
+
+
+def not_found(req: Request) -> Response:
+    return json_response(404, {"message": f"stand-in {SERVICE}: no route for {req.method} {req.path}"})
+
+
+def run_auth() -> None:
+    providers = [
+        "anonymous_users",
+        "apple",
+        "azure",
+        "bitbucket",
+        "discord",
+        "email",
+        "facebook",
+        "figma",
+        "github",
+        "gitlab",
+        "google",
+        "kakao",
+        "keycloak",
+        "linkedin",
+        "linkedin_oidc",
+        "notion",
+        "phone",
+        "slack",
+        "slack_oidc",
+        "spotify",
+        "twitch",
+        "twitter",
+        "workos",
+        "zoom",
+    ]
+
+    def settings() -> dict[str, Any]:
+        external = {name: False for name in providers}
+        for key in os.environ:
+            match = re.fullmatch(r"GOTRUE_EXTERNAL_(\w+)_ENABLED", key)
+            if match:
+                external[match.group(1).lower()] = env_bool(key)
+        return {
+            "external": external,
+            "disable_signup": env_bool("GOTRUE_DISABLE_SIGNUP"),
+            "mailer_autoconfirm": env_bool("GOTRUE_MAILER_AUTOCONFIRM"),
+            "phone_autoconfirm": env_bool("GOTRUE_SMS_AUTOCONFIRM"),
+            "sms_provider": env("GOTRUE_SMS_PROVIDER"),
+            "saml_enabled": env_bool("GOTRUE_SAML_ENABLED"),
+            "stand_in": True,
+        }
+
+    def app(req: Request) -> Response:
+        if req.path == "/health" and req.method in ("GET", "HEAD"):
+            error = db_login_error(env("GOTRUE_DB_DATABASE_URL") or env("DATABASE_URL"))
+            if error:
+                return json_response(503, {"code": 503, "error_code": "unexpected_failure", "msg": error})
+            return json_response(200, {"version": VERSION, "name": "GoTrue", "description": "stand-in"})
+        if req.path == "/settings" and req.method in ("GET", "HEAD"):
+            return json_response(200, settings())
+        return json_response(
+            404, {"code": 404, "error_code": "not_found", "msg": "stand-in: not implemented"}
+        )
+
+    serve(env_port("GOTRUE_API_PORT", 9999), app, gotrue_log)
+
+
+def run_rest() -> None:
+    def app(req: Request) -> Response:
+        if req.path == "/" and req.method in ("GET", "HEAD"):
+            return json_response(
+                200,
+                {
+                    "swagger": "2.0",
+                    "info": {
+                        "title": "stand-in for PostgREST",
+                        "description": "stand-in",
+                        "version": VERSION,
+                    },
+                    "stand_in": True,
+                },
+            )
+        return json_response(
+            404, {"code": "PGRST000", "details": None, "hint": None, "message": "stand-in: not implemented"}
+        )
+
+    def admin(req: Request) -> Response:
+        if req.path in ("/ready", "/live") and req.method in ("GET", "HEAD"):
+            error = db_login_error(env("PGRST_DB_URI"))
+            return Response(503 if error else 200, (error or "").encode(), "text/plain; charset=utf-8")
+        return Response(404, b"", "text/plain")
+
+    def access(req: Request, resp: Response, seconds: float) -> str:
+        return combined_log(req, resp, user=env("PGRST_DB_ANON_ROLE", "anon"))
+
+    serve(env_port("PGRST_SERVER_PORT", 3000), app, access)
+    serve(env_port("PGRST_ADMIN_SERVER_PORT", 3001), admin, access)
+
+
+def run_realtime() -> None:
+    tenant = env("SELF_HOST_TENANT_NAME", "realtime-dev")
+
+    def app(req: Request) -> Response:
+        match = re.fullmatch(r"/api/tenants/([^/]+)/health", req.path)
+        if match and req.method in ("GET", "HEAD"):
+            if match.group(1) != tenant:
+                return json_response(404, {"error": "Tenant not found"})
+            if not req.bearer():
+                return json_response(403, {"message": "Unauthorized: missing Authorization: Bearer <token>"})
+            error = db_login_error(
+                host=env("DB_HOST", "db"),
+                port=env("DB_PORT", "5432"),
+                user=env("DB_USER"),
+                password=env("DB_PASSWORD"),
+                dbname=env("DB_NAME", "postgres"),
+            )
+            if error:
+                return json_response(503, {"healthy": False, "db_connected": False, "message": error})
+            return json_response(200, {"healthy": True, "db_connected": True, "connected_cluster": 1})
+        if req.path in ("/", "/healthcheck"):
+            return json_response(200, {"message": "stand-in for realtime"})
+        return not_found(req)
+
+    serve(env_port("PORT", 4000), app, elixir_log)
+
+
+def run_storage() -> None:
+    root = env("FILE_STORAGE_BACKEND_PATH", "/var/lib/storage")
+    service_key = env("SERVICE_KEY")
+
+    def error(status: int, name: str, message: str) -> Response:
+        return json_response(status, {"statusCode": str(status), "error": name, "message": message})
+
+    def object_dir(bucket: str, key: str) -> str | None:
+        # Upstream's file backend layout: <root>/<GLOBAL_S3_BUCKET>/<tenant>/<bucket>/<key>/<version>.
+        parts = [env("GLOBAL_S3_BUCKET"), env("TENANT_ID", "stub"), bucket, *key.split("/")]
+        parts = [p for p in parts[:1] if p] + parts[1:]
+        if any(p in ("", ".", "..") or "\0" in p for p in parts[1:]):
+            return None
+        return os.path.join(root, *parts)
+
+    def versions(directory: str) -> list[os.DirEntry[str]]:
+        try:
+            entries = [e for e in os.scandir(directory) if e.is_file() and not e.name.startswith(".")]
+        except OSError:
+            return []
+        return sorted(entries, key=lambda e: e.stat().st_mtime_ns)
+
+    def put(req: Request, bucket: str, key: str, directory: str) -> Response:
+        existing = versions(directory)
+        upsert = req.header("x-upsert").lower() == "true"
+        if existing and req.method == "POST" and not upsert:
+            return error(409, "Duplicate", "The resource already exists")
+        os.makedirs(directory, exist_ok=True)
+        version = str(uuid.uuid4())
+        tmp = os.path.join(directory, f".{version}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(req.body)
+        content_type = req.header("content-type") or "application/octet-stream"
+        os.setxattr(tmp, "user.supabase.content-type", content_type.encode())
+        os.setxattr(tmp, "user.supabase.cache-control", (req.header("cache-control") or "no-cache").encode())
+        os.replace(tmp, os.path.join(directory, version))
+        for old in existing:
+            with contextlib.suppress(OSError):
+                os.unlink(old.path)
+        return json_response(200, {"Key": f"{bucket}/{key}", "Id": version})
+
+    def get(req: Request, directory: str) -> Response:
+        found = versions(directory)
+        if not found:
+            return error(404, "not_found", "Object not found")
+        path = found[-1].path
+        with open(path, "rb") as fh:
+            data = fh.read()
+        headers = [
+            ("ETag", f'"{hashlib.md5(data).hexdigest()}"'),
+            ("Last-Modified", formatdate(found[-1].stat().st_mtime, usegmt=True)),
+        ]
+        with contextlib.suppress(OSError):
+            headers.append(("Cache-Control", os.getxattr(path, "user.supabase.cache-control").decode()))
+        try:
+            content_type = os.getxattr(path, "user.supabase.content-type").decode()
+        except OSError:
+            content_type = "application/octet-stream"
+        return Response(200, data, content_type, headers)
+
+    def app(req: Request) -> Response:
+        if req.path == "/status" and req.method in ("GET", "HEAD"):
+            failure = db_login_error(env("DATABASE_URL"))
+            return error(503, "Unavailable", failure) if failure else json_response(200, {"stand_in": True})
+        match = re.fullmatch(r"/object/(?:authenticated/)?([^/]+)/(.+)", req.path)
+        if not match:
+            return not_found(req)
+        token = req.bearer()
+        if not token:
+            return error(401, "Unauthorized", "stand-in: requests need Authorization: Bearer <service key>")
+        if not service_key or token != service_key:
+            return error(403, "Unauthorized", "invalid signature")
+        bucket = urllib.parse.unquote(match.group(1))
+        key = urllib.parse.unquote(match.group(2))
+        directory = object_dir(bucket, key)
+        if directory is None:
+            return error(400, "InvalidKey", f"invalid object name {key!r}")
+        if req.method in ("PUT", "POST"):
+            return put(req, bucket, key, directory)
+        if req.method in ("GET", "HEAD"):
+            return get(req, directory)
+        if req.method == "DELETE":
+            found = versions(directory)
+            for entry in found:
+                os.unlink(entry.path)
+            if not found:
+                return error(404, "not_found", "Object not found")
+            return json_response(200, {"message": "Successfully deleted"})
+        return not_found(req)
+
+    serve(env_port("SERVER_PORT", 5000), app, pino_log)
+
+
+def run_imgproxy() -> None:
+    def app(req: Request) -> Response:
+        if req.path == "/health":
+            return text_response(200, "imgproxy is running (stand-in)")
+        return text_response(404, "stand-in: not implemented")
+
+    serve(
+        env_port("IMGPROXY_BIND", 5001) if env("IMGPROXY_BIND") else env_port("PORT", 5001), app, imgproxy_log
+    )
+
+
+def run_functions() -> None:
+    def app(req: Request) -> Response:
+        return json_response(
+            200, {"stand_in": "functions", "message": "stand-in for the edge runtime", "path": req.path}
+        )
+
+    serve(9000, app)
+
+
+def run_studio() -> None:
+    def app(req: Request) -> Response:
+        if req.path == "/api/platform/profile":
+            return json_response(
+                200,
+                {
+                    "id": 1,
+                    "primary_email": "stand-in@localhost",
+                    "username": "stand-in",
+                    "first_name": "Stand-in",
+                    "last_name": "Studio",
+                    "stand_in": True,
+                },
+            )
+        if req.path == "/":
+            page = (
+                "<!doctype html><html><head><title>Studio stand-in</title></head>"
+                "<body><h1>Supabase Studio stand-in</h1><p>This is a stand-in, not the upstream image."
+                "</p></body></html>"
+            )
+            return text_response(200, page, "text/html; charset=utf-8")
+        return not_found(req)
+
+    serve(env_port("PORT", 3000), app)
+
+
+def run_analytics() -> None:
+    def app(req: Request) -> Response:
+        if req.path == "/health":
+            return json_response(200, {"status": "ok", "stand_in": True})
+        if req.path.startswith("/api/logs") and req.method == "POST":
+            return json_response(200, {"message": "Logged!"})
+        return not_found(req)
+
+    serve(env_port("PORT", 4000), app, elixir_log)
+
+
+def run_vector() -> None:
+    def app(req: Request) -> Response:
+        if req.path == "/health":
+            return json_response(200, {"ok": True, "stand_in": True})
+        return not_found(req)
+
+    serve(9001, app)
+
+
+def run_supavisor() -> None:
+    target_host = env("POSTGRES_HOST")
+    target_port = env("POSTGRES_PORT")
+    # Upstream gives supavisor the database only inside DATABASE_URL (ecto://user:pw@host:port/db).
+    parsed = urllib.parse.urlsplit(env("DATABASE_URL"))
+    with contextlib.suppress(ValueError):
+        target_host = target_host or parsed.hostname or ""
+        target_port = target_port or str(parsed.port or "")
+    target = (target_host or "db", int(target_port or 5432))
+
+    def app(req: Request) -> Response:
+        if req.path == "/api/health":
+            return json_response(200, {"status": "ok", "stand_in": True})
+        return not_found(req)
+
+    serve(env_port("PORT", 4000), app, elixir_log)
+    for name, default in (("PROXY_PORT_SESSION", 5432), ("PROXY_PORT_TRANSACTION", 6543)):
+        tcp_forward(env_port(name, default), target)
+
+
+def tcp_forward(port: int, target: tuple[str, int]) -> None:
+    try:
+        listener = socket.create_server(
+            ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128
+        )
+    except OSError:
+        listener = socket.create_server(("0.0.0.0", port), backlog=128)
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def handle(client: socket.socket, peer: str) -> None:
+        stamp = now_utc().strftime("%H:%M:%S.%f")[:-3]
+        try:
+            upstream = socket.create_connection(target, timeout=5)
+        except OSError as exc:
+            log(f"{stamp} [error] stand-in: {peer} -> {target[0]}:{target[1]} failed: {exc}")
+            client.close()
+            return
+        upstream.settimeout(None)
+        log(f"{stamp} [info] stand-in: forwarding {peer} via :{port} to {target[0]}:{target[1]}")
+        other = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        other.start()
+        pump(client, upstream)
+        other.join()
+        client.close()
+        upstream.close()
+
+    def accept_loop() -> None:
+        while True:
+            try:
+                client, addr = listener.accept()
+            except OSError:
+                continue
+            peer = str(addr[0]).removeprefix("::ffff:")
+            threading.Thread(target=handle, args=(client, peer), daemon=True).start()
+
+    threading.Thread(target=accept_loop, name=f"tcp-{port}", daemon=True).start()
+    log(f"stand-in {SERVICE}: forwarding port {port} to {target[0]}:{target[1]}")
+
+
+# --------------------------------------------------------------------------------------------
+# Kong: a subset of its declarative config (DB-less mode, format 2.1)
+
+
+class YamlError(ValueError):
+    pass
+
+
+def _strip_comment(line: str) -> str:
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"" and (i == 0 or line[i - 1] in " \t:-[{,"):
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i]
+    return line
+
+
+def _split_flow(text: str) -> list[str]:
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
+def _key_split(text: str) -> tuple[str, str] | None:
+    """`key: rest` -> (key, rest); None if the text is not a mapping entry."""
+    if text[:1] in ("'", '"'):
+        end = text.find(text[0], 1)
+        while end != -1 and text[0] == "'" and text[end + 1 : end + 2] == "'":
+            end = text.find("'", end + 2)
+        if end == -1 or not text[end + 1 :].lstrip().startswith(":"):
+            return None
+        rest = text[end + 1 :].lstrip()[1:]
+        if rest and not rest[0].isspace():
+            return None
+        return str(_scalar(text[: end + 1])), rest.strip()
+    if text[:1] in "[{":
+        return None
+    match = re.match(r"^([^:]+?)\s*:(?:\s+(.*)|$)", text)
+    if not match:
+        return None
+    return match.group(1), (match.group(2) or "").strip()
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    if text[:1] == "'" and text[-1:] == "'" and len(text) >= 2:
+        return text[1:-1].replace("''", "'")
+    if text[:1] == '"' and text[-1:] == '"' and len(text) >= 2:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text[1:-1]
+    if text[:1] == "[" and text[-1:] == "]":
+        return [_scalar(item) for item in _split_flow(text[1:-1])]
+    if text[:1] == "{" and text[-1:] == "}":
+        result = {}
+        for item in _split_flow(text[1:-1]):
+            pair = _key_split(item)
+            if pair is None:
+                raise YamlError(f"cannot read flow mapping entry {item!r}")
+            result[pair[0]] = _scalar(pair[1])
+        return result
+    if text in ("", "~", "null", "Null", "NULL"):
+        return None
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    if re.fullmatch(r"[-+]?\d+", text):
+        return int(text)
+    if re.fullmatch(r"[-+]?(\d+\.\d*|\.\d+)([eE][-+]?\d+)?", text):
+        return float(text)
+    return text
+
+
+class MiniYaml:
+    """Block mappings and sequences, flow collections on one line, quoted and block scalars: the
+    part of YAML that Kong declarative configs use."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.replace("\t", "    ").splitlines()
+        self.i = 0
+
+    def parse(self) -> Any:
+        nxt = self._peek()
+        if nxt is None:
+            return None
+        value = self._block(nxt[0])
+        if self._peek() is not None:
+            raise YamlError(f"line {self.i + 1}: unexpected indentation")
+        return value
+
+    def _peek(self) -> tuple[int, str] | None:
+        while self.i < len(self.lines):
+            line = _strip_comment(self.lines[self.i]).rstrip()
+            content = line.strip()
+            if content and content not in ("---", "..."):
+                return len(line) - len(line.lstrip(" ")), content
+            self.i += 1
+        return None
+
+    def _block(self, indent: int) -> Any:
+        nxt = self._peek()
+        assert nxt is not None
+        if nxt[1] == "-" or nxt[1].startswith("- "):
+            return self._sequence(indent)
+        return self._mapping(indent)
+
+    def _sequence(self, indent: int) -> list[Any]:
+        items: list[Any] = []
+        while (nxt := self._peek()) is not None:
+            ind, content = nxt
+            if ind != indent or not (content == "-" or content.startswith("- ")):
+                break
+            rest = content[1:].strip()
+            if not rest:
+                self.i += 1
+                items.append(self._nested(indent))
+            elif rest[:1] in "|>":
+                self.i += 1
+                items.append(self._block_scalar(rest, indent))
+            elif _key_split(rest) is not None:
+                # "- key: value" opens a mapping whose keys line up with "key".
+                raw = self.lines[self.i]
+                self.lines[self.i] = raw[:ind] + " " + raw[ind + 1 :]
+                items.append(self._mapping(self._peek()[0]))  # type: ignore[index]
+            elif rest.startswith("- "):
+                raw = self.lines[self.i]
+                self.lines[self.i] = raw[:ind] + " " + raw[ind + 1 :]
+                items.append(self._sequence(self._peek()[0]))  # type: ignore[index]
+            else:
+                self.i += 1
+                items.append(_scalar(rest))
+        return items
+
+    def _mapping(self, indent: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        while (nxt := self._peek()) is not None:
+            ind, content = nxt
+            if ind < indent or (ind == indent and content.startswith("- ")):
+                break
+            if ind > indent:
+                raise YamlError(f"line {self.i + 1}: unexpected indentation")
+            pair = _key_split(content)
+            if pair is None:
+                raise YamlError(f"line {self.i + 1}: expected 'key: value', got {content!r}")
+            key, rest = pair
+            self.i += 1
+            if not rest:
+                result[key] = self._nested(indent)
+            elif rest[:1] in "|>":
+                result[key] = self._block_scalar(rest, indent)
+            else:
+                result[key] = _scalar(rest)
+        return result
+
+    def _nested(self, indent: int) -> Any:
+        nxt = self._peek()
+        if nxt is None:
+            return None
+        ind, content = nxt
+        if ind > indent or (ind == indent and (content == "-" or content.startswith("- "))):
+            return self._block(ind)
+        return None
+
+    def _block_scalar(self, header: str, indent: int) -> str:
+        lines: list[str] = []
+        while self.i < len(self.lines):
+            raw = self.lines[self.i]
+            if raw.strip() and len(raw) - len(raw.lstrip(" ")) <= indent:
+                break
+            lines.append(raw)
+            self.i += 1
+        while lines and not lines[-1].strip():
+            lines.pop()
+        body = [line for line in lines if line.strip()]
+        cut = min((len(line) - len(line.lstrip(" ")) for line in body), default=0)
+        lines = [line[cut:] for line in lines]
+        text = " ".join(lines) if header.startswith(">") else "\n".join(lines)
+        return text if "-" in header else text + "\n"
+
+
+def load_kong_config(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+
+    # Upstream's entrypoint runs the file through `eval echo`: unset variables become empty.
+    def substitute(match: re.Match[str]) -> str:
+        return os.environ.get(match.group(1) or match.group(2), "")
+
+    text = re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*)", substitute, text)
+    config = json.loads(text) if text.lstrip().startswith("{") else MiniYaml(text).parse()
+    if not isinstance(config, dict):
+        raise YamlError("the declarative config is not a mapping")
+    if str(config.get("_format_version", "")) not in ("1.1", "2.1", "3.0"):
+        raise YamlError(f"unsupported _format_version {config.get('_format_version')!r}")
+    return config
+
+
+@dataclass
+class Consumer:
+    username: str
+    id: str
+    groups: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Route:
+    prefix: str  # what strip_path removes
+    strip_path: bool
+    methods: set[str]
+    service: dict[str, Any]
+    plugins: list[dict[str, Any]]
+    expression: Callable[[Request], bool] | None = None
+    priority: int = 0
+
+
+_EXPR_TOKEN = re.compile(
+    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>r#"[\s\S]*?"#)|(?P<op>&&|\|\||==|!=|\^=|=\^|~|[()!])'
+    r"|(?P<word>[A-Za-z_][\w.-]*)|(?P<num>\d+))"
+)
+
+
+def compile_expression(text: str) -> tuple[Callable[[Request], bool], str]:
+    """A route `expression` of Kong's expressions router, the part that matches on the request
+    line: http.path/method/host, net.protocol, http.headers.<name>, http.queries.<name> with
+    ==, !=, ^=, =^, ~ and contains, joined by &&, || and !. Returns the matcher and the path
+    that strip_path removes (from the first `http.path ==` or `http.path ^=`)."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if not text[pos:].strip():
+            break
+        match = _EXPR_TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise YamlError(f"cannot read route expression {text!r} at {text[pos:]!r}")
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        if kind == "str":
+            value = json.loads(value)
+        elif kind == "raw":
+            value = value[3:-2]
+        tokens.append(("str" if kind == "raw" else kind, value))
+        pos = match.end()
+    strip = [""]
+    index = [0]
+
+    def peek() -> tuple[str, str]:
+        return tokens[index[0]] if index[0] < len(tokens) else ("end", "")
+
+    def take() -> tuple[str, str]:
+        token = peek()
+        index[0] += 1
+        return token
+
+    def field_value(name: str, req: Request) -> str:
+        if name == "http.path":
+            return req.path
+        if name == "http.method":
+            return req.method
+        if name == "http.host":
+            return req.header("host").split(":")[0]
+        if name == "net.protocol":
+            return "http"
+        if name.startswith("http.headers."):
+            return req.header(name[13:].replace("_", "-"))
+        if name.startswith("http.queries."):
+            return req.query.get(name[13:], [""])[0]
+        raise YamlError(f"unsupported field {name!r} in route expression {text!r}")
+
+    def predicate() -> Callable[[Request], bool]:
+        kind, name = take()
+        if kind == "op" and name == "(":
+            inner = disjunction()
+            if take() != ("op", ")"):
+                raise YamlError(f"missing ')' in route expression {text!r}")
+            return inner
+        if kind == "op" and name == "!":
+            inner = predicate()
+            return lambda req: not inner(req)
+        if kind != "word":
+            raise YamlError(f"expected a field in route expression {text!r}, got {name!r}")
+        field_value(name, Request("GET", "/", "/", {}, {}, b"", ""))  # rejects unknown fields now
+        op = take()
+        if op[0] == "word" and op[1] == "contains":
+            op = ("op", "contains")
+        kind, value = take()
+        if kind not in ("str", "num") or op[0] != "op":
+            raise YamlError(f"cannot read route expression {text!r}")
+        if name == "http.path" and op[1] in ("==", "^=") and not strip[0]:
+            strip[0] = value
+        tests: dict[str, Callable[[str], bool]] = {
+            "==": lambda got: got == value,
+            "!=": lambda got: got != value,
+            "^=": lambda got: got.startswith(value),
+            "=^": lambda got: got.endswith(value),
+            "~": lambda got: re.search(value, got) is not None,
+            "contains": lambda got: value in got,
+        }
+        if op[1] not in tests:
+            raise YamlError(f"unsupported operator {op[1]!r} in route expression {text!r}")
+        test = tests[op[1]]
+        return lambda req: test(field_value(name, req))
+
+    def conjunction() -> Callable[[Request], bool]:
+        parts = [predicate()]
+        while peek() == ("op", "&&"):
+            take()
+            parts.append(predicate())
+        return lambda req: all(part(req) for part in parts)
+
+    def disjunction() -> Callable[[Request], bool]:
+        parts = [conjunction()]
+        while peek() == ("op", "||"):
+            take()
+            parts.append(conjunction())
+        return lambda req: any(part(req) for part in parts)
+
+    matcher = disjunction()
+    if peek()[0] != "end":
+        raise YamlError(f"unexpected {peek()[1]!r} in route expression {text!r}")
+    return matcher, strip[0]
+
+
+class Kong:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.consumers: dict[str, Consumer] = {}
+        self.keys: dict[str, Consumer] = {}
+        self.basic: dict[str, tuple[str, Consumer]] = {}
+        for item in config.get("consumers") or []:
+            name = str(item.get("username") or item.get("custom_id") or "")
+            consumer = Consumer(name, str(item.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"kong:{name}")))
+            self.consumers[name] = consumer
+            self.consumers[consumer.id] = consumer
+            for cred in item.get("keyauth_credentials") or []:
+                self._add_key(cred.get("key"), consumer)
+            for cred in item.get("basicauth_credentials") or []:
+                self._add_basic(cred, consumer)
+            for acl in item.get("acls") or []:
+                consumer.groups.add(str(acl.get("group")))
+        for cred in config.get("keyauth_credentials") or []:
+            self._add_key(cred.get("key"), self.consumers.get(str(cred.get("consumer"))))
+        for cred in config.get("basicauth_credentials") or []:
+            self._add_basic(cred, self.consumers.get(str(cred.get("consumer"))))
+        for acl in config.get("acls") or []:
+            member = self.consumers.get(str(acl.get("consumer")))
+            if member is not None:
+                member.groups.add(str(acl.get("group")))
+        global_plugins = [
+            p for p in config.get("plugins") or [] if not p.get("service") and not p.get("route")
+        ]
+        self.routes: list[Route] = []
+        for service in config.get("services") or []:
+            for route in service.get("routes") or []:
+                plugins = [*global_plugins, *(service.get("plugins") or []), *(route.get("plugins") or [])]
+                plugins = [p for p in plugins if p.get("enabled", True) is not False]
+                methods = {str(m).upper() for m in route.get("methods") or []}
+                strip = route.get("strip_path", True) is not False
+                if route.get("expression"):
+                    matcher, prefix = compile_expression(str(route["expression"]))
+                    priority = int(route.get("priority") or 0)
+                    self.routes.append(Route(prefix, strip, methods, service, plugins, matcher, priority))
+                    continue
+                # A path emptied by an unset variable would match every request.
+                for prefix in [str(p) for p in route.get("paths") or ["/"] if p not in (None, "")]:
+                    self.routes.append(Route(prefix, strip, methods, service, plugins))
+        # Expression routes first (by their priority), then the longest path first, as Kong does.
+        self.routes.sort(key=lambda r: (r.expression is None, -r.priority, -len(r.prefix)))
+
+    def _add_key(self, key: Any, consumer: Consumer | None) -> None:
+        # A key left empty by an unset variable must not match a request that sends no key.
+        if consumer is not None and key not in (None, ""):
+            self.keys[str(key)] = consumer
+
+    def _add_basic(self, cred: dict[str, Any], consumer: Consumer | None) -> None:
+        if consumer is not None and cred.get("username") not in (None, ""):
+            self.basic[str(cred["username"])] = (str(cred.get("password") or ""), consumer)
+
+    def match(self, req: Request) -> Route | None:
+        for route in self.routes:
+            if route.methods and req.method not in route.methods:
+                continue
+            if route.expression(req) if route.expression else req.path.startswith(route.prefix):
+                return route
+        return None
+
+    def handle(self, req: Request) -> Response:
+        route = self.match(req)
+        if route is None:
+            return json_response(404, {"message": "no Route matched with those values"})
+        plugins = {str(p.get("name")): p.get("config") or {} for p in route.plugins}
+        cors = "cors" in plugins
+        if cors and req.method == "OPTIONS" and req.header("access-control-request-method"):
+            return Response(200, b"", "", self._cors_headers(req))
+        response = self._guarded(req, route, plugins)
+        if cors and req.header("origin"):
+            response.headers.extend(self._cors_headers(req))
+        return response
+
+    @staticmethod
+    def _cors_headers(req: Request) -> list[tuple[str, str]]:
+        return [
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT"),
+            ("Access-Control-Allow-Headers", req.header("access-control-request-headers", "*")),
+        ]
+
+    def _guarded(self, req: Request, route: Route, plugins: dict[str, dict[str, Any]]) -> Response:
+        headers = dict(req.headers)
+        consumer: Consumer | None = None
+        # Plugins in Kong's priority order: key-auth, basic-auth, acl, request-termination.
+        if "key-auth" in plugins:
+            conf = plugins["key-auth"]
+            names = [str(n).lower() for n in conf.get("key_names") or ["apikey"]]
+            key = ""
+            for name in names:
+                if conf.get("key_in_header", True) is not False and headers.get(name):
+                    key = headers[name]
+                    if conf.get("hide_credentials"):
+                        headers.pop(name, None)
+                    break
+                if conf.get("key_in_query", True) is not False and req.query.get(name, [""])[0]:
+                    key = req.query[name][0]
+                    break
+            anonymous = self.consumers.get(str(conf.get("anonymous") or ""))
+            if not key:
+                if anonymous is None:
+                    return json_response(
+                        401,
+                        {"message": "No API key found in request"},
+                        [("WWW-Authenticate", 'Key realm="kong"')],
+                    )
+                consumer = anonymous
+            elif key in self.keys:
+                consumer = self.keys[key]
+            elif anonymous is not None:
+                consumer = anonymous
+            else:
+                return json_response(401, {"message": "Invalid authentication credentials"})
+        if "basic-auth" in plugins and consumer is None:
+            conf = plugins["basic-auth"]
+            challenge = [("WWW-Authenticate", 'Basic realm="kong"')]
+            auth = headers.get("authorization") or headers.get("proxy-authorization") or ""
+            if not auth.lower().startswith("basic "):
+                return json_response(401, {"message": "Unauthorized"}, challenge)
+            try:
+                user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return json_response(401, {"message": "Invalid authentication credentials"}, challenge)
+            stored = self.basic.get(user)
+            if stored is None or stored[0] != password:
+                return json_response(401, {"message": "Invalid authentication credentials"}, challenge)
+            consumer = stored[1]
+            if conf.get("hide_credentials"):
+                headers.pop("authorization", None)
+                headers.pop("proxy-authorization", None)
+        if "acl" in plugins:
+            conf = plugins["acl"]
+            if consumer is None:
+                return json_response(401, {"message": "Unauthorized"})
+            allow = {str(g) for g in conf.get("allow") or conf.get("whitelist") or []}
+            deny = {str(g) for g in conf.get("deny") or conf.get("blacklist") or []}
+            if (allow and not consumer.groups & allow) or consumer.groups & deny:
+                return json_response(403, {"message": "You cannot consume this service"})
+            if not conf.get("hide_groups_header"):
+                headers["x-consumer-groups"] = ", ".join(sorted(consumer.groups))
+        if "request-termination" in plugins:
+            conf = plugins["request-termination"]
+            status = int(conf.get("status_code") or 503)
+            if conf.get("body"):
+                return Response(
+                    status, str(conf["body"]).encode(), str(conf.get("content_type") or "text/plain")
+                )
+            return json_response(status, {"message": conf.get("message") or "Service unavailable"})
+        if consumer is not None:
+            headers["x-consumer-id"] = consumer.id
+            headers["x-consumer-username"] = consumer.username
+        return self._proxy(req, route, headers)
+
+    def _proxy(self, req: Request, route: Route, headers: dict[str, str]) -> Response:
+        service = route.service
+        url = urllib.parse.urlsplit(str(service.get("url") or ""))
+        host = url.hostname or str(service.get("host") or "")
+        scheme = url.scheme or str(service.get("protocol") or "http")
+        port = url.port or int(service.get("port") or (443 if scheme in ("https", "wss") else 80))
+        base = url.path or str(service.get("path") or "") or "/"
+        stripped = route.strip_path and req.path.startswith(route.prefix)
+        rest = req.path[len(route.prefix) :] if stripped else req.path
+        if not rest:
+            path = base
+        elif base.endswith("/") and rest.startswith("/"):
+            path = base + rest[1:]
+        elif not base.endswith("/") and not rest.startswith("/"):
+            path = base + "/" + rest
+        else:
+            path = base + rest
+        query = urllib.parse.urlsplit(req.target).query
+        target = path + ("?" + query if query else "")
+
+        hop_by_hop = {
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "host",
+            "content-length",
+            "expect",
+        }
+        out = {k: v for k, v in headers.items() if k not in hop_by_hop}
+        forwarded_for = headers.get("x-forwarded-for")
+        out["x-forwarded-for"] = f"{forwarded_for}, {req.client_ip}" if forwarded_for else req.client_ip
+        out["x-real-ip"] = req.client_ip
+        out["x-forwarded-proto"] = "http"
+        out["x-forwarded-host"] = (req.header("host") or "").split(":")[0]
+        out["x-forwarded-port"] = "8000"
+        out["x-forwarded-path"] = req.path
+        if route.strip_path and route.prefix not in ("", "/"):
+            out["x-forwarded-prefix"] = route.prefix.rstrip("/")
+        out["host"] = host if port in (80, 443) else f"{host}:{port}"
+        timeout = float(service.get("read_timeout") or 60000) / 1000
+        started = time.monotonic()
+        try:
+            conn_class = (
+                http.client.HTTPSConnection if scheme in ("https", "wss") else http.client.HTTPConnection
+            )
+            conn = conn_class(host, port, timeout=float(service.get("connect_timeout") or 60000) / 1000)
+            conn.connect()
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            conn.request(
+                req.method,
+                target,
+                body=req.body if req.body or req.method in ("POST", "PUT", "PATCH") else None,
+                headers=out,
+            )
+            upstream = conn.getresponse()
+            body = upstream.read()
+            conn.close()
+        except socket.gaierror:
+            return json_response(503, {"message": "name resolution failed"})
+        except TimeoutError:
+            return json_response(504, {"message": "The upstream server is timed out"})
+        except (OSError, http.client.HTTPException):
+            return json_response(
+                502, {"message": "An invalid response was received from the upstream server"}
+            )
+        latency = int((time.monotonic() - started) * 1000)
+        drop = {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
+        resp_headers = []
+        for name, value in upstream.getheaders():
+            if name.lower() in drop:
+                continue
+            if name.lower() == STAND_IN_HEADER.lower():
+                name = "X-SFP-Upstream-Stand-In"
+            resp_headers.append((name, value))
+        resp_headers += [
+            ("X-Kong-Upstream-Latency", str(latency)),
+            ("X-Kong-Proxy-Latency", "0"),
+            ("Via", "kong/2.8.1"),
+            (STAND_IN_HEADER, "kong"),
+        ]
+        return Response(upstream.status, body, "", resp_headers)
+
+
+def run_kong() -> None:
+    path = env("KONG_DECLARATIVE_CONFIG", "/home/kong/kong.yml")
+    # Upstream's compose renders kong.yml from temp.yml in the kong user's home; when that step ran
+    # as another user (or not at all), the template itself is the config.
+    if not (os.path.isfile(path) and os.path.getsize(path) > 0):
+        fallback = "/home/kong/temp.yml"
+        if not os.path.isfile(fallback):
+            log(f"stand-in kong: error: no declarative config at {path} (KONG_DECLARATIVE_CONFIG)")
+            sys.exit(1)
+        path = fallback
+    try:
+        kong = Kong(load_kong_config(path))
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        log(f"stand-in kong: error: cannot load declarative config {path}: {exc}")
+        sys.exit(1)
+    log(f"stand-in kong: loaded {path}: {len(kong.routes)} route paths, {len(kong.keys)} API keys")
+
+    def access(req: Request, resp: Response, seconds: float) -> str:
+        return combined_log(req, resp)
+
+    # KONG_PROXY_LISTEN is a list like "0.0.0.0:8000, 0.0.0.0:8443 ssl"; the plain one is served.
+    port = 8000
+    for listen in env("KONG_PROXY_LISTEN").split(","):
+        words = listen.split()
+        if words and "ssl" not in words[1:] and re.search(r":(\d+)$", words[0]):
+            port = int(words[0].rsplit(":", 1)[1])
+            break
+    serve(port, kong.handle, access)
+
+
+SERVICES: dict[str, Callable[[], None]] = {
+    "auth": run_auth,
+    "rest": run_rest,
+    "realtime": run_realtime,
+    "storage": run_storage,
+    "imgproxy": run_imgproxy,
+    "functions": run_functions,
+    "studio": run_studio,
+    "analytics": run_analytics,
+    "vector": run_vector,
+    "supavisor": run_supavisor,
+    "kong": run_kong,
+}
+
+
+def main() -> None:
+    def stop(signum: int, _frame: object) -> None:
+        log(f"stand-in {SERVICE}: received {signal.Signals(signum).name}, exiting")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log(f"stand-in for {SERVICE or '?'}: not the upstream image")
+    runner = SERVICES.get(SERVICE)
+    if runner is None:
+        log(f"stand-in: error: set STANDIN_SERVICE to one of: {', '.join(sorted(SERVICES))}")
+        sys.exit(2)
+    try:
+        runner()
+    except OSError as exc:
+        log(f"stand-in {SERVICE}: error: {exc}")
+        sys.exit(1)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""A real two-org deployment of the test image catalog on the local Docker engine.
+
+The test catalog runs real PostgreSQL 17 and the real postgres-meta; every other service is a
+stand-in (tests/images/standin). These tests therefore prove orchestration: rendering, secrets,
+ports, credentials, networks, limits, start order, idempotence. Not upstream behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from installer.actions import deploy, secrets
+from installer.inventory import Inventory
+from tests.conftest import write_yaml
+
+TEST_IMAGES = ("sfp-test/postgres:17", "sfp-test/postgres-meta:0.99.0", "sfp-test/standin:1")
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def inspect(container: str) -> dict[str, Any]:
+    data: list[dict[str, Any]] = json.loads(docker("inspect", container).stdout)
+    return data[0]
+
+
+def project_containers(project: str) -> list[str]:
+    out = docker("ps", "-a", "--filter", f"label=com.docker.compose.project={project}", "--format", "{{.Names}}").stdout
+    return sorted(out.split())
+
+
+@dataclass
+class Deployment:
+    inventory: Inventory
+    base_dir: Path
+    ports: dict[str, dict[str, int]]
+    console_text: str
+
+    def secrets(self, org: str) -> dict[str, str]:
+        return secrets.read(self.inventory, org)
+
+
+def require_test_images() -> None:
+    missing = [img for img in TEST_IMAGES if docker("image", "inspect", img, check=False).returncode != 0]
+    if missing:
+        # Not a skip: a stack test that cannot run is a failure the CI must show.
+        pytest.fail(f"test images missing: {', '.join(missing)}; run `bash tests/images/build` (scripts/bootstrap does)")
+
+
+def build_inventory(root: Path, orgs: dict[str, dict[str, Any]], base_dir: Path) -> Path:
+    inv = root / "inventory"
+    from installer import paths
+
+    shutil.copytree(paths.inventory_example(), inv)
+    shutil.rmtree(inv / "host_vars")
+    write_yaml(inv / "hosts.yml", {"all": {"children": {"sfp_orgs": {"children": {"machine_local": {
+        "vars": {"sfp_machine": "local", "ansible_connection": "local",
+                 "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "hosts": {n: None for n in orgs},
+    }}}}}})
+    write_yaml(inv / "group_vars" / "all" / "main.yml", {
+        "sfp_base_dir": str(base_dir),
+        "sfp_image_catalog": "test",
+        "sfp_min_free_disk_gb": 1,
+    })
+    for org, cfg in orgs.items():
+        write_yaml(inv / "host_vars" / org / "main.yml", {"sfp_org": cfg})
+    from installer.vault import create_password_file
+
+    create_password_file(inv / ".vault-pass")
+    return inv
+
+
+# Small limits: stand-ins need little, and two orgs must fit a 2-core CI machine.
+SMALL = {
+    "db": {"cpus": 1, "memory": "512m"},
+    "meta": {"cpus": 0.5, "memory": "256m"},
+    **{s: {"cpus": 0.25, "memory": "128m"} for s in
+       ("studio", "kong", "auth", "rest", "realtime", "storage", "imgproxy", "functions", "analytics", "vector", "supavisor")},
+}
+
+
+def org_settings(ports: dict[str, int], **extra: Any) -> dict[str, Any]:
+    return {
+        "release": "v0.8.1",
+        "public_url": f"http://127.0.0.1:{ports['api']}",
+        "ports": ports,
+        "resources": SMALL,
+        "smtp": {"host": "smtp.example.test", "port": 2525, "admin_email": "admin@example.test"},
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def two_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    require_test_images()
+    root = tmp_path_factory.mktemp("stack")
+    base_dir = root / "hosts" / "sfp"
+    p = free_ports(6)
+    ports = {
+        "alpha": {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]},
+        "beta": {"api": p[3], "postgres": p[4], "pooler_transaction": p[5]},
+    }
+    inv_path = build_inventory(root, {
+        "alpha": org_settings(ports["alpha"]),
+        # beta runs without the optional services, so switching them off is exercised too.
+        "beta": org_settings(ports["beta"], services={"analytics": False, "functions": False, "imgproxy": False}),
+    }, base_dir)
+    inv = Inventory(inv_path, inv_path / ".vault-pass")
+    console = Console(record=True, width=200, file=open("/dev/null", "w"))  # noqa: SIM115
+    try:
+        outcome = deploy.install(inv, ["alpha", "beta"], console)
+        assert outcome.result.ok, outcome.result.failures
+        yield Deployment(inv, base_dir, ports, console.export_text())
+    finally:
+        for org in ("alpha", "beta"):
+            project = f"sfp-{org}"
+            ids = project_containers(project)
+            if ids:
+                docker("rm", "-f", *ids, check=False)
+            docker("network", "rm", project, check=False)
+            vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
+            if vols:
+                docker("volume", "rm", *vols, check=False)
+        # Data written by containers (postgres uid) is removed as root, like the role's purge.
+        shutil.rmtree(base_dir, ignore_errors=True)

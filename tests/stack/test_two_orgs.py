@@ -1,0 +1,250 @@
+"""Two orgs on one Docker engine: healthy, isolated, idempotent, removable one at a time.
+
+Runs the very templates and roles of production with the test image catalog (real PostgreSQL
+17 and postgres-meta; stand-ins for the other services). Tests run in file order on one
+deployment; the last ones remove it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import psycopg
+import pytest
+import requests
+from rich.console import Console
+
+from installer import secrets as secret_gen
+from installer.actions import deploy, status
+from tests.stack.conftest import Deployment, docker, inspect, project_containers
+
+ALL = ["analytics", "auth", "db", "functions", "imgproxy", "kong", "meta", "realtime", "rest", "storage", "studio", "supavisor", "vector"]
+CORE = ["auth", "db", "kong", "meta", "realtime", "rest", "storage", "studio", "supavisor"]
+
+
+def quiet() -> Console:
+    return Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+
+
+def cli(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "installer.cli", "-i", str(inv), *args],
+        capture_output=True, text=True, timeout=900,
+    )
+
+
+def pg_connect(port: int, password: str) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=password, dbname="postgres", connect_timeout=5)
+
+
+def test_both_orgs_are_healthy(two_orgs: Deployment) -> None:
+    rows = {r.org: r for r in status.gather(two_orgs.inventory, ["alpha", "beta"], quiet())}
+    assert rows["alpha"].verdict == "healthy", rows["alpha"]
+    assert rows["beta"].verdict == "healthy", rows["beta"]
+    assert sorted(s.service for s in rows["alpha"].services) == ALL
+    assert sorted(s.service for s in rows["beta"].services) == CORE
+    assert rows["alpha"].release == "v0.8.1" and rows["alpha"].image_catalog == "test"
+    for s in rows["alpha"].services:
+        assert s.state == "running"
+
+
+def test_each_database_accepts_only_its_own_org_credentials(two_orgs: Deployment) -> None:
+    a, b = two_orgs.secrets("alpha"), two_orgs.secrets("beta")
+    assert a["POSTGRES_PASSWORD"] != b["POSTGRES_PASSWORD"]
+    with pg_connect(two_orgs.ports["alpha"]["postgres"], a["POSTGRES_PASSWORD"]) as conn:
+        assert conn.execute("select current_user").fetchone() == ("postgres",)
+        roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
+        assert {"supabase_admin", "authenticator", "anon", "authenticated", "service_role",
+                "supabase_auth_admin", "supabase_storage_admin"} <= roles
+        schemas = {r[0] for r in conn.execute("select nspname from pg_namespace")}
+        assert {"auth", "storage", "realtime", "_realtime", "supabase_functions"} <= schemas
+        assert conn.execute("select count(*) from pg_publication where pubname = 'supabase_realtime'").fetchone() == (1,)
+        assert conn.execute("select count(*) from pg_database where datname = '_supabase'").fetchone() == (1,)
+        assert conn.execute("show app.settings.jwt_exp").fetchone() == ("3600",)
+    with pg_connect(two_orgs.ports["beta"]["postgres"], b["POSTGRES_PASSWORD"]) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        pg_connect(two_orgs.ports["alpha"]["postgres"], b["POSTGRES_PASSWORD"])
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        pg_connect(two_orgs.ports["beta"]["postgres"], a["POSTGRES_PASSWORD"])
+
+
+def test_service_roles_log_in_with_the_org_password(two_orgs: Deployment) -> None:
+    # roles.sql set these from POSTGRES_PASSWORD at init; the stand-ins' health depends on it too.
+    pw = two_orgs.secrets("alpha")["POSTGRES_PASSWORD"]
+    for user in ("authenticator", "supabase_auth_admin", "supabase_storage_admin", "supabase_functions_admin", "pgbouncer"):
+        with psycopg.connect(host="127.0.0.1", port=two_orgs.ports["alpha"]["postgres"], user=user, password=pw,
+                             dbname="postgres", connect_timeout=5) as conn:
+            assert conn.execute("select current_user").fetchone() == (user,)
+
+
+def test_api_keys_verify_and_gateway_enforces_them(two_orgs: Deployment) -> None:
+    s = two_orgs.secrets("alpha")
+    claims = jwt.decode(s["ANON_KEY"], s["JWT_SECRET"], algorithms=["HS256"], issuer="supabase")
+    assert claims["role"] == "anon"
+    assert secret_gen.verify_api_key(s["SERVICE_ROLE_KEY_ASYMMETRIC"], s)["role"] == "service_role"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(s["ANON_KEY"], two_orgs.secrets("beta")["JWT_SECRET"], algorithms=["HS256"])
+    api = f"http://127.0.0.1:{two_orgs.ports['alpha']['api']}"
+    # The gateway (a stand-in reading the rendered kong.yml) routes and checks keys as configured.
+    assert requests.get(f"{api}/auth/v1/health", timeout=10).status_code == 401
+    assert requests.get(f"{api}/auth/v1/health", headers={"apikey": s["ANON_KEY"]}, timeout=10).status_code == 200
+    assert requests.get(f"{api}/auth/v1/health", headers={"apikey": s["SUPABASE_PUBLISHABLE_KEY"]}, timeout=10).status_code == 200
+    beta_key = two_orgs.secrets("beta")["ANON_KEY"]
+    assert requests.get(f"{api}/auth/v1/health", headers={"apikey": beta_key}, timeout=10).status_code == 401
+    # pg-meta (real) behind the service role only.
+    assert requests.get(f"{api}/pg/tables", headers={"apikey": s["ANON_KEY"]}, timeout=10).status_code == 403
+    tables = requests.get(f"{api}/pg/tables", headers={"apikey": s["SERVICE_ROLE_KEY"]}, timeout=10)
+    assert tables.status_code == 200 and isinstance(tables.json(), list)
+    # Studio behind basic auth.
+    assert requests.get(f"{api}/", timeout=10).status_code == 401
+    assert requests.get(f"{api}/", auth=(s["DASHBOARD_USERNAME"], s["DASHBOARD_PASSWORD"]), timeout=10).status_code == 200
+
+
+def test_containers_of_one_org_cannot_reach_the_other_database(two_orgs: Deployment) -> None:
+    beta_db_ip = next(iter(inspect("sfp-beta-db")["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    probe = (
+        "import socket,sys\n"
+        "for host in sys.argv[1:]:\n"
+        "    try:\n"
+        "        socket.create_connection((host, 5432), timeout=3).close(); print('reached', host)\n"
+        "    except OSError as e:\n"
+        "        print('blocked', host, type(e).__name__)\n"
+    )
+    out = docker("exec", "sfp-alpha-rest", "python3", "-c", probe, "sfp-beta-db", "db.sfp-beta", beta_db_ip).stdout
+    assert "reached" not in out, out
+    assert out.count("blocked") == 3, out
+    # ...while its own database is right there.
+    own = docker("exec", "sfp-alpha-rest", "python3", "-c", probe, "db").stdout
+    assert "reached db" in own, own
+
+
+def test_isolation_networks_volumes_and_directories(two_orgs: Deployment) -> None:
+    for org in ("alpha", "beta"):
+        info = inspect(f"sfp-{org}-db")
+        assert list(info["NetworkSettings"]["Networks"]) == [f"sfp-{org}"]
+        mounts = {m["Destination"]: m for m in info["Mounts"]}
+        assert mounts["/var/lib/postgresql/data"]["Source"] == str(two_orgs.base_dir / "orgs" / org / "volumes/db/data")
+        assert mounts["/etc/postgresql-custom"]["Name"] == f"sfp-{org}-db-config"
+        published = info["HostConfig"]["PortBindings"]
+        assert published == {}, "the database itself is never published; clients go through the pooler"
+        pooler = inspect(f"sfp-{org}-supavisor")["HostConfig"]["PortBindings"]
+        assert pooler["5432/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(two_orgs.ports[org]["postgres"])}]
+
+
+def test_resource_limits_and_log_rotation_are_set_on_running_containers(two_orgs: Deployment) -> None:
+    for name in project_containers("sfp-alpha"):
+        host = inspect(name)["HostConfig"]
+        service = name.removeprefix("sfp-alpha-")
+        expected_cpus = {"db": 1.0, "meta": 0.5}.get(service, 0.25)
+        expected_mem = {"db": 512, "meta": 256}.get(service, 128) * 1024 * 1024
+        assert host["NanoCpus"] == int(expected_cpus * 1e9), name
+        assert host["Memory"] == expected_mem, name
+        assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "20m"}}, name
+
+
+def test_secrets_are_encrypted_private_and_never_printed(two_orgs: Deployment) -> None:
+    inv = two_orgs.inventory
+    for org in ("alpha", "beta"):
+        vault_file = inv.vault_file(org)
+        assert stat.S_IMODE(vault_file.stat().st_mode) == 0o600
+        raw = vault_file.read_text()
+        assert raw.startswith("$ANSIBLE_VAULT;1.1;AES256")
+        env_file = two_orgs.base_dir / "orgs" / org / ".env"
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        values = [v for k, v in two_orgs.secrets(org).items() if k not in ("DASHBOARD_USERNAME", "API_KEYS_ISSUED_AT")]
+        assert not any(v in raw for v in values)
+        assert not any(v in two_orgs.console_text for v in values)
+        compose = (two_orgs.base_dir / "orgs" / org / "compose.yaml").read_text()
+        assert not any(v in compose for v in values), "the compose file refers to secrets, never holds them"
+
+
+def test_second_install_changes_nothing(two_orgs: Deployment) -> None:
+    again = deploy.install(two_orgs.inventory, ["alpha", "beta"], quiet())
+    assert again.result.ok
+    assert again.generated == {}
+    assert again.result.changed == 0, [(h, s) for h, s in again.result.stats.items()]
+
+
+def test_check_mode_after_install_reports_no_change(two_orgs: Deployment) -> None:
+    dry = deploy.install(two_orgs.inventory, ["alpha", "beta"], quiet(), check=True)
+    assert dry.result.ok, dry.result.failures
+    assert dry.result.changed == 0
+
+
+def test_status_json_through_the_cli(two_orgs: Deployment) -> None:
+    done = cli(two_orgs.inventory.path, "status", "--all", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["org"]: r for r in json.loads(done.stdout)}
+    assert rows["alpha"]["verdict"] == "healthy" and rows["beta"]["verdict"] == "healthy"
+    assert rows["alpha"]["machine"] == "local"
+    services = {s["service"]: s for s in rows["alpha"]["services"]}
+    assert services["db"]["health"] == "healthy"
+    assert services["db"]["image"] == "sfp-test/postgres:17"
+
+
+def test_bad_inventory_changes_nothing(two_orgs: Deployment) -> None:
+    before = docker("ps", "-a", "--format", "{{.Names}} {{.ID}} {{.Status}}").stdout
+    main = two_orgs.inventory.path / "host_vars" / "beta" / "main.yml"
+    original = main.read_text()
+    try:
+        main.write_text(original.replace(str(two_orgs.ports["beta"]["api"]), str(two_orgs.ports["alpha"]["api"]), 1))
+        done = cli(two_orgs.inventory.path, "install", "--all")
+        assert done.returncode == 2
+        assert f"port {two_orgs.ports['alpha']['api']} clashes with org 'alpha'" in done.stderr
+        assert "no host was changed" in done.stderr
+    finally:
+        main.write_text(original)
+    after = docker("ps", "-a", "--format", "{{.Names}} {{.ID}} {{.Status}}").stdout
+    assert sorted(before.split("\n")) == sorted(after.split("\n"))
+
+
+def test_preflight_reports_every_check(two_orgs: Deployment) -> None:
+    done = cli(two_orgs.inventory.path, "preflight", "--all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for check in ("docker engine", "docker compose v2", "ports", "disk", "memory", "cpu"):
+        assert check in done.stdout
+    assert "held by this org's running stack" in done.stdout
+
+
+def test_uninstall_keeps_data_and_leaves_the_other_org_alone(two_orgs: Deployment) -> None:
+    pw = two_orgs.secrets("alpha")["POSTGRES_PASSWORD"]
+    with pg_connect(two_orgs.ports["alpha"]["postgres"], pw) as conn:
+        conn.execute("create table kept (v text)")
+        conn.execute("insert into kept values ('still here')")
+    beta_before = {n: inspect(n)["Id"] for n in project_containers("sfp-beta")}
+    done = cli(two_orgs.inventory.path, "uninstall", "--org", "alpha")
+    assert done.returncode == 0, done.stderr
+    assert project_containers("sfp-alpha") == []
+    assert (two_orgs.base_dir / "orgs" / "alpha" / "volumes" / "db" / "data" / "PG_VERSION").exists()
+    assert {n: inspect(n)["Id"] for n in project_containers("sfp-beta")} == beta_before
+    rows = {r.org: r for r in status.gather(two_orgs.inventory, ["alpha", "beta"], quiet())}
+    assert rows["beta"].verdict == "healthy"
+    assert rows["alpha"].verdict == "stopped"
+    # Installing again brings the same data back, with the same secrets.
+    again = deploy.install(two_orgs.inventory, ["alpha"], quiet())
+    assert again.result.ok and again.generated == {}
+    with pg_connect(two_orgs.ports["alpha"]["postgres"], pw) as conn:
+        assert conn.execute("select v from kept").fetchone() == ("still here",)
+
+
+def test_purge_needs_confirmation_then_removes_the_data(two_orgs: Deployment) -> None:
+    refused = cli(two_orgs.inventory.path, "uninstall", "--org", "alpha", "--purge")
+    assert refused.returncode != 0 and "--confirm alpha" in refused.stderr
+    assert project_containers("sfp-alpha") != []
+    wrong = cli(two_orgs.inventory.path, "uninstall", "--org", "alpha", "--purge", "--confirm", "beta")
+    assert wrong.returncode != 0 and "does not match" in wrong.stderr
+    done = cli(two_orgs.inventory.path, "uninstall", "--org", "alpha", "--purge", "--confirm", "alpha")
+    assert done.returncode == 0, done.stderr
+    assert project_containers("sfp-alpha") == []
+    assert not (two_orgs.base_dir / "orgs" / "alpha").exists()
+    assert docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=sfp-alpha").stdout.strip() == ""
+    assert docker("network", "ls", "-q", "--filter", "name=^sfp-alpha$").stdout.strip() == ""
+    rows = {r.org: r for r in status.gather(two_orgs.inventory, ["beta"], quiet())}
+    assert rows["beta"].verdict == "healthy"
