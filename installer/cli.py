@@ -16,6 +16,7 @@ from .actions import deploy
 from .actions import init as init_action
 from .actions import secrets as secrets_action
 from .actions import status as status_action
+from .commands.sso import sso as sso_group
 from .errors import SfpError
 from .inventory import Inventory, select
 from .vault import password_file
@@ -239,6 +240,9 @@ def secrets_set(obj: Context, org: str, name: str, from_file: Any) -> None:
     select(inv, (org,), False)
     secrets_action.set_value(inv, org, name, from_file.read().rstrip("\n"))
     out.print(f"{org}: {name} stored in {inv.vault_file(org)}; run `sfp-server install --org {org}` to apply it")
+
+
+cli.add_command(sso_group)
 
 
 def main() -> None:

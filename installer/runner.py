@@ -18,6 +18,7 @@ from typing import Any
 
 import ansible_runner
 from rich.console import Console
+from rich.status import Status
 
 from . import paths
 from .errors import PlaybookFailed
@@ -43,6 +44,10 @@ class RunResult:
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per host, per report task name (without the prefix): the task's result."""
+    changed_tasks: list[tuple[str, str]] = field(default_factory=list)
+    """(host, task) of every task that reported a change, in order."""
+    stdout_tail: list[str] = field(default_factory=list)
+    """The last lines ansible-playbook printed: the only clue when it fails before any task runs."""
 
     @property
     def changed(self) -> int:
@@ -60,6 +65,16 @@ class Progress:
         self.console = console
         self.verbose = verbose
         self.counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0}
+        self.status: Status | None = None
+        self.task = ""
+
+    def _refresh(self) -> None:
+        if self.status is not None:
+            c = self.counts
+            self.status.update(
+                f"{self.task}  [green]ok {c['ok']}[/green] [yellow]changed {c['changed']}[/yellow] "
+                f"[red]failed {c['failed']}[/red] [dim]skipped {c['skipped']}[/dim]"
+            )
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "")
@@ -82,8 +97,11 @@ class Progress:
             self.counts["failed"] += 1
             msg = _failure_message(data.get("res", {}))
             self.console.print(f"  [red]{'failed':>8}[/red] {host}: {task}\n           {msg}")
-        elif kind == "playbook_on_task_start" and self.verbose:
-            self.console.print(f"[dim]  … {task}[/dim]")
+        elif kind == "playbook_on_task_start":
+            self.task = task
+            if self.verbose:
+                self.console.print(f"[dim]  … {task}[/dim]")
+        self._refresh()
 
 
 def _failure_message(res: dict[str, Any]) -> str:
@@ -131,6 +149,10 @@ def run_playbook(
         if kind == "runner_on_ok" and task.startswith(REPORT_PREFIX):
             name = task[len(REPORT_PREFIX):].strip()
             result.reports.setdefault(data.get("host", ""), {})[name] = data.get("res", {})
+        if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
+            result.changed_tasks.append((str(data.get("host", "")), task))
+        if event.get("stdout"):
+            result.stdout_tail = (result.stdout_tail + str(event["stdout"]).splitlines())[-40:]
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             result.failures.append((data.get("host", ""), task, _failure_message(data.get("res", {}))))
         if kind == "playbook_on_stats":
@@ -159,6 +181,10 @@ def run_playbook(
 
     private = Path(tempfile.mkdtemp(prefix="sfp-run-"))
     os.chmod(private, 0o700)
+    # On a terminal, a live line shows the current task and the running counts.
+    if console.is_terminal:
+        progress.status = console.status(f"running {playbook}")
+        progress.status.start()
     try:
         runner = ansible_runner.run(
             private_data_dir=str(private),
@@ -176,6 +202,8 @@ def run_playbook(
         result.rc = int(runner.rc if runner.rc is not None else 1)
         result.status = str(runner.status)
     finally:
+        if progress.status is not None:
+            progress.status.stop()
         shutil.rmtree(private, ignore_errors=True)
     return result
 
@@ -191,4 +219,7 @@ def require_success(result: RunResult, what: str) -> None:
         return
     lines = [f"{what} failed"]
     lines += [f"  {host}: {task}: {msg}" for host, task, msg in result.failures[:20]]
+    if not result.failures:
+        # ansible-playbook stopped before any task (inventory or playbook error): show its words.
+        lines += [f"  {line}" for line in result.stdout_tail[-15:] if line.strip()]
     raise PlaybookFailed("\n".join(lines), "fix the cause named above and run the same command again; it is safe to re-run")

@@ -25,7 +25,7 @@ from .inventory import MACHINE_DEFAULTS, ORG_GROUP, ORG_VAR, SECRETS_VAR, Invent
 ORG_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 # Variables the toolkit reads besides the machine settings; any other `sfp_*` is most likely a typo.
-KNOWN_SFP_VARS = {ORG_VAR, SECRETS_VAR, "sfp_machine", *MACHINE_DEFAULTS}
+KNOWN_SFP_VARS = {ORG_VAR, SECRETS_VAR, "sfp_machine", "sfp_org_sso", *MACHINE_DEFAULTS}
 
 
 @cache
@@ -95,6 +95,10 @@ def check_org(org: Org) -> list[Problem]:
     smtp = raw.get("smtp")
     if isinstance(smtp, dict) and isinstance(smtp.get("admin_email"), str) and not EMAIL.match(smtp["admin_email"]):
         problems.append(Problem(f"{where}: {ORG_VAR}.smtp.admin_email", f"{smtp['admin_email']!r} is not an email address", "write it as name@domain.example"))
+
+    from . import sso_inventory  # single sign-on (host_vars/<org>/sso.yml), checked by the SSO library
+
+    problems += sso_inventory.check(org.name, org.hostvars)
 
     ports = raw.get("ports")
     if isinstance(ports, dict):

@@ -136,7 +136,8 @@ def run_backup(
         def go(source: Any, check: Callable[[], object] | None = None) -> PipelineStats:
             with s3.s3_errors(store, f"uploading {key} of set {set_id}"):
                 stats = upload_encrypted(source, cli, store.bucket, prefix + key, recipient, zstd_threads=threads,
-                                         part_size=part_size, in_flight=in_flight, check=check)
+                                         part_size=part_size, in_flight=in_flight, check=check,
+                                         md5=store.checksum_mode == "when_required")
             done.append(prefix + key)
             return stats
         return go
@@ -184,8 +185,7 @@ def run_backup(
             postgres_major=postgres_major, timings={**timings, "total_seconds": round(time.monotonic() - started, 3)},
         )
         body = (json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n").encode()
-        with s3.s3_errors(store, f"writing the manifest of set {set_id}"):
-            cli.put_object(Bucket=store.bucket, Key=prefix + MANIFEST, Body=body, ContentType="application/json")
+        s3.put_small(cli, store, prefix + MANIFEST, body, f"writing the manifest of set {set_id}")
     except BaseException:
         procs.stop_all()
         try:

@@ -20,6 +20,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import SfpError
 
@@ -51,10 +52,9 @@ def set_time(set_id: str) -> datetime:
 
 
 def database_key(name: str) -> str:
-    # Database names may hold any character but '/' and NUL are the only ones a key cannot hold well;
-    # percent-encode everything outside a safe set so the key is unambiguous.
-    safe = "".join(c if c.isalnum() or c in "._-" else f"%{ord(c):02X}" for c in name)
-    return f"db/{safe}.pgdump.zst.age"
+    # A database name may hold any character; percent-encode (UTF-8) all but [A-Za-z0-9._~-] so the
+    # key is plain ASCII, has no '/' and maps back to exactly one name.
+    return f"db/{quote(name, safe='')}.pgdump.zst.age"
 
 
 def org_prefix(prefix: str, org: str) -> str:

@@ -24,7 +24,6 @@ from pyrage import x25519  # type: ignore[import-untyped]
 
 from ..errors import SfpError
 from . import db as dbtools
-from . import s3
 from .config import ObjectStore
 from .keys import check_identity
 from .manifest import Manifest, ObjectEntry, set_prefix
@@ -64,15 +63,15 @@ def globals_script(text: str, existing_roles: set[str]) -> str:
 
 
 def _stage(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry, identity: x25519.Identity, workdir: Path) -> tuple[ObjectEntry, Path | str]:
-    """Download and check one object; the plaintext goes to a local file. Returns (entry, path or problem)."""
-    name = entry.key.replace("/", "__").removesuffix(".zst.age")
-    encrypted = workdir / f"{name}.age"
-    with s3.s3_errors(store, f"downloading {entry.key}"):
-        cli.download_file(store.bucket, prefix + entry.key, str(encrypted))
-    plain = workdir / name
-    with open(encrypted, "rb") as source, open(plain, "wb") as sink:
-        problem = check_object(cli, store, prefix, entry, identity, sink=sink, source=source)
-    encrypted.unlink()
+    """Download, check and decrypt one object in one pass into a local plaintext file.
+
+    Returns (entry, path) or (entry, problem). The stored bytes' sha256 and the plaintext's are
+    both checked before the caller applies anything; age's authenticated chunks mean a damaged
+    object fails during decryption too.
+    """
+    plain = workdir / entry.key.replace("/", "__").removesuffix(".zst.age")
+    with open(plain, "wb") as sink:
+        problem = check_object(cli, store, prefix, entry, identity, sink=sink)
     if problem:
         plain.unlink()
         return entry, problem

@@ -88,6 +88,14 @@ def s3_errors(store: ObjectStore, action: str) -> Iterator[None]:
         raise SfpError(f"{action}: S3 request failed: {exc}", "check the backup store settings") from None
 
 
+def put_small(cli: Any, store: ObjectStore, key: str, body: bytes, action: str) -> None:
+    """A small JSON object (manifest, verified marker), with Content-MD5 so Object Lock buckets take it in any checksum mode."""
+    from .streams import content_md5
+
+    with s3_errors(store, action):
+        cli.put_object(Bucket=store.bucket, Key=key, Body=body, ContentType="application/json", ContentMD5=content_md5(body))
+
+
 def check_bucket(cli: Any, store: ObjectStore) -> None:
     """Fail fast (before any dump starts) if the bucket is unreachable or the keys are refused."""
     with s3_errors(store, f"checking bucket {store.bucket!r}"):

@@ -7,6 +7,7 @@ uploader blocks the writer when `in_flight` parts are already on their way.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -25,6 +26,12 @@ PART_SIZE = 16 * MiB
 IN_FLIGHT = 4
 # S3 allows 10,000 parts; the part size doubles every 2,000 parts so an object of any size fits.
 _PARTS_PER_SIZE = 2000
+
+
+def content_md5(data: bytes) -> str:
+    """Content-MD5 header value. With checksum mode when_required the SDK sends no checksum, but
+    buckets with Object Lock refuse writes that carry none: this one every S3 store accepts."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
 class HashingReader(io.RawIOBase):
@@ -89,8 +96,10 @@ class MultipartWriter(io.RawIOBase):
     any failure) removes every uploaded part, so an interrupted run leaves no object behind.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, part_size: int = PART_SIZE, in_flight: int = IN_FLIGHT) -> None:
+    def __init__(self, client: Any, bucket: str, key: str, part_size: int = PART_SIZE, in_flight: int = IN_FLIGHT,
+                 content_md5: bool = False) -> None:
         self.client = client
+        self.content_md5 = content_md5
         self.bucket = bucket
         self.key = key
         self.part_size = part_size
@@ -136,7 +145,9 @@ class MultipartWriter(io.RawIOBase):
 
     def _upload(self, number: int, chunk: bytes) -> None:
         try:
-            reply = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=chunk)
+            extra = {"ContentMD5": content_md5(chunk)} if self.content_md5 else {}
+            reply = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                                            Body=chunk, **extra)
             part = {"PartNumber": number, "ETag": reply["ETag"]}
             for name in ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"):
                 if reply.get(name):
@@ -204,6 +215,7 @@ def upload_encrypted(
     part_size: int = PART_SIZE,
     in_flight: int = IN_FLIGHT,
     check: Callable[[], object] | None = None,
+    md5: bool = False,
 ) -> PipelineStats:
     """Compress, encrypt and upload everything `source` yields, hashing both ends on the fly.
 
@@ -213,7 +225,7 @@ def upload_encrypted(
     started = time.monotonic()
     plain = HashingReader(source)
     compressor = zstandard.ZstdCompressor(level=zstd_level, threads=zstd_threads, write_checksum=True)
-    writer = MultipartWriter(client, bucket, key, part_size=part_size, in_flight=in_flight)
+    writer = MultipartWriter(client, bucket, key, part_size=part_size, in_flight=in_flight, content_md5=md5)
     try:
         with compressor.stream_reader(plain, read_size=MiB, closefd=False) as compressed:  # type: ignore[arg-type]
             pyrage.encrypt_io(compressed, writer, [recipient])

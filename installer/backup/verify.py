@@ -196,6 +196,9 @@ def verify_manifest(cli: Any, store: ObjectStore, manifest: Manifest, identity: 
                 raise
         report.objects.append(ObjectCheck(entry.key, problem is None, problem))
     if not report.ok:
+        if record:  # a set that fails is no longer "verified", whatever an earlier run found
+            with contextlib.suppress(SfpError):
+                s3.delete_keys(cli, store, [prefix + VERIFIED], f"clearing the verification mark of {manifest.set_id}")
         bad = [o for o in report.objects if not o.ok]
         lines = "; ".join(f"{o.key}: {o.problem}" for o in bad)
         raise SfpError(f"set {manifest.set_id} of {manifest.org} failed verification ({len(bad)} object(s)): {lines}",
@@ -203,6 +206,5 @@ def verify_manifest(cli: Any, store: ObjectStore, manifest: Manifest, identity: 
     report.verified_at = utcnow()
     if record:
         body = json.dumps({"verified_at": report.verified_at, "objects": len(report.objects)}).encode()
-        with s3.s3_errors(store, f"recording the verification of {manifest.set_id}"):
-            cli.put_object(Bucket=store.bucket, Key=prefix + VERIFIED, Body=body, ContentType="application/json")
+        s3.put_small(cli, store, prefix + VERIFIED, body, f"recording the verification of {manifest.set_id}")
     return report

@@ -249,29 +249,41 @@ def format_line(ev: LogEvent) -> str:
     return f"{t[:23]}Z {ev.service:<9} {ev.level:<5} {ev.message}"
 
 
-def write_json(events: Iterable[LogEvent], out: IO[str]) -> int:
-    """One JSON object a line (see event.schema.json); returns the number written."""
+def write_json(events: Iterable[LogEvent], out: IO[str], *, batch_size: int = 256) -> int:
+    """One JSON object a line (see event.schema.json); returns the number written. Lines are
+    written `batch_size` at a time (use 1 when following, so each line shows at once)."""
     n = 0
     write = out.write
+    batch: list[str] = []
     for ev in events:
-        write(ev.to_json())
-        write("\n")
+        batch.append(ev.to_json())
         n += 1
+        if len(batch) >= batch_size:
+            batch.append("")
+            write("\n".join(batch))
+            out.flush()
+            batch = []
+    if batch:
+        batch.append("")
+        write("\n".join(batch))
     out.flush()
     return n
 
 
-def write_terminal(events: Iterable[LogEvent], out: IO[str], *, color: bool | None = None) -> int:
-    """`time service level message`, each service in its own colour when `out` is a terminal."""
+def write_terminal(events: Iterable[LogEvent], out: IO[str], *, color: bool | None = None,
+                   flush_each: bool = False) -> int:
+    """`time service level message`, each service in its own colour when `out` is a terminal.
+    `flush_each` (for --follow) shows every line at once."""
     if color is None:
         color = bool(getattr(out, "isatty", lambda: False)())
     n = 0
     if not color:
         write = out.write
         for ev in events:
-            write(format_line(ev))
-            write("\n")
+            write(format_line(ev) + "\n")
             n += 1
+            if flush_each:
+                out.flush()
         out.flush()
         return n
     from rich.console import Console
@@ -286,7 +298,7 @@ def write_terminal(events: Iterable[LogEvent], out: IO[str], *, color: bool | No
         text.append(ev.message)
         console.print(text)
         n += 1
-        if ev.level:
+        if flush_each:
             out.flush()
     return n
 
@@ -303,9 +315,9 @@ def run_logs(query: LogQuery, *, endpoint: DockerEndpoint | None = None, secrets
                   else read_events(query, endpoint=endpoint, secrets=secrets, tz=tz))
         try:
             if json_output:
-                write_json(events, out)
+                write_json(events, out, batch_size=1 if follow else 256)
             else:
-                write_terminal(events, out, color=color)
+                write_terminal(events, out, color=color, flush_each=follow)
         finally:
             close = getattr(events, "close", None)
             if close is not None:

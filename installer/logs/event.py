@@ -17,10 +17,14 @@ _SECOND_CACHE: dict[str, int] = {}
 def ns_from_rfc3339(text: str) -> int | None:
     """Nanoseconds since the epoch of an RFC 3339 UTC time such as Docker's
     `2026-11-25T21:00:00.123456789Z` (fixed or trimmed fraction); None if it is not one."""
-    if len(text) < 20 or text[4] != "-" or text[10] != "T" or text[-1] != "Z":
-        return None
     head = text[:19]
     sec = _SECOND_CACHE.get(head)
+    if sec is not None and len(text) == 30 and text[19] == "." and text[29] == "Z":
+        frac9 = text[20:29]
+        if frac9.isdigit():  # Docker's fixed nine digits: the fast path
+            return sec * 1_000_000_000 + int(frac9)
+    if len(text) < 20 or text[4] != "-" or text[10] != "T" or text[-1] != "Z":
+        return None
     if sec is None:
         try:
             dt = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S")
@@ -47,10 +51,27 @@ def datetime_from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1_000)
 
 
+_PREFIX_CACHE: dict[int, str] = {}
+
+
 def rfc3339_from_ns(ns: int) -> str:
     """RFC 3339 UTC with nanoseconds, e.g. 2026-11-25T21:00:00.123456789Z."""
     sec, frac = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    head = _PREFIX_CACHE.get(sec)
+    if head is None:
+        head = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        if len(_PREFIX_CACHE) > 100_000:
+            _PREFIX_CACHE.clear()
+        _PREFIX_CACHE[sec] = head
+    return f"{head}.{frac:09d}Z"
+
+
+_enc = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the C encoder: "…" with escapes
+_fields_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def dumps_fields(fields: dict[str, Any]) -> str:
+    return _fields_encoder.encode(fields) if fields else "{}"
 
 
 class LogEvent:
@@ -61,7 +82,7 @@ class LogEvent:
     a service's own timestamp, where it writes one, stays in `fields` under the service's own key.
     """
 
-    __slots__ = ("container", "fields", "host", "level", "message", "org", "service", "time_ns")
+    __slots__ = ("container", "fields", "fields_json", "host", "level", "message", "org", "service", "time_ns")
 
     def __init__(
         self,
@@ -79,6 +100,7 @@ class LogEvent:
         self.level = level
         self.message = message
         self.fields: dict[str, Any] = fields if fields is not None else {}
+        self.fields_json: str | None = None  # `fields` as JSON, once serialised (and masked)
         self.org = org
         self.host = host
         self.service = service
@@ -105,7 +127,13 @@ class LogEvent:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+        """One line of `--json` (keys in schema order, compact)."""
+        fj = self.fields_json
+        if fj is None:
+            fj = self.fields_json = dumps_fields(self.fields)
+        return (f'{{"time":"{self.time_str}","org":{_enc(self.org)},"host":{_enc(self.host)},'
+                f'"service":{_enc(self.service)},"container":{_enc(self.container)},"level":"{self.level}",'
+                f'"message":{_enc(self.message)},"fields":{fj}}}')
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LogEvent:

@@ -25,7 +25,10 @@ from typing import Any
 
 from .event import LogEvent, ns_from_datetime, ns_from_rfc3339
 
-Parsed = tuple[str, str, dict[str, Any], int | None]
+# The fourth item is the entry's own time, unconverted (converter, raw value), or None: converting
+# costs more than parsing and is needed only when Docker's timestamp is not there.
+OwnTime = tuple[Callable[[Any], int | None], Any] | None
+Parsed = tuple[str, str, dict[str, Any], OwnTime]
 LineParser = Callable[[str], Parsed | None]
 
 # ---------------------------------------------------------------- level mapping
@@ -176,7 +179,7 @@ def parse_json(line: str) -> Parsed | None:
         own = obj.get("timestamp")
     if raw_level is not None:
         obj["level_raw"] = raw_level
-    return level, msg, obj, _ns_from_any(own) if own is not None else None
+    return level, msg, obj, (_ns_from_any, own) if own is not None else None
 
 
 # nginx/Kong combined-style access log; Kong 3.x appends `kong_request_id: "<hex>"`.
@@ -201,7 +204,7 @@ def parse_access(line: str) -> Parsed | None:
         fields["method"], fields["path"], fields["protocol"] = parts
     if g["rest"].strip():
         fields["extra"] = g["rest"].strip()
-    return level_from_status(status), f"{g['request']} {status}", fields, _ns_from_clf(g["time_local"])
+    return level_from_status(status), f"{g['request']} {status}", fields, (_ns_from_clf, g["time_local"])
 
 
 _NGINX_ERROR = re.compile(
@@ -215,13 +218,15 @@ def parse_nginx_error(line: str) -> Parsed | None:
     if m is None:
         return None
     fields: dict[str, Any] = {k: m.group(k) for k in ("date", "pid", "tid", "conn") if m.group(k)}
-    own = None
-    if m.group("date"):
-        try:
-            own = ns_from_datetime(datetime.strptime(m.group("date"), "%Y/%m/%d %H:%M:%S").replace(tzinfo=UTC))
-        except ValueError:
-            own = None
+    own = (_ns_from_nginx, m.group("date")) if m.group("date") else None
     return level_from_word(m.group("level")), m.group("msg"), fields, own
+
+
+def _ns_from_nginx(text: str) -> int | None:
+    try:
+        return ns_from_datetime(datetime.strptime(text, "%Y/%m/%d %H:%M:%S").replace(tzinfo=UTC))
+    except ValueError:
+        return None
 
 
 _POSTGREST = re.compile(r"^(?P<t>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}): (?P<msg>.*)$")
@@ -234,7 +239,7 @@ def parse_postgrest(line: str) -> Parsed | None:
         return None
     msg = m.group("msg")
     level = "error" if _ERRORISH.match(msg) else "info"
-    return level, msg, {"time_local": m.group("t")}, _ns_from_clf(m.group("t"))
+    return level, msg, {"time_local": m.group("t")}, (_ns_from_clf, m.group("t"))
 
 
 _ELIXIR = re.compile(
@@ -262,7 +267,7 @@ _PG = re.compile(
 )
 
 
-def parse_pg_prefix(line: str) -> tuple[str, dict[str, Any], str, int | None] | None:
+def parse_pg_prefix(line: str) -> tuple[str, dict[str, Any], str, OwnTime] | None:
     """A prefixed PostgreSQL line: (severity, prefix fields, message, own time)."""
     m = _PG.match(line)
     if m is None:
@@ -274,7 +279,7 @@ def parse_pg_prefix(line: str) -> tuple[str, dict[str, Any], str, int | None] | 
         fields["user"] = m.group("user")
     if m.group("db"):
         fields["database"] = m.group("db")
-    return m.group("sev"), fields, m.group("msg"), _ns_from_pg(m.group("t"))
+    return m.group("sev"), fields, m.group("msg"), (_ns_from_pg, m.group("t"))
 
 
 def parse_postgres(line: str) -> Parsed | None:
@@ -300,7 +305,7 @@ def parse_level_text(line: str) -> Parsed | None:
     m = _GO_TEXT.match(line) or _RUST_TEXT.match(line)
     if m is None:
         return None
-    return level_from_word(m.group("level")), m.group("msg"), {"own_time": m.group("t")}, _ns_from_any(m.group("t"))
+    return level_from_word(m.group("level")), m.group("msg"), {"own_time": m.group("t")}, (_ns_from_any, m.group("t"))
 
 
 def parse_raw(line: str) -> Parsed:
@@ -365,8 +370,8 @@ class EventBuilder:
         self._last_attached: str | None = None
         self._joined = 0
 
-    def _make(self, ts: int | None, level: str, msg: str, fields: dict[str, Any], own: int | None) -> LogEvent:
-        t = ts if ts is not None else (own if own is not None else 0)
+    def _make(self, ts: int | None, level: str, msg: str, fields: dict[str, Any], own: OwnTime) -> LogEvent:
+        t = ts if ts is not None else ((own[0](own[1]) if own is not None else None) or 0)
         return LogEvent(t, level, msg, fields, org=self.org, host=self.host, service=self.service,
                         container=self.container)
 

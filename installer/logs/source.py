@@ -12,14 +12,19 @@ engine host has; this machine needs only the OpenSSH client (and the Docker CLI 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import queue
 import select
 import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 from urllib.parse import urlsplit
 
 from installer.errors import SfpError
@@ -136,13 +141,30 @@ class DockerEndpoint:
             raise self.error_for(proc.returncode, proc.stderr.decode("utf-8", "replace"))
         return proc.stdout.decode("utf-8", "replace")
 
-    def popen(self, args: Sequence[str]) -> subprocess.Popen[bytes]:
+    def popen(self, args: Sequence[str]) -> tuple[subprocess.Popen[bytes], IO[bytes] | None]:
+        """Start a streaming docker command whose stdout and stderr come, in order, on one pipe.
+
+        The Docker CLI writes each log frame to its stdout or stderr as it comes, one write after the
+        other, so with both on one pipe the container's lines keep their order. Over SSH the two
+        would travel as separate channels and be interleaved anew on arrival (even mid-line), so the
+        remote shell joins them (`2>&1`) before ssh sees them; ssh's own complaints go to a file
+        (returned) to explain a failure."""
         cmd = self.command(args)
+        err_file: IO[bytes] | None = None
         try:
-            return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=self._env(), start_new_session=True)
+            if self.url is None:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=self._env(), start_new_session=True)
+            else:
+                cmd[-1] += " 2>&1"
+                err_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by raw_lines
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file,
+                                        stdin=subprocess.DEVNULL, env=self._env(), start_new_session=True)
         except FileNotFoundError:
+            if err_file is not None:
+                err_file.close()
             raise self._missing_binary(cmd[0]) from None
+        return proc, err_file
 
     def _missing_binary(self, binary: str) -> SfpError:
         if binary == "ssh":
@@ -270,8 +292,8 @@ class DockerEndpoint:
                   ) -> Generator[tuple[int, str] | None, None, None]:
         """(docker time ns, line) of one container, streamed. With `idle`, yields None whenever no
         line came for that many seconds (so a caller can flush a pending multi-line entry)."""
-        proc = self.popen(self.logs_args(container, since_ns=since_ns, until_ns=until_ns, tail=tail,
-                                         follow=follow))
+        proc, err_file = self.popen(self.logs_args(container, since_ns=since_ns, until_ns=until_ns, tail=tail,
+                                                   follow=follow))
         errors: list[str] = []
         try:
             for raw in _read_lines(proc, idle):
@@ -291,6 +313,9 @@ class DockerEndpoint:
                 yield ns, text
             rc = proc.wait()
             if rc != 0 and not follow:
+                if err_file is not None:
+                    err_file.seek(0)
+                    errors.append(err_file.read(65536).decode("utf-8", "replace"))
                 raise self.error_for(rc, "\n".join(errors))
         finally:
             if proc.poll() is None:
@@ -302,21 +327,80 @@ class DockerEndpoint:
                     proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+            if err_file is not None:
+                err_file.close()
 
 
-def _read_lines(proc: subprocess.Popen[bytes], idle: float | None) -> Iterator[bytes | None]:
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    buf = b""
+_F_SETPIPE_SZ = 1031  # Linux fcntl
+PIPE_SIZE = 1 << 20
+READ_AHEAD_CHUNKS = 4
+
+
+def _grow_pipe(fd: int) -> None:
+    """A 1 MiB pipe (instead of 64 KiB): with several containers merged, the reader otherwise waits
+    on each docker CLI process to be scheduled again for every few hundred lines."""
+    with contextlib.suppress(OSError, ValueError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def _chunks(fd: int, idle: float | None) -> Iterator[bytes | None]:
     while True:
         if idle is not None:
             ready, _, _ = select.select([fd], [], [], idle)
             if not ready:
                 yield None
                 continue
-        chunk = os.read(fd, 1 << 20)
+        chunk = os.read(fd, PIPE_SIZE)
         if not chunk:
-            break
+            return
+        yield chunk
+
+
+def _read_ahead(fd: int) -> Iterator[bytes | None]:
+    """Chunks read by a thread, at most READ_AHEAD_CHUNKS ahead (so memory stays bounded), so the
+    docker CLI keeps streaming while this process parses and merges."""
+    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            while not stop.is_set():
+                chunk = os.read(fd, PIPE_SIZE)
+                while not stop.is_set():
+                    try:
+                        q.put(chunk or None, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if not chunk:
+                    return
+        except BaseException as exc:  # pragma: no cover - e.g. the fd closed under us
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(exc)
+
+    th = threading.Thread(target=pump, daemon=True, name="docker-logs-reader")
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def _read_lines(proc: subprocess.Popen[bytes], idle: float | None) -> Iterator[bytes | None]:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    _grow_pipe(fd)
+    buf = b""
+    for chunk in (_chunks(fd, idle) if idle is not None else _read_ahead(fd)):
+        if chunk is None:
+            yield None
+            continue
         if buf:
             chunk = buf + chunk
         lines = chunk.split(b"\n")

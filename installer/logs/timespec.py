@@ -15,6 +15,7 @@ from installer.errors import SfpError
 from .event import ns_from_datetime
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.IGNORECASE)
+_FRACTION = re.compile(r"^(.*?[T ]\d\d:\d\d:\d\d)\.(\d+)(.*)$")
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -31,6 +32,13 @@ def parse_time_spec(value: str | datetime, *, now: datetime | None = None, tz: t
         text = value.strip()
         if text.endswith(("z", "Z")):
             text = text[:-1] + "+00:00"
+        # datetime keeps microseconds; Docker's times have nanoseconds: keep the rest aside.
+        extra_ns = 0
+        frac = _FRACTION.match(text)
+        if frac and len(frac.group(2)) > 6:
+            digits = frac.group(2)
+            extra_ns = int(digits[6:9].ljust(3, "0"))
+            text = f"{frac.group(1)}.{digits[:6]}{frac.group(3)}"
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
@@ -39,10 +47,16 @@ def parse_time_spec(value: str | datetime, *, now: datetime | None = None, tz: t
                 "give a duration back from now such as 15m, 2h or 1d, or an ISO 8601 time such as "
                 "2026-11-25T21:00:00Z (a time without Z or offset is in your local time zone)",
             ) from None
+        if dt.tzinfo is None:
+            dt = _localize(dt, tz)
+        return ns_from_datetime(dt) + extra_ns
     if dt.tzinfo is None:
-        if tz is not None:
-            dt = dt.replace(tzinfo=tz)
-        else:
-            time.tzset()
-            dt = dt.astimezone()  # naive -> the process's local zone
+        dt = _localize(dt, tz)
     return ns_from_datetime(dt)
+
+
+def _localize(dt: datetime, tz: tzinfo | None) -> datetime:
+    if tz is not None:
+        return dt.replace(tzinfo=tz)
+    time.tzset()
+    return dt.astimezone()  # naive -> the process's local zone

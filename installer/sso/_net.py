@@ -61,6 +61,9 @@ def http_get(
     getter = session.get if session is not None else requests.get
     try:
         with getter(url, timeout=timeout, stream=True, headers={"Accept": accept}, allow_redirects=True) as r:
+            if urlsplit(url).scheme == "https" and urlsplit(r.url).scheme != "https":
+                raise SfpError(f"{what} at {url} redirected to a non-https URL ({r.url}); refused",
+                               "use the final https URL of the document, or fix the IdP's redirect")
             chunks: list[bytes] = []
             size = 0
             for chunk in r.iter_content(65536):

@@ -225,7 +225,8 @@ def parse_saml_metadata(
 
 def _parse_untrusted_xml(data: bytes, f: Findings) -> ET.Element | None:
     try:
-        return DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: ET.Element = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        return root
     except defusedxml.DTDForbidden:
         f.error("metadata contains a DTD (<!DOCTYPE ...>); refused: DTDs in untrusted XML enable XXE "
                 "(external entities reading local files) and entity-expansion (billion laughs) attacks",

@@ -14,6 +14,11 @@ from .seed import seed
 from .support import PgCluster, RcloneS3
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: real PostgreSQL + S3 round trips (seconds each); they run in CI, "
+                            "deselect locally with -m 'not slow'")
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
     root = tmp_path_factory.mktemp("s3") / "root"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from installer.backup import s3
 from installer.backup.config import ObjectStore
 from installer.backup.db import LocalDatabase
 
@@ -66,9 +67,12 @@ class RcloneS3:
         wait_port(self.port)
 
     def store(self, bucket: str, prefix: str = "sfp", **kw: Any) -> ObjectStore:
-        (self.root / bucket).mkdir(exist_ok=True)
-        return ObjectStore(bucket=bucket, prefix=prefix, endpoint_url=self.endpoint, region="us-east-1", path_style=True,
+        store = ObjectStore(bucket=bucket, prefix=prefix, endpoint_url=self.endpoint, region="us-east-1", path_style=True,
                            credentials="vault", access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY, **kw)
+        cli = s3.client(store)
+        if not any(b["Name"] == bucket for b in cli.list_buckets().get("Buckets", [])):
+            cli.create_bucket(Bucket=bucket)
+        return store
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -82,14 +86,27 @@ class PgCluster:
     initdb refuses to run as root, so under root the server runs as the `postgres` user.
     """
 
-    def __init__(self, name: str = "pg", password: str = "sfp-test-superuser-pw", base: Path | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"sfp-{name}-", dir=base))
+    def __init__(self, name: str = "pg", password: str = "sfp-test-superuser-pw", base: Path | None = None,
+                 path: Path | None = None) -> None:
+        """`path`: a fixed directory, reused (started again) if it already holds a cluster (benches)."""
+        if path is not None and (path / "data" / "PG_VERSION").exists():
+            self.dir, self.data, self.password = path, path / "data", password
+            self.port = free_port()
+            self.password_env = f"SFP_TEST_PGPASSWORD_{self.port}"
+            os.environ[self.password_env] = password
+            self.user: str | None = "postgres" if os.geteuid() == 0 else None
+            self._set_port()
+            self.start()
+            return
+        if path is not None:
+            path.mkdir(parents=True)
+        self.dir = path or Path(tempfile.mkdtemp(prefix=f"sfp-backup-test-{name}-", dir=base))
         self.data = self.dir / "data"
         self.port = free_port()
         self.password = password
         self.password_env = f"SFP_TEST_PGPASSWORD_{self.port}"
         os.environ[self.password_env] = password
-        self.user: str | None = "postgres" if os.geteuid() == 0 else None
+        self.user = "postgres" if os.geteuid() == 0 else None
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
@@ -104,7 +121,11 @@ class PgCluster:
             conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
                        "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\n"
                        "max_wal_size = 4GB\n")
+        self._set_port()
         self.start()
+
+    def _set_port(self) -> None:
+        (self.data / "postgresql.auto.conf").write_text(f"port = {self.port}\n")
 
     def _as_owner(self, argv: list[str]) -> None:
         proc = subprocess.run(argv, user=self.user, capture_output=True, cwd=self.dir, check=False)

@@ -19,6 +19,11 @@ from tests.sso.idp_fixtures import (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pysaml2 7.5 touches a cryptography symbol deprecated upstream; not ours to fix.
+    config.addinivalue_line("filterwarnings", "ignore:CFB has been moved:cryptography.utils.CryptographyDeprecationWarning")
+
+
 @pytest.fixture
 def loopback_http() -> Iterator[LoopbackHTTP]:
     server = LoopbackHTTP()

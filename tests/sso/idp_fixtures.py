@@ -110,12 +110,12 @@ class SamlIdP:
 def build_saml_idp(directory: Path, http: LoopbackHTTP, *, cert_valid_days: float = 365,
                    cert_expired: bool = False, path: str = "/idp/metadata", stem: str = "idp") -> SamlIdP:
     """A pysaml2 IdP whose signed metadata is served at http.url(path)."""
-    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
-    from saml2.config import IdPConfig
-    from saml2.metadata import create_metadata_string
-    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS
-    from saml2.server import Server
-    from saml2.sigver import get_xmlsec_binary
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT  # type: ignore[import-untyped]
+    from saml2.config import IdPConfig  # type: ignore[import-untyped]
+    from saml2.metadata import create_metadata_string  # type: ignore[import-untyped]
+    from saml2.saml import NAMEID_FORMAT_EMAILADDRESS  # type: ignore[import-untyped]
+    from saml2.server import Server  # type: ignore[import-untyped]
+    from saml2.sigver import get_xmlsec_binary  # type: ignore[import-untyped]
 
     now = datetime.now(UTC)
     if cert_expired:

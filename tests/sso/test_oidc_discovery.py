@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from installer.sso.oidc import discovery_url, validate_oidc_provider
-from tests.sso.idp_fixtures import OidcIdP, free_closed_port
+from tests.sso.idp_fixtures import LoopbackHTTP, OidcIdP, Route, free_closed_port
 
 
 def test_discovery_and_jwks_pass(oidc_idp: Callable[..., OidcIdP]) -> None:
@@ -83,20 +84,14 @@ def test_clock_skew_thresholds(oidc_idp: Callable[..., OidcIdP]) -> None:
     assert "clock skew" in err.message and "IdP ahead" in err.message and "NTP" in (err.hint or "")
 
 
-def test_not_an_openid_provider(loopback_http) -> None:  # type: ignore[no-untyped-def]
-    from tests.sso.idp_fixtures import Route
-
+def test_not_an_openid_provider(loopback_http: LoopbackHTTP) -> None:
     loopback_http.routes["/.well-known/openid-configuration"] = Route(200, b"<html>login</html>", "text/html")
     report = validate_oidc_provider(loopback_http.url(""), allow_insecure_loopback=True)
     [err] = report.findings.errors
     assert "did not return a JSON object" in err.message
 
 
-def test_missing_endpoints(loopback_http) -> None:  # type: ignore[no-untyped-def]
-    import json
-
-    from tests.sso.idp_fixtures import Route
-
+def test_missing_endpoints(loopback_http: LoopbackHTTP) -> None:
     issuer = loopback_http.url("")
     loopback_http.routes["/.well-known/openid-configuration"] = Route(
         200, json.dumps({"issuer": issuer, "authorization_endpoint": issuer + "/auth"}).encode(), "application/json")

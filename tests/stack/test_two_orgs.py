@@ -18,6 +18,7 @@ import jwt
 import psycopg
 import pytest
 import requests
+import yaml
 from rich.console import Console
 
 from installer import secrets as secret_gen
@@ -29,7 +30,7 @@ CORE = ["auth", "db", "kong", "meta", "realtime", "rest", "storage", "studio", "
 
 
 def quiet() -> Console:
-    return Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+    return Console(record=True, width=200, file=open(os.devnull, "w"))
 
 
 def cli(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -169,13 +170,13 @@ def test_second_install_changes_nothing(two_orgs: Deployment) -> None:
     again = deploy.install(two_orgs.inventory, ["alpha", "beta"], quiet())
     assert again.result.ok
     assert again.generated == {}
-    assert again.result.changed == 0, [(h, s) for h, s in again.result.stats.items()]
+    assert again.result.changed == 0, again.result.changed_tasks
 
 
 def test_check_mode_after_install_reports_no_change(two_orgs: Deployment) -> None:
     dry = deploy.install(two_orgs.inventory, ["alpha", "beta"], quiet(), check=True)
     assert dry.result.ok, dry.result.failures
-    assert dry.result.changed == 0
+    assert dry.result.changed == 0, dry.result.changed_tasks
 
 
 def test_status_json_through_the_cli(two_orgs: Deployment) -> None:
@@ -194,7 +195,9 @@ def test_bad_inventory_changes_nothing(two_orgs: Deployment) -> None:
     main = two_orgs.inventory.path / "host_vars" / "beta" / "main.yml"
     original = main.read_text()
     try:
-        main.write_text(original.replace(str(two_orgs.ports["beta"]["api"]), str(two_orgs.ports["alpha"]["api"]), 1))
+        clash = yaml.safe_load(original)
+        clash["sfp_org"]["ports"]["api"] = two_orgs.ports["alpha"]["api"]
+        main.write_text(yaml.safe_dump(clash))
         done = cli(two_orgs.inventory.path, "install", "--all")
         assert done.returncode == 2
         assert f"port {two_orgs.ports['alpha']['api']} clashes with org 'alpha'" in done.stderr
@@ -229,7 +232,8 @@ def test_uninstall_keeps_data_and_leaves_the_other_org_alone(two_orgs: Deploymen
     assert rows["alpha"].verdict == "stopped"
     # Installing again brings the same data back, with the same secrets.
     again = deploy.install(two_orgs.inventory, ["alpha"], quiet())
-    assert again.result.ok and again.generated == {}
+    assert again.result.ok, (again.result.failures, again.result.stdout_tail)
+    assert again.generated == {}
     with pg_connect(two_orgs.ports["alpha"]["postgres"], pw) as conn:
         assert conn.execute("select v from kept").fetchone() == ("still here",)
 

@@ -28,7 +28,7 @@ if [ "$(id -u)" = 0 ]; then
         700 | 750) ;;
         *) chmod 700 "$PGDATA" ;;
     esac
-    exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
 # The cluster is made in a directory inside the mount and moved into place only once every init

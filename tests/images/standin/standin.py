@@ -32,8 +32,6 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import psycopg2
-
 SERVICE = os.environ.get("STANDIN_SERVICE", "").strip()
 VERSION = "stand-in"
 STAND_IN_HEADER = "X-SFP-Stand-In"
@@ -78,6 +76,9 @@ def db_login_error(dsn: str = "", **params: Any) -> str | None:
     """None if a login with these credentials works, else why not."""
     if not dsn and not params:
         return "no database credentials configured"
+    # Imported here so that the config parsing can be tested on a host without psycopg2.
+    import psycopg2
+
     try:
         conn = psycopg2.connect(dsn, connect_timeout=3, application_name=f"stand-in {SERVICE}", **params)
     except Exception as exc:
@@ -337,6 +338,307 @@ def not_found(req: Request) -> Response:
     return json_response(404, {"message": f"stand-in {SERVICE}: no route for {req.method} {req.path}"})
 
 
+# -- Auth admin SSO API (stand-in) ------------------------------------------------------------
+# The subset of GoTrue's admin API that `sfp-server sso` uses (supabase/auth v2.196.0,
+# internal/api/ssoadmin.go, custom_oauth_admin.go): GET/POST /admin/sso/providers,
+# GET/PUT/DELETE /admin/sso/providers/{id}, GET/POST /admin/custom-providers,
+# GET/PUT/DELETE /admin/custom-providers/{identifier}. A STAND-IN: it stores what it is given in
+# the org's database (table auth.sfp_standin_sso_providers) and never fetches metadata or talks to
+# an IdP. Requests need `Authorization: Bearer <JWT>` signed HS256 with GOTRUE_JWT_SECRET whose
+# role is one of GOTRUE_JWT_ADMIN_ROLES, as GoTrue's admin middleware requires.
+
+SAML_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+SSO_TABLE = "auth.sfp_standin_sso_providers"
+
+
+def _b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def verify_hs256(token: str, secret: str) -> dict[str, Any] | None:
+    """The claims of a valid, unexpired HS256 JWT signed with `secret`, else None."""
+    import hmac
+
+    try:
+        head_b64, claims_b64, sig_b64 = token.split(".")
+        header = json.loads(_b64url_decode(head_b64))
+        claims = json.loads(_b64url_decode(claims_b64))
+        sig = _b64url_decode(sig_b64)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict) or not secret:
+        return None
+    want = hmac.new(secret.encode(), f"{head_b64}.{claims_b64}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(want, sig):
+        return None
+    exp = claims.get("exp")
+    if isinstance(exp, (int, float)) and exp < time.time():
+        return None
+    return claims
+
+
+def gotrue_error(status: int, code: str, msg: str) -> Response:
+    return json_response(status, {"code": status, "error_code": code, "msg": msg})
+
+
+class SsoAdminStore:
+    """Providers kept in the org's Postgres, so they survive a restart of the auth container."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.lock = threading.Lock()
+        self.ready = False
+
+    def _conn(self) -> Any:
+        import psycopg2
+
+        conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="stand-in auth sso")
+        conn.autocommit = True
+        if not self.ready:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {SSO_TABLE} (id text PRIMARY KEY, kind text NOT NULL, "
+                    "key text NOT NULL, data text NOT NULL, secret text, UNIQUE (kind, key))"
+                )
+            self.ready = True
+        return conn
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        conn = self._conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT data FROM {SSO_TABLE} WHERE kind = %s ORDER BY key", (kind,))
+                return [json.loads(row[0]) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def put(self, kind: str, key: str, data: dict[str, Any], secret: str | None = None) -> None:
+        conn = self._conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {SSO_TABLE} (id, kind, key, data, secret) VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, data = EXCLUDED.data, "
+                    "secret = COALESCE(EXCLUDED.secret, " + SSO_TABLE.split(".")[1] + ".secret)",
+                    (data["id"], kind, key, json.dumps(data), secret),
+                )
+        finally:
+            conn.close()
+
+    def delete(self, pid: str) -> None:
+        conn = self._conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DELETE FROM {SSO_TABLE} WHERE id = %s", (pid,))
+        finally:
+            conn.close()
+
+
+def saml_entity_id(xml: str) -> tuple[str | None, str | None]:
+    """(entityID, None) or (None, error) for IdP metadata; DTDs are refused, as GoTrue's parser does."""
+    import xml.etree.ElementTree as ET
+
+    if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
+        return None, "SAML Metadata could not be parsed: DTDs are not allowed"
+    try:
+        root = ET.fromstring(xml.encode())
+    except ET.ParseError as exc:
+        return None, f"SAML Metadata could not be parsed: {exc}"
+    if root.tag != f"{{{SAML_MD}}}EntityDescriptor":
+        return None, "SAML Metadata could not be parsed: not an EntityDescriptor"
+    if len(root.findall(f"{{{SAML_MD}}}IDPSSODescriptor")) != 1:
+        return None, "SAML Metadata does not contain an IDPSSODescriptor"
+    entity_id = (root.get("entityID") or "").strip()
+    if not entity_id:
+        return None, "SAML Metadata does not contain an EntityID"
+    return entity_id, None
+
+
+def sso_admin_app(store: SsoAdminStore) -> App:
+    admin_roles = {r.strip() for r in env("GOTRUE_JWT_ADMIN_ROLES", "service_role").split(",") if r.strip()}
+
+    def body_of(req: Request) -> dict[str, Any]:
+        if not req.body:
+            return {}
+        data = json.loads(req.body)
+        if not isinstance(data, dict):
+            raise ValueError("request body must be a JSON object")
+        return data
+
+    def metadata(body: dict[str, Any]) -> tuple[str, str] | Response:
+        if body.get("metadata_url") and body.get("metadata_xml"):
+            return gotrue_error(400, "validation_failed", "Only one of metadata_xml or metadata_url needs to be set")
+        if body.get("metadata_url"):
+            if not str(body["metadata_url"]).startswith("https://"):
+                return gotrue_error(400, "validation_failed", "metadata_url is not a HTTPS URL")
+            return gotrue_error(400, "validation_failed", "stand-in: metadata_url is not fetched; send metadata_xml")
+        xml = str(body.get("metadata_xml") or "")
+        if not xml:
+            return gotrue_error(400, "validation_failed", "Either metadata_xml or metadata_url must be set")
+        entity_id, error = saml_entity_id(xml)
+        if error or entity_id is None:
+            return gotrue_error(400, "validation_failed", error or "bad metadata")
+        return entity_id, xml
+
+    def domain_owner(items: list[dict[str, Any]], domain: str) -> str | None:
+        return next((p["id"] for p in items if any(d["domain"] == domain for d in p["domains"])), None)
+
+    def saml(req: Request, rest: str) -> Response:
+        if not env_bool("GOTRUE_SAML_ENABLED"):
+            return gotrue_error(404, "saml_provider_disabled", "SAML 2.0 is disabled")
+        items = store.all("saml")
+        if rest == "":
+            if req.method == "GET":
+                listed = []
+                for p in items:
+                    q = json.loads(json.dumps(p))
+                    q["saml"].pop("metadata_xml", None)  # the list omits it, as GoTrue's does
+                    listed.append(q)
+                return json_response(200, {"items": listed})
+            if req.method != "POST":
+                return gotrue_error(405, "method_not_allowed", "method not allowed")
+            body = body_of(req)
+            if body.get("type") != "saml":
+                return gotrue_error(400, "validation_failed", "Only 'saml' supported for SSO provider type")
+            md = metadata(body)
+            if isinstance(md, Response):
+                return md
+            entity_id, xml = md
+            if any(p["saml"]["entity_id"] == entity_id for p in items):
+                return gotrue_error(422, "saml_idp_already_exists",
+                                    f"SAML Identity Provider with this EntityID ({entity_id}) already exists")
+            for d in body.get("domains") or []:
+                if domain_owner(items, d):
+                    return gotrue_error(400, "sso_domain_already_exists",
+                                        f"SSO Domain '{d}' is already assigned to an SSO identity provider")
+            pid = str(uuid.uuid4())
+            saml_part: dict[str, Any] = {"entity_id": entity_id, "metadata_xml": xml,
+                                         "attribute_mapping": body.get("attribute_mapping") or {}}
+            if body.get("name_id_format"):
+                saml_part["name_id_format"] = body["name_id_format"]
+            stamp = rfc3339()
+            provider = {"id": pid, "resource_id": None, "disabled": bool(body.get("disabled")), "saml": saml_part,
+                        "domains": [{"domain": d} for d in body.get("domains") or []],
+                        "created_at": stamp, "updated_at": stamp}
+            store.put("saml", entity_id, provider)
+            return json_response(201, provider)
+        provider = next((p for p in items if p["id"] == rest), None)
+        if provider is None:
+            return gotrue_error(404, "sso_provider_not_found", "SSO Identity Provider not found")
+        if req.method == "GET":
+            return json_response(200, provider)
+        if req.method == "DELETE":
+            store.delete(rest)
+            return json_response(200, provider)
+        if req.method != "PUT":
+            return gotrue_error(405, "method_not_allowed", "method not allowed")
+        body = body_of(req)
+        if body.get("metadata_xml") or body.get("metadata_url"):
+            md = metadata(body)
+            if isinstance(md, Response):
+                return md
+            entity_id, xml = md
+            if entity_id != provider["saml"]["entity_id"]:
+                return gotrue_error(400, "saml_entity_id_mismatch",
+                                    "SAML Metadata can be updated only if the EntityID matches for the provider")
+            provider["saml"]["metadata_xml"] = xml
+        if body.get("domains") is not None:
+            for d in body["domains"]:
+                owner = domain_owner(items, d)
+                if owner and owner != rest:
+                    return gotrue_error(400, "sso_domain_already_exists", f"SSO domain '{d}' already assigned to another provider")
+            provider["domains"] = [{"domain": d} for d in body["domains"]]
+        if (body.get("attribute_mapping") or {}).get("keys") is not None:
+            provider["saml"]["attribute_mapping"] = body["attribute_mapping"]
+        if body.get("name_id_format"):
+            provider["saml"]["name_id_format"] = body["name_id_format"]
+        else:
+            provider["saml"].pop("name_id_format", None)  # as GoTrue: omitted or empty clears it
+        if body.get("disabled") is not None:
+            provider["disabled"] = bool(body["disabled"])
+        provider["updated_at"] = rfc3339()
+        store.put("saml", provider["saml"]["entity_id"], provider)
+        return json_response(200, provider)
+
+    def custom(req: Request, rest: str) -> Response:
+        if not env_bool("GOTRUE_CUSTOM_OAUTH_ENABLED"):
+            return gotrue_error(404, "feature_disabled", "Custom OAuth providers are disabled")
+        items = store.all("custom")
+        if rest == "":
+            if req.method == "GET":
+                return json_response(200, {"providers": items})
+            if req.method != "POST":
+                return gotrue_error(405, "method_not_allowed", "method not allowed")
+            body = body_of(req)
+            for required in ("identifier", "name", "client_id", "client_secret"):
+                if not body.get(required):
+                    return gotrue_error(400, "validation_failed", f"{required} is required")
+            if body.get("provider_type") not in ("oauth2", "oidc"):
+                return gotrue_error(400, "validation_failed", "provider_type must be either 'oauth2' or 'oidc'")
+            if body["provider_type"] == "oidc" and not body.get("issuer"):
+                return gotrue_error(400, "validation_failed", "issuer is required for OIDC providers")
+            ident = str(body["identifier"])
+            if not ident.startswith("custom:"):
+                return gotrue_error(400, "validation_failed", "identifier must start with 'custom:' prefix")
+            if any(p["identifier"] == ident for p in items):
+                return gotrue_error(400, "conflict", "A custom OAuth provider with this identifier already exists")
+            scopes = list(body.get("scopes") or [])
+            if "openid" not in scopes and body["provider_type"] == "oidc":
+                scopes.insert(0, "openid")
+            stamp = rfc3339()
+            provider = {
+                "id": str(uuid.uuid4()), "provider_type": body["provider_type"], "identifier": ident,
+                "name": body["name"], "client_id": body["client_id"],
+                "acceptable_client_ids": body.get("acceptable_client_ids") or [], "scopes": scopes,
+                "pkce_enabled": body.get("pkce_enabled", True), "attribute_mapping": body.get("attribute_mapping") or {},
+                "custom_claims_allowlist": body.get("custom_claims_allowlist") or [],
+                "authorization_params": body.get("authorization_params") or {}, "enabled": body.get("enabled", True),
+                "email_optional": body.get("email_optional", False), "issuer": body.get("issuer"),
+                "skip_nonce_check": body.get("skip_nonce_check", False),
+                "created_at": stamp, "updated_at": stamp,
+            }
+            if body.get("discovery_url"):
+                provider["discovery_url"] = body["discovery_url"]
+            store.put("custom", ident, provider, str(body["client_secret"]))
+            return json_response(201, provider)  # the client secret is never returned
+        ident = urllib.parse.unquote(rest)
+        if not ident.startswith("custom:"):
+            return gotrue_error(400, "validation_failed", "identifier must start with 'custom:' prefix")
+        provider = next((p for p in items if p["identifier"] == ident), None)
+        if provider is None:
+            return gotrue_error(404, "custom_provider_not_found", "Custom OAuth provider not found")
+        if req.method == "GET":
+            return json_response(200, provider)
+        if req.method == "DELETE":
+            store.delete(provider["id"])
+            return Response(204, b"", "")
+        if req.method != "PUT":
+            return gotrue_error(405, "method_not_allowed", "method not allowed")
+        body = body_of(req)
+        provider.update({k: v for k, v in body.items() if k not in ("client_secret", "identifier", "provider_type", "id")})
+        provider["updated_at"] = rfc3339()
+        store.put("custom", ident, provider, str(body["client_secret"]) if body.get("client_secret") else None)
+        return json_response(200, provider)
+
+    def app(req: Request) -> Response:
+        claims = verify_hs256(req.bearer(), env("GOTRUE_JWT_SECRET"))
+        if claims is None:
+            return gotrue_error(401, "bad_jwt", "invalid JWT: unable to parse or verify signature")
+        if str(claims.get("role", "")) not in admin_roles:
+            return gotrue_error(403, "not_admin", "User not allowed")
+        path = req.path.rstrip("/")
+        try:
+            if path == "/admin/sso/providers" or path.startswith("/admin/sso/providers/"):
+                return saml(req, path[len("/admin/sso/providers/"):] if path != "/admin/sso/providers" else "")
+            if path == "/admin/custom-providers" or path.startswith("/admin/custom-providers/"):
+                return custom(req, path[len("/admin/custom-providers/"):] if path != "/admin/custom-providers" else "")
+        except ValueError as exc:
+            return gotrue_error(400, "validation_failed", f"bad request body: {exc}")
+        return gotrue_error(404, "not_found", "stand-in: not implemented")
+
+    return app
+
+
 def run_auth() -> None:
     providers = [
         "anonymous_users",
@@ -381,6 +683,8 @@ def run_auth() -> None:
             "stand_in": True,
         }
 
+    sso_admin = sso_admin_app(SsoAdminStore(env("GOTRUE_DB_DATABASE_URL") or env("DATABASE_URL")))
+
     def app(req: Request) -> Response:
         if req.path == "/health" and req.method in ("GET", "HEAD"):
             error = db_login_error(env("GOTRUE_DB_DATABASE_URL") or env("DATABASE_URL"))
@@ -389,6 +693,8 @@ def run_auth() -> None:
             return json_response(200, {"version": VERSION, "name": "GoTrue", "description": "stand-in"})
         if req.path == "/settings" and req.method in ("GET", "HEAD"):
             return json_response(200, settings())
+        if req.path.startswith(("/admin/sso/", "/admin/custom-providers")):
+            return sso_admin(req)
         return json_response(
             404, {"code": 404, "error_code": "not_found", "msg": "stand-in: not implemented"}
         )
@@ -582,7 +888,8 @@ def run_studio() -> None:
                     "stand_in": True,
                 },
             )
-        if req.path == "/":
+        if not req.path.startswith("/api/") and req.method in ("GET", "HEAD"):
+            # Studio is a single-page app: every page path answers with the app.
             page = (
                 "<!doctype html><html><head><title>Studio stand-in</title></head>"
                 "<body><h1>Supabase Studio stand-in</h1><p>This is a stand-in, not the upstream image."
@@ -1179,7 +1486,9 @@ class Kong:
             headers["x-consumer-username"] = consumer.username
         return self._proxy(req, route, headers)
 
-    def _proxy(self, req: Request, route: Route, headers: dict[str, str]) -> Response:
+    @staticmethod
+    def upstream(req: Request, route: Route) -> tuple[str, str, int, str]:
+        """Scheme, host, port and request target that Kong sends the request to."""
         service = route.service
         url = urllib.parse.urlsplit(str(service.get("url") or ""))
         host = url.hostname or str(service.get("host") or "")
@@ -1197,8 +1506,11 @@ class Kong:
         else:
             path = base + rest
         query = urllib.parse.urlsplit(req.target).query
-        target = path + ("?" + query if query else "")
+        return scheme, host, port, path + ("?" + query if query else "")
 
+    def _proxy(self, req: Request, route: Route, headers: dict[str, str]) -> Response:
+        service = route.service
+        scheme, host, port, target = self.upstream(req, route)
         hop_by_hop = {
             "connection",
             "keep-alive",

@@ -1,0 +1,346 @@
+"""Single sign-on of an org's Auth service: validate the IdP, record it, apply it, report the SP side.
+
+`sso add` refuses a bad IdP before anything changes; then it writes host_vars/<org>/sso.yml
+(never main.yml), keeps the secrets in the org's vault, runs the site playbook limited to the org
+(only the Auth container's environment changes, so only it is recreated) and the supabase_sso role
+registers the provider through the Auth admin API (idempotent: a second run writes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from .. import runner, sso_inventory, validate
+from ..errors import SfpError
+from ..inventory import SECRETS_VAR, Inventory, Org
+from ..sso import check as sso_check
+from ..sso import config as sso_config
+from ..sso.gotrue_admin import GoTrueAdmin
+from ..sso.oidc import validate_oidc_provider
+from ..sso.report import Findings
+from ..sso.saml import validate_saml_metadata
+from ..sso.sp import ServiceProviderInfo, generate_saml_private_key, service_provider_info
+from ..vault import Vault
+from . import secrets
+
+
+@dataclass
+class SsoOutcome:
+    org: str
+    name: str
+    kind: str
+    result: runner.RunResult | None
+    sp: ServiceProviderInfo
+    warnings: list[str] = field(default_factory=list)
+    inventory_changed: bool = False
+    vault_changed: list[str] = field(default_factory=list)
+    registered: list[dict[str, Any]] = field(default_factory=list)
+    writes: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.result.changed if self.result else 0
+
+
+# -- reading ---------------------------------------------------------------------------------
+def _org(inv: Inventory, org: str) -> Org:
+    if org not in inv.org_names():
+        raise inv.unknown_org(org)
+    return inv.org(org)
+
+
+def settings(inv: Inventory, org: str) -> tuple[dict[str, Any], sso_config.SsoSettings]:
+    raw = sso_inventory.read_raw(inv.path, org)
+    return raw, sso_inventory.parse(raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
+
+
+def sp_info(inv: Inventory, org: str) -> ServiceProviderInfo:
+    return service_provider_info(str(_org(inv, org).config.get("public_url") or ""))
+
+
+def find(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
+    for kind in ("saml", "oidc"):
+        for item in raw.get(kind) or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                return kind, item
+    return None
+
+
+def describe(inv: Inventory, org: str) -> list[dict[str, Any]]:
+    """One row per configured provider (no secret values; the vault key names only)."""
+    _, parsed = settings(inv, org)
+    rows: list[dict[str, Any]] = []
+    for s in parsed.saml:
+        rows.append({"name": s.name, "kind": "saml", "metadata": s.metadata_url or s.metadata_file,
+                     "domains": list(s.domains), "expected_entity_id": s.expected_entity_id})
+    for o in parsed.oidc:
+        rows.append({"name": o.name, "kind": "oidc", "provider": o.provider, "issuer": o.issuer or o.url,
+                     "client_id": o.client_id, "client_secret_vault_key": o.client_secret_vault_key})
+    return rows
+
+
+def show(inv: Inventory, org: str, name: str) -> dict[str, Any]:
+    rows = {r["name"]: r for r in describe(inv, org)}
+    if name not in rows:
+        raise SfpError(f"org {org!r} has no SSO provider {name!r}",
+                       f"configured: {', '.join(sorted(rows)) or 'none'} (`sfp-server sso list --org {org}`)")
+    row = dict(rows[name])
+    sp = sp_info(inv, org)
+    if row["kind"] == "saml":
+        row["service_provider"] = {"entity_id": sp.saml_entity_id, "metadata_url": sp.saml_metadata_url,
+                                   "acs_url": sp.saml_acs_url, "slo_url": sp.saml_slo_url}
+        row["signing_key_vault_key"] = sso_config.SAML_PRIVATE_KEY_VAULT_KEY
+    else:
+        row["service_provider"] = {"redirect_uri": sp.oidc_redirect_uri}
+    present = set(secrets.read(inv, org))
+    needed = sso_config.SAML_PRIVATE_KEY_VAULT_KEY if row["kind"] == "saml" else row["client_secret_vault_key"]
+    row["secret_in_vault"] = needed in present
+    return row
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _vault(inv: Inventory) -> Vault:
+    if inv.vault_password_file is None:
+        raise SfpError("no vault password file", "pass --vault-password-file or run `sfp-server init`")
+    return Vault(inv.vault_password_file)
+
+
+def _store_secrets(inv: Inventory, org: str, updates: dict[str, str], remove: tuple[str, ...] = ()) -> list[str]:
+    """Set (or drop) vault entries; the file is rewritten only when something differs."""
+    values = secrets.read(inv, org)
+    changed = [k for k, v in updates.items() if values.get(k) != v] + [k for k in remove if k in values]
+    if changed:
+        values.update(updates)
+        for k in remove:
+            values.pop(k, None)
+        _vault(inv).write(inv.vault_file(org), {SECRETS_VAR: values})
+    return changed
+
+
+def _upsert(raw: dict[str, Any], kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    new = json.loads(json.dumps(raw))  # deep copy of plain YAML data
+    other = "oidc" if kind == "saml" else "saml"
+    if any(isinstance(i, dict) and i.get("name") == item["name"] for i in new.get(other) or []):
+        raise SfpError(f"an {other.upper()} provider named {item['name']!r} exists already",
+                       "SSO provider names are unique per org; pass another --name")
+    items = [i for i in new.get(kind) or []]
+    for n, existing in enumerate(items):
+        if isinstance(existing, dict) and existing.get("name") == item["name"]:
+            items[n] = item
+            break
+    else:
+        items.append(item)
+    new[kind] = items
+    return new
+
+
+def _findings_text(findings: Findings) -> list[str]:
+    return [str(f) for f in findings.warnings]
+
+
+def _apply(inv: Inventory, org: str, console: Console, *, verbose: bool,
+           rotate: list[str] | None = None) -> runner.RunResult:
+    """The site playbook for this one org: stack (re-rendered; only Auth's environment differs, so
+    only Auth is recreated) and SSO registration. The host checks are skipped (tags): the org runs
+    there already, and its ports are its own."""
+    validate.validate(inv, [org])
+    secrets.ensure(inv, org)
+    return runner.run_playbook(
+        "site.yml", inv.path, [org], inv.vault_password_file, console=console, verbose=verbose,
+        extravars={"sfp_sso_rotate_secrets": rotate} if rotate else None, tags=["stack", "sso"],
+    )
+
+
+def _registered(result: runner.RunResult, org: str) -> tuple[list[dict[str, Any]], int]:
+    msg = (result.reports.get(org, {}).get("sso") or {}).get("msg") or {}
+    try:
+        writes = int(msg.get("writes") or 0)
+    except (TypeError, ValueError):
+        writes = 0
+    return list(msg.get("results") or []), writes
+
+
+def _commit_and_apply(inv: Inventory, org: str, name: str, kind: str, new_raw: dict[str, Any],
+                      secret_updates: dict[str, str], console: Console, *, verbose: bool,
+                      warnings: list[str], rotate: list[str] | None = None,
+                      copy_metadata: tuple[Path, Path] | None = None) -> SsoOutcome:
+    # Everything was validated: the inventory and the vault change only now.
+    vault_changed = _store_secrets(inv, org, secret_updates) if secret_updates else []
+    if copy_metadata is not None:
+        src, dest = copy_metadata
+        if not dest.exists() or dest.read_bytes() != src.read_bytes():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    inv_changed = sso_inventory.write_raw(inv.path, org, new_raw)
+    # Re-read the inventory: the playbook and validation must see the new sso.yml.
+    fresh = Inventory(inv.path, inv.vault_password_file)
+    result = _apply(fresh, org, console, verbose=verbose, rotate=rotate)
+    runner.require_success(result, f"sso: applying {name} to {org}")
+    registered, writes = _registered(result, org)
+    return SsoOutcome(org, name, kind, result, sp_info(fresh, org), warnings, inv_changed, vault_changed,
+                      registered, writes)
+
+
+def _prepare(inv: Inventory, org: str) -> dict[str, Any]:
+    validate.validate(inv, [org])  # the inventory as it is must be valid before it is changed
+    raw, _ = settings(inv, org)
+    return raw
+
+
+def add_saml(inv: Inventory, org: str, console: Console, *, name: str | None, metadata_url: str | None,
+             metadata_file: Path | None, domains: list[str], attribute_mapping_file: Path | None = None,
+             expected_entity_id: str | None = None, name_id_format: str | None = None,
+             allow_insecure_loopback: bool = False, verbose: bool = False) -> SsoOutcome:
+    if (metadata_url is None) == (metadata_file is None):
+        raise SfpError("give exactly one of --metadata-url or --metadata-file", "nothing was changed")
+    if not domains:
+        raise SfpError("--domain is required (repeatable)", "users whose email is in these domains sign in with this IdP")
+    raw = _prepare(inv, org)
+    name = name or domains[0].lower().replace(".", "-")
+    # 1. The IdP: fetched and validated before anything changes.
+    report = validate_saml_metadata(url=metadata_url, file=metadata_file, expected_entity_id=expected_entity_id,
+                                    allow_insecure_loopback=allow_insecure_loopback)
+    report.raise_for_errors()
+    # 2. The new setting, checked by the library together with the org's other providers.
+    item: dict[str, Any] = {"name": name}
+    copy: tuple[Path, Path] | None = None
+    if metadata_url:
+        item["metadata_url"] = metadata_url
+    else:
+        assert metadata_file is not None
+        dest = sso_inventory.metadata_copy(inv.path, org, name)
+        item["metadata_file"] = str(dest.relative_to(inv.path))
+        copy = (metadata_file, dest)
+    item["domains"] = sorted({d.strip().lower() for d in domains})
+    item["expected_entity_id"] = expected_entity_id or report.entity_id
+    if attribute_mapping_file is not None:
+        item["attribute_mapping"] = _load_mapping(attribute_mapping_file)
+    if name_id_format:
+        item["name_id_format"] = name_id_format
+    new_raw = _upsert(raw, "saml", item)
+    if allow_insecure_loopback:
+        new_raw[sso_inventory.LOOPBACK_KEY] = True
+    sso_inventory.parse(new_raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
+    # 3. The org's SP signing key: generated once, kept.
+    current = secrets.read(inv, org)
+    updates = {} if current.get(sso_config.SAML_PRIVATE_KEY_VAULT_KEY) else {
+        sso_config.SAML_PRIVATE_KEY_VAULT_KEY: generate_saml_private_key()}
+    return _commit_and_apply(inv, org, name, "saml", new_raw, updates, console, verbose=verbose,
+                             warnings=_findings_text(report.findings), copy_metadata=copy)
+
+
+def add_oidc(inv: Inventory, org: str, console: Console, *, provider: str, issuer: str | None, client_id: str,
+             client_secret: str, name: str | None = None, url: str | None = None, scopes: list[str] | None = None,
+             allow_insecure_loopback: bool = False, verbose: bool = False) -> SsoOutcome:
+    if not client_secret:
+        raise SfpError("the client secret file is empty", "put the client secret from the IdP's application settings in it")
+    raw = _prepare(inv, org)
+    if provider == "custom" and not name:
+        raise SfpError("--name is required for a custom provider", "it becomes the provider id custom:<name>")
+    name = name or provider
+    if provider == "keycloak" and not url:
+        url = issuer  # GoTrue's keycloak provider wants the realm URL, which is the issuer
+    # 1. The IdP's discovery document, issuer, JWKS: refused before anything changes.
+    warnings: list[str] = []
+    if issuer:
+        rep = validate_oidc_provider(issuer, allow_insecure_loopback=allow_insecure_loopback)
+        rep.raise_for_errors()
+        warnings = _findings_text(rep.findings)
+    item: dict[str, Any] = {"name": name, "provider": provider}
+    if issuer:
+        item["issuer"] = issuer
+    if url and provider != "custom":
+        item["url"] = url
+    item["client_id"] = client_id
+    if scopes:
+        item["scopes"] = list(scopes)
+    new_raw = _upsert(raw, "oidc", item)
+    if allow_insecure_loopback:
+        new_raw[sso_inventory.LOOPBACK_KEY] = True
+    parsed = sso_inventory.parse(new_raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
+    key = next(o.client_secret_vault_key for o in parsed.oidc if o.name == name)
+    current = secrets.read(inv, org)
+    rotate = [name] if provider == "custom" and current.get(key) not in (None, client_secret) else None
+    return _commit_and_apply(inv, org, name, "oidc", new_raw, {key: client_secret}, console, verbose=verbose,
+                             warnings=warnings, rotate=rotate)
+
+
+def _load_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SfpError(f"cannot read attribute mapping {path}: {exc}", "give a YAML or JSON file like {keys: {email: {name: mail}}}") from None
+    if not isinstance(data, dict):
+        raise SfpError(f"attribute mapping {path} is not a mapping", "write it as {keys: {email: {name: mail}}}")
+    return data
+
+
+def admin_client(inv: Inventory, org: str) -> GoTrueAdmin:
+    o = _org(inv, org)
+    cfg = o.config
+    address = str(cfg.get("bind_address") or "127.0.0.1")
+    address = "127.0.0.1" if address == "0.0.0.0" else address
+    key = secrets.read(inv, org).get("SERVICE_ROLE_KEY")
+    if not key:
+        raise SfpError(f"org {org!r} has no SERVICE_ROLE_KEY in its vault", f"install it first: sfp-server install --org {org}")
+    return GoTrueAdmin(f"http://{address}:{cfg['ports']['api']}", key)
+
+
+def remove(inv: Inventory, org: str, name: str, console: Console, *, verbose: bool = False) -> SsoOutcome:
+    raw = _prepare(inv, org)
+    found = find(raw, name)
+    if found is None:
+        raise SfpError(f"org {org!r} has no SSO provider {name!r}", f"`sfp-server sso list --org {org}` shows them")
+    kind, item = found
+    _, parsed = settings(inv, org)
+    registered: list[dict[str, Any]] = []
+    # 1. Out of Auth first, while its SSO API is still switched on.
+    if kind == "saml":
+        s = next(x for x in parsed.saml if x.name == name)
+        admin = admin_client(inv, org)
+        wanted = set(s.domains)
+        for p in admin.list_saml_providers():
+            entity = (p.get("saml") or {}).get("entity_id")
+            domains = {str(d.get("domain", "")).lower() for d in p.get("domains") or [] if isinstance(d, dict)}
+            if (s.expected_entity_id and entity == s.expected_entity_id) or wanted & domains:
+                admin.delete_saml_provider(str(p["id"]))
+                registered.append({"name": name, "kind": "saml", "key": entity, "action": "removed", "provider_id": p["id"]})
+    else:
+        o = next(x for x in parsed.oidc if x.name == name)
+        if o.is_custom:
+            r = admin_client(inv, org).remove_custom_provider(name)
+            registered.append({"name": name, "kind": r.kind, "key": r.key, "action": r.action, "provider_id": r.provider_id})
+    # 2. Out of the inventory (and the client secret out of the vault; the org's SAML key stays).
+    new_raw = json.loads(json.dumps(raw))
+    new_raw[kind] = [i for i in new_raw.get(kind) or [] if not (isinstance(i, dict) and i.get("name") == name)]
+    if not new_raw[kind]:
+        del new_raw[kind]
+    if not new_raw.get("saml") and not new_raw.get("oidc"):
+        new_raw = {}
+    inv_changed = sso_inventory.write_raw(inv.path, org, new_raw)
+    vault_changed: list[str] = []
+    if kind == "oidc":
+        o = next(x for x in parsed.oidc if x.name == name)
+        vault_changed = _store_secrets(inv, org, {}, remove=(o.client_secret_vault_key,))
+    elif item.get("metadata_file"):
+        copy = sso_inventory.metadata_copy(inv.path, org, name)
+        if copy.exists() and str(copy.relative_to(inv.path)) == item["metadata_file"]:
+            copy.unlink()
+    # 3. The Auth environment follows (SSO off when nothing is left).
+    fresh = Inventory(inv.path, inv.vault_password_file)
+    result = _apply(fresh, org, console, verbose=verbose)
+    runner.require_success(result, f"sso: removing {name} from {org}")
+    return SsoOutcome(org, name, kind, result, sp_info(fresh, org), [], inv_changed, vault_changed, registered)
+
+
+def check(inv: Inventory, org: str) -> sso_check.CheckReport:
+    raw, parsed = settings(inv, org)
+    return sso_check.check_all(parsed, base_dir=inv.path,
+                               allow_insecure_loopback=bool(raw.get(sso_inventory.LOOPBACK_KEY, False)))

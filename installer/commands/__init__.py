@@ -1,0 +1,1 @@
+"""Command groups of the `sfp-server` CLI that live outside cli.py."""

@@ -1,0 +1,59 @@
+"""Jinja filter for the playbooks: an org's SSO settings -> the Auth (GoTrue) environment.
+
+Lives beside the playbooks (Ansible loads playbook-adjacent filter_plugins for every play in this
+directory), so site, status and uninstall all see the same `supabase_stack__auth_extra_env`. The
+work is done by the toolkit's SSO library (installer.sso.config.gotrue_env), the single source of
+truth for which GOTRUE_* variables a setting produces; secrets appear only as `${VAULT_KEY}`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+LOOPBACK_KEY = "allow_insecure_loopback"
+
+
+def _library() -> Any:
+    try:
+        from installer.sso import config
+    except ImportError:  # a plain ansible-playbook run from a source checkout
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from installer.sso import config
+    return config
+
+
+def sfp_sso_auth_env(settings: Any, secrets: Mapping[str, Any] | None, public_url: str, strict: bool = True) -> dict[str, str]:
+    """GOTRUE_* variables for `sfp_org_sso`; {} when the org has no SSO block (nothing changes for it).
+
+    With strict=False (removal plays) a broken block yields {} instead of failing: an org must stay
+    removable whatever its settings say.
+    """
+    if not settings:
+        return {}
+    config = _library()
+    from installer.errors import SfpError
+
+    try:
+        if not isinstance(settings, Mapping):
+            raise SfpError("sfp_org_sso must be a mapping", "see installer/schema/sso.yml")
+        data = {k: v for k, v in settings.items() if k != LOOPBACK_KEY}
+        parsed = config.parse_sso_settings(data, where="sfp_org_sso",
+                                           allow_insecure_loopback=bool(settings.get(LOOPBACK_KEY, False)))
+        if not parsed.saml and not parsed.oidc:
+            return {}
+        values = {str(k): str(v) for k, v in (secrets or {}).items()}
+        return dict(sorted(config.gotrue_env(parsed, values, public_url=public_url).items()))
+    except SfpError as exc:
+        if not strict:
+            return {}
+        raise AnsibleFilterError(f"{exc.message}" + (f" ({exc.hint})" if exc.hint else "")) from None
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"sfp_sso_auth_env": sfp_sso_auth_env}

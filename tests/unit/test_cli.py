@@ -1,0 +1,102 @@
+"""The CLI's answers to bad input: a clear message naming the fix, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from installer import secrets as gen
+from installer.actions import secrets
+from installer.inventory import Inventory
+
+
+def sfp(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "installer.cli", *args], capture_output=True, text=True,
+                          input=stdin, timeout=120, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_init_creates_an_inventory_with_a_private_vault_password(tmp_path: Path) -> None:
+    done = sfp("init", str(tmp_path / "inv"))
+    assert done.returncode == 0, done.stderr
+    password = tmp_path / "inv" / ".vault-pass"
+    assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    assert ".vault-pass" in (tmp_path / "inv" / ".gitignore").read_text()
+    assert sfp("-i", str(tmp_path / "inv"), "validate").returncode == 0
+    again = sfp("init", str(tmp_path / "inv"))
+    assert again.returncode != 0 and "already holds an inventory" in again.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["install"], "no org given"),
+    (["install", "--org", "nope"], "unknown org 'nope'"),
+    (["install", "--org", "acme", "--all"], "--org and --all exclude each other"),
+    (["uninstall", "--org", "acme", "--purge"], "pass --confirm acme"),
+    (["secrets", "show", "--org", "acme", "NOPE"], "has no secrets yet"),
+])
+def test_bad_arguments(make_inventory: Callable[..., Path], args: list[str], message: str) -> None:
+    inv = make_inventory()
+    done = sfp("-i", str(inv), *args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_inventory(tmp_path: Path) -> None:
+    done = sfp("-i", str(tmp_path / "nowhere"), "status")
+    assert done.returncode != 0
+    assert "does not exist" in done.stderr and "sfp-server init" in done.stderr
+
+
+def test_invalid_inventory_exits_2_listing_every_problem(make_inventory: Callable[..., Path]) -> None:
+    inv = make_inventory()
+    main = inv / "host_vars" / "globex" / "main.yml"
+    data = yaml.safe_load(main.read_text())
+    data["sfp_org"]["ports"]["api"] = 8000  # acme's
+    data["sfp_org"]["public_url"] = "ftp://nope"
+    main.write_text(yaml.safe_dump(data))
+    done = sfp("-i", str(inv), "install", "--all")
+    assert done.returncode == 2
+    assert "2 problems" in done.stderr
+    assert "port 8000 clashes with org 'acme'" in done.stderr
+    assert "public_url" in done.stderr
+    assert "no host was changed" in done.stderr
+    assert not (inv / "host_vars" / "acme" / "vault.yml").exists(), "no secrets are made for an invalid inventory"
+
+
+def test_secrets_ensure_show_set(make_inventory: Callable[..., Path]) -> None:
+    inv = make_inventory()
+    done = sfp("-i", str(inv), "secrets", "ensure", "--org", "acme")
+    assert done.returncode == 0 and "generated" in done.stdout
+    vault_file = inv / "host_vars" / "acme" / "vault.yml"
+    assert stat.S_IMODE(vault_file.stat().st_mode) == 0o600
+    values = secrets.read(Inventory(inv, inv / ".vault-pass"), "acme")
+    assert set(gen.NAMES) <= set(values)
+    again = sfp("-i", str(inv), "secrets", "ensure", "--org", "acme")
+    assert "all secrets present" in again.stdout
+    assert secrets.read(Inventory(inv, inv / ".vault-pass"), "acme") == values
+    listed = sfp("-i", str(inv), "secrets", "list", "--org", "acme")
+    assert "POSTGRES_PASSWORD" in listed.stdout and values["POSTGRES_PASSWORD"] not in listed.stdout
+    shown = sfp("-i", str(inv), "secrets", "show", "--org", "acme", "ANON_KEY")
+    assert shown.stdout.strip() == values["ANON_KEY"]
+    refused = sfp("-i", str(inv), "secrets", "set", "--org", "acme", "JWT_SECRET", stdin="x" * 40)
+    assert refused.returncode != 0 and "not a secret an operator sets" in refused.stderr
+    stored = sfp("-i", str(inv), "secrets", "set", "--org", "acme", "SMTP_PASS", stdin="p@ss'word$\n")
+    assert stored.returncode == 0 and "p@ss" not in stored.stdout + stored.stderr
+    assert secrets.read(Inventory(inv, inv / ".vault-pass"), "acme")["SMTP_PASS"] == "p@ss'word$"
+
+
+def test_wrong_vault_password_is_a_clear_error(make_inventory: Callable[..., Path], tmp_path: Path) -> None:
+    inv = make_inventory()
+    assert sfp("-i", str(inv), "secrets", "ensure", "--org", "acme").returncode == 0
+    other = tmp_path / "other-pass"
+    other.write_text("not the password\n")
+    done = sfp("-i", str(inv), "--vault-password-file", str(other), "secrets", "show", "--org", "acme", "ANON_KEY")
+    assert done.returncode != 0
+    assert "cannot decrypt" in done.stderr and "--vault-password-file" in done.stderr
