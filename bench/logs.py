@@ -150,15 +150,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000000,2000000")
     ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="leave the containers (for --reuse)")
+    ap.add_argument("--reuse", help="time an org left by --keep instead of generating one")
     a = ap.parse_args()
     print(f"{'lines':>9} {'events':>9} {'ours s':>8} {'docker s':>8} {'ratio':>6} {'peak RSS MiB':>12}")
     for size in (int(s) for s in a.sizes.split(",")):
-        org = "bench" + secrets.token_hex(3)
+        org = a.reuse or "bench" + secrets.token_hex(3)
         names: list[str] = []
         try:
             t0 = time.perf_counter()
-            names = start_org(org, size)
+            if a.reuse:
+                names = docker("ps", "-a", "--filter", f"label=org.sfp.org={org}", "--format", "{{.Names}}").stdout.split()
+            else:
+                names = start_org(org, size)
             gen = time.perf_counter() - t0
             best_ours, best_base, rss, events, raw = 1e9, 1e9, 0, 0, 0
             for _ in range(a.runs):

@@ -16,6 +16,7 @@ from .actions import deploy
 from .actions import init as init_action
 from .actions import secrets as secrets_action
 from .actions import status as status_action
+from .commands.backup import COMMANDS as backup_commands
 from .commands.sso import sso as sso_group
 from .errors import SfpError
 from .inventory import Inventory, select
@@ -152,13 +153,15 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
-        table = Table("org", "host", "release", "state", "services")
+        backups = any(r.last_backup_success for r in rows)
+        table = Table("org", "host", "release", "state", "services", *(["last backup"] if backups else []))
         for r in rows:
             services = " ".join(
                 f"{s.service}:{s.health or s.state}" if s.health or s.state != "running" else f"{s.service}:running"
                 for s in r.services
             )
-            table.add_row(r.org, r.machine, r.release or "-", r.verdict, services or (r.error or "-"))
+            last = [status_action.backup_summary(r)] if backups else []
+            table.add_row(r.org, r.machine, r.release or "-", r.verdict, services or (r.error or "-"), *last)
         out.print(table)
     if any(r.verdict in ("degraded", "unreachable") for r in rows):
         sys.exit(1)
@@ -243,6 +246,7 @@ def secrets_set(obj: Context, org: str, name: str, from_file: Any) -> None:
 
 
 cli.add_command(sso_group)
+[cli.add_command(c) for c in backup_commands]  # `backup …` and `restore`
 
 
 def main() -> None:

@@ -162,8 +162,14 @@ SPECS: tuple[SecretSpec, ...] = (
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
 # Values an operator may set (never generated): they come from outside, like the SMTP relay's password.
-OPERATOR_SET: tuple[str, ...] = ("SMTP_PASS",)
-DESCRIPTIONS: dict[str, str] = {s.name: s.description for s in SPECS} | {"SMTP_PASS": "password of the SMTP relay"}
+OPERATOR_SET: tuple[str, ...] = ("SMTP_PASS", "BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY")
+DESCRIPTIONS: dict[str, str] = {s.name: s.description for s in SPECS} | {
+    "SMTP_PASS": "password of the SMTP relay",
+    "BACKUP_S3_ACCESS_KEY_ID": "backup store access key id (sfp_org.backup.store.credentials.source: vault)",
+    "BACKUP_S3_SECRET_ACCESS_KEY": "backup store secret access key (sfp_org.backup.store.credentials.source: vault)",
+    "BACKUP_RECOVERY_IDENTITY": "the org's backup recovery key (age identity; keep a copy offline: `backup key`)",
+    "BACKUP_RECOVERY_RECIPIENT": "public recipient of the recovery key; backup sets are encrypted to it",
+}
 
 
 def complete(existing: dict[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -99,6 +99,9 @@ def check_org(org: Org) -> list[Problem]:
     from . import sso_inventory  # single sign-on (host_vars/<org>/sso.yml), checked by the SSO library
 
     problems += sso_inventory.check(org.name, org.hostvars)
+    from . import backup_inventory  # sfp_org.backup, checked field by field by the backup library
+
+    problems += backup_inventory.check(org.name, org.hostvars)
 
     ports = raw.get("ports")
     if isinstance(ports, dict):

@@ -51,8 +51,11 @@ def install(
     generated: dict[str, list[str]] = {}
     if not check:
         # Secrets first: they are made on the controller and read back by every later run.
+        from .backup import ensure_recovery_key
+
         for name in names:
             added = secrets.ensure(inv, name)
+            added += ensure_recovery_key(inv, name)  # only when sfp_org.backup is set
             if added:
                 generated[name] = added
     result = runner.run_playbook(

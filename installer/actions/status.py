@@ -29,6 +29,9 @@ class OrgStatus:
     image_catalog: str | None
     services: list[ServiceState] = field(default_factory=list)
     error: str | None = None
+    last_backup_success: float | None = None
+    """Unix time of the last successful backup (from the backup metric file), if the org has one."""
+    last_backup_size_bytes: int | None = None
 
     @property
     def healthy(self) -> bool:
@@ -82,5 +85,35 @@ def gather(inv: Inventory, names: list[str], console: Console) -> list[OrgStatus
             image_catalog=(deployed or {}).get("image_catalog"),
             services=services,
             error=failures.get(name),
+            **_backup_metrics(reports.get("backup_metrics", {})),
         ))
+    return out
+
+
+def backup_summary(row: OrgStatus) -> str:
+    """'2026-11-25 03:17Z, 1.2 GiB' for the status table; '-' without a successful backup."""
+    import time
+
+    if not row.last_backup_success:
+        return "-"
+    size = row.last_backup_size_bytes or 0
+    units = next((u, size / 1024**i) for i, u in enumerate(("B", "KiB", "MiB", "GiB", "TiB")) if size < 1024 ** (i + 1) or u == "TiB")
+    return f"{time.strftime('%Y-%m-%d %H:%MZ', time.gmtime(row.last_backup_success))}, {units[1]:.1f} {units[0]}"
+
+
+def _backup_metrics(res: dict[str, Any]) -> dict[str, Any]:
+    """Last success time and size from the org's backup textfile metric (absent: nothing)."""
+    import base64
+    import re
+
+    try:
+        text = base64.b64decode(res.get("content") or "").decode()
+    except ValueError:
+        return {}
+    values = dict(re.findall(r'^(sfp_backup_last_(?:success_timestamp_seconds|size_bytes))\{[^}]*\} (\S+)$', text, re.M))
+    out: dict[str, Any] = {}
+    if float(values.get("sfp_backup_last_success_timestamp_seconds", 0)) > 0:
+        out["last_backup_success"] = float(values["sfp_backup_last_success_timestamp_seconds"])
+    if "sfp_backup_last_size_bytes" in values:
+        out["last_backup_size_bytes"] = int(float(values["sfp_backup_last_size_bytes"]))
     return out

@@ -62,6 +62,8 @@ class _Procs:
         self.lock = threading.Lock()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.failed = False
+        self.first_error: BaseException | None = None
+        """The failure that started it all (the dumps killed because of it fail too, but say less)."""
 
     def add(self, proc: subprocess.Popen[bytes]) -> None:
         with self.lock:
@@ -69,8 +71,10 @@ class _Procs:
             if self.failed:
                 proc.kill()
 
-    def stop_all(self) -> None:
+    def stop_all(self, cause: BaseException | None = None) -> None:
         with self.lock:
+            if not self.failed and cause is not None:
+                self.first_error = cause
             self.failed = True
             for proc in self.procs:
                 if proc.poll() is None:
@@ -150,8 +154,8 @@ def run_backup(
         key = database_key(name)
         try:
             stats = _dump(database, "pg_dump", ["-Fc", "-Z0", "-d", name], f"database {name!r}", procs, upload(key))
-        except BaseException:
-            procs.stop_all()
+        except BaseException as exc:
+            procs.stop_all(exc)
             raise
         return entry(stats, key, "database", name)
 
@@ -171,9 +175,13 @@ def run_backup(
                     with source:
                         stats = upload(STORAGE_KEY)(source, check=wait)
                     objects.append(entry(stats, STORAGE_KEY, "storage"))
-                objects += [f.result() for f in futures]
-            except BaseException:
-                procs.stop_all()  # before the pool waits for the other dumps to finish
+                for future in futures:
+                    exc = future.exception()
+                    if exc is not None:
+                        raise procs.first_error or exc
+                    objects.append(future.result())
+            except BaseException as exc:
+                procs.stop_all(exc)  # before the pool waits for the other dumps to finish
                 raise
         timings["dump_seconds"] = round(time.monotonic() - t, 3)
         document = yaml.safe_dump({"org": org, "config": org_config, "secrets": secrets}, sort_keys=True).encode()

@@ -114,15 +114,14 @@ def _by_time(ev: LogEvent) -> int:
 
 
 def read_events(query: LogQuery, *, endpoint: DockerEndpoint | None = None, secrets: Iterable[str] = (),
-                now: datetime | None = None, tz: tzinfo | None = None,
-                _last_seen: dict[str, int] | None = None) -> Iterator[LogEvent]:
+                now: datetime | None = None, tz: tzinfo | None = None) -> Iterator[LogEvent]:
     """The org's events in time order, filtered and masked, streamed (memory bounded by the number of
     containers, plus N events for `tail`). Raises SfpError for an unknown org/service or an unreachable host."""
     endpoint = endpoint or DockerEndpoint()
     plan = _plan(query, now, tz)
     masker = Masker(secrets)
     containers = endpoint.containers_for(query.org, query.services)
-    return _read(endpoint, containers, plan, masker, _last_seen)
+    return _read(endpoint, containers, plan, masker, None)
 
 
 def _read(endpoint: DockerEndpoint, containers: Sequence[Container], plan: _Plan, masker: Masker,

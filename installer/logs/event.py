@@ -70,6 +70,10 @@ _enc = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the C enc
 _fields_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def json_head(org: str, host: str, service: str, container: str) -> str:
+    return f',"org":{_enc(org)},"host":{_enc(host)},"service":{_enc(service)},"container":{_enc(container)}'
+
+
 def dumps_fields(fields: dict[str, Any]) -> str:
     return _fields_encoder.encode(fields) if fields else "{}"
 
@@ -82,7 +86,8 @@ class LogEvent:
     a service's own timestamp, where it writes one, stays in `fields` under the service's own key.
     """
 
-    __slots__ = ("container", "fields", "fields_json", "host", "level", "message", "org", "service", "time_ns")
+    __slots__ = ("container", "fields", "fields_json", "host", "json_head", "level", "message", "org", "service",
+                 "time_ns")
 
     def __init__(
         self,
@@ -101,6 +106,7 @@ class LogEvent:
         self.message = message
         self.fields: dict[str, Any] = fields if fields is not None else {}
         self.fields_json: str | None = None  # `fields` as JSON, once serialised (and masked)
+        self.json_head: str | None = None  # org..container as JSON, shared by a container's events
         self.org = org
         self.host = host
         self.service = service
@@ -131,9 +137,10 @@ class LogEvent:
         fj = self.fields_json
         if fj is None:
             fj = self.fields_json = dumps_fields(self.fields)
-        return (f'{{"time":"{self.time_str}","org":{_enc(self.org)},"host":{_enc(self.host)},'
-                f'"service":{_enc(self.service)},"container":{_enc(self.container)},"level":"{self.level}",'
-                f'"message":{_enc(self.message)},"fields":{fj}}}')
+        head = self.json_head
+        if head is None:
+            head = json_head(self.org, self.host, self.service, self.container)
+        return f'{{"time":"{self.time_str}"{head},"level":"{self.level}","message":{_enc(self.message)},"fields":{fj}}}'
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LogEvent:

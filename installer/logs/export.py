@@ -21,15 +21,19 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import zstandard
 
 from installer.errors import SfpError
 
 from .event import LogEvent, rfc3339_from_ns
+
+if TYPE_CHECKING:
+    from .api import LogQuery
+    from .source import DockerEndpoint
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -415,16 +419,16 @@ def abort_stale_uploads(s3: S3Target, *, older_than_hours: float = 24, now: date
     return n
 
 
-def export_logs(query: Any, *, to: str | Path, endpoint: Any = None, secrets: Iterable[str] = (),
-                s3: S3Target | None = None, now: datetime | None = None, tz: Any = None,
-                zstd_level: int = 6) -> ExportResult:
+def export_logs(query: LogQuery, *, to: str | Path, endpoint: DockerEndpoint | None = None,
+                secrets: Iterable[str] = (), s3: S3Target | None = None, now: datetime | None = None,
+                tz: tzinfo | None = None, zstd_level: int = 6) -> ExportResult:
     """What `sfp-server logs export` does: the org's events of [since, until] (both required),
     filtered and masked like `logs --json`, to an archive + manifest at `to`."""
-    from .api import LogQuery, read_events
+    from .api import read_events
     from .source import DockerEndpoint
     from .timespec import parse_time_spec
 
-    q: LogQuery = query
+    q = query
     if q.since is None or q.until is None:
         raise SfpError("an export needs both --since and --until", "give the window to export, e.g. --since 1d --until 0s")
     now = now or datetime.now(UTC)

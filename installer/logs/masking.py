@@ -142,7 +142,7 @@ class Masker:
         masked fields serialised in `ev.fields_json` for the JSON output."""
         ev.message = self.text(ev.message)
         if ev.fields:
-            blob = dumps_fields(ev.fields)
+            blob = ev.fields_json or dumps_fields(ev.fields)
             if self.needs(blob):
                 ev.fields = {k: self.value(v, k) for k, v in ev.fields.items()}
                 blob = dumps_fields(ev.fields)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .event import LogEvent, ns_from_datetime, ns_from_rfc3339
+from .event import LogEvent, json_head, ns_from_datetime, ns_from_rfc3339
 
 # The fourth item is the entry's own time, unconverted (converter, raw value), or None: converting
 # costs more than parsing and is needed only when Docker's timestamp is not there.
@@ -157,13 +157,15 @@ def parse_json(line: str) -> Parsed | None:
         return None
     if not isinstance(obj, dict):
         return None
-    raw_level = obj.pop("level", None)
+    # `fields` is the whole object as the service wrote it (its own level and msg included), so
+    # the JSON output can reuse the line's text as is when there is nothing to mask.
+    raw_level = obj.get("level")
     if raw_level is None:
         raw_level = obj.get("severity", obj.get("lvl"))
     level = level_from_pino(raw_level) if raw_level is not None else "info"
-    msg = obj.pop("msg", None)
+    msg = obj.get("msg")
     if msg is None:
-        msg = obj.pop("message", None)
+        msg = obj.get("message")
     if msg is None:
         err = obj.get("error")
         if isinstance(err, dict):
@@ -177,17 +179,14 @@ def parse_json(line: str) -> Parsed | None:
     own = obj.get("time")
     if own is None:
         own = obj.get("timestamp")
-    if raw_level is not None:
-        obj["level_raw"] = raw_level
     return level, msg, obj, (_ns_from_any, own) if own is not None else None
 
 
-# nginx/Kong combined-style access log; Kong 3.x appends `kong_request_id: "<hex>"`.
+# nginx/Kong combined-style access log; Kong 3.x appends `kong_request_id: "<hex>"`. nginx writes a
+# `"` inside a quoted field as \x22, so a quoted field never holds a bare quote.
 _ACCESS = re.compile(
-    r'^(?P<remote_addr>\S+) - (?P<remote_user>\S+) \[(?P<time_local>[^\]]+)\] '
-    r'"(?P<request>[^"\\]*(?:\\.[^"\\]*)*)" (?P<status>\d{3}) (?P<bytes>\S+)'
-    r'(?: "(?P<referer>[^"\\]*(?:\\.[^"\\]*)*)" "(?P<user_agent>[^"\\]*(?:\\.[^"\\]*)*)")?'
-    r'(?: kong_request_id: "(?P<kong_request_id>[^"]*)")?(?P<rest>.*)$'
+    r'^(\S+) - (\S+) \[([^\]]+)\] "([^"]*)" (\d{3}) (\S+)(?: "([^"]*)" "([^"]*)")?'
+    r'(?: kong_request_id: "([^"]*)")?(.*)$'
 )
 
 
@@ -195,16 +194,23 @@ def parse_access(line: str) -> Parsed | None:
     m = _ACCESS.match(line)
     if m is None:
         return None
-    g = m.groupdict()
-    status = int(g["status"])
-    fields: dict[str, Any] = {k: v for k, v in g.items() if v is not None and k != "rest"}
-    fields["status"] = status
-    parts = g["request"].split(" ")
+    remote_addr, remote_user, time_local, request, status_s, size, referer, agent, kong_id, rest = m.groups()
+    status = int(status_s)
+    fields: dict[str, Any] = {"remote_addr": remote_addr, "remote_user": remote_user, "time_local": time_local,
+                              "request": request, "status": status, "bytes": size}
+    parts = request.split(" ")
     if len(parts) == 3:
         fields["method"], fields["path"], fields["protocol"] = parts
-    if g["rest"].strip():
-        fields["extra"] = g["rest"].strip()
-    return level_from_status(status), f"{g['request']} {status}", fields, (_ns_from_clf, g["time_local"])
+    if referer is not None:
+        fields["referer"] = referer
+        fields["user_agent"] = agent
+    if kong_id is not None:
+        fields["kong_request_id"] = kong_id
+    if rest:
+        rest = rest.strip()
+        if rest:
+            fields["extra"] = rest
+    return level_from_status(status), f"{request} {status}", fields, (_ns_from_clf, time_local)
 
 
 _NGINX_ERROR = re.compile(
@@ -364,6 +370,7 @@ class EventBuilder:
         self.host = host
         self.container = container
         self.parsers = parsers_for(service)
+        self._json_head = json_head(org, host, service, container)
         self.multiline = service in MULTILINE_SERVICES
         self.is_pg = service == "db"
         self.pending: LogEvent | None = None
@@ -372,15 +379,20 @@ class EventBuilder:
 
     def _make(self, ts: int | None, level: str, msg: str, fields: dict[str, Any], own: OwnTime) -> LogEvent:
         t = ts if ts is not None else ((own[0](own[1]) if own is not None else None) or 0)
-        return LogEvent(t, level, msg, fields, org=self.org, host=self.host, service=self.service,
-                        container=self.container)
+        ev = LogEvent(t, level, msg, fields, org=self.org, host=self.host, service=self.service,
+                      container=self.container)
+        ev.json_head = self._json_head
+        return ev
 
     def feed(self, ts: int | None, line: str) -> LogEvent | None:
         if not self.multiline:
             for parser in self.parsers:
                 got = parser(line)
                 if got is not None:
-                    return self._make(ts, *got)
+                    ev = self._make(ts, *got)
+                    if parser is parse_json:
+                        ev.fields_json = line  # already the JSON of `fields`
+                    return ev
             return self._make(ts, "info", line, {}, None)
         if self.is_pg:
             return self._feed_pg(ts, line)

@@ -300,14 +300,14 @@ class DockerEndpoint:
                 if raw is None:
                     yield None
                     continue
-                sp = raw.find(b" ")
-                ns = ns_from_rfc3339(raw[:sp].decode("ascii", "replace")) if sp > 0 else None
+                sp = raw.find(" ")
+                ns = ns_from_rfc3339(raw[:sp]) if sp > 0 else None
                 if ns is None:
                     # Not a timestamped log line: the docker CLI's or ssh's own stderr.
                     if len(errors) < 20:
-                        errors.append(raw.decode("utf-8", "replace"))
+                        errors.append(raw)
                     continue
-                text = raw[sp + 1:].decode("utf-8", "replace")
+                text = raw[sp + 1:]
                 if text.endswith("\r"):
                     text = text[:-1]
                 yield ns, text
@@ -392,7 +392,10 @@ def _read_ahead(fd: int) -> Iterator[bytes | None]:
         stop.set()
 
 
-def _read_lines(proc: subprocess.Popen[bytes], idle: float | None) -> Iterator[bytes | None]:
+def _read_lines(proc: subprocess.Popen[bytes], idle: float | None) -> Iterator[str | None]:
+    """Lines, decoded as UTF-8 with invalid bytes replaced (never an error). Whole chunks are decoded
+    at once, up to their last newline (a newline byte is never part of a multi-byte character, so
+    this is the same as decoding line by line, only faster)."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     _grow_pipe(fd)
@@ -403,8 +406,11 @@ def _read_lines(proc: subprocess.Popen[bytes], idle: float | None) -> Iterator[b
             continue
         if buf:
             chunk = buf + chunk
-        lines = chunk.split(b"\n")
-        buf = lines.pop()
-        yield from lines
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            buf = chunk
+            continue
+        buf = chunk[cut + 1:]
+        yield from chunk[:cut].decode("utf-8", "replace").split("\n")
     if buf:
-        yield buf
+        yield buf.decode("utf-8", "replace")

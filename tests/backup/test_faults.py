@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import botocore.exceptions
+import botocore.exceptions  # type: ignore[import-untyped]
 import pytest
 
 from installer.backup import api, generate_recovery_key, s3
@@ -230,5 +230,28 @@ def test_killed_backup_leaves_no_set_and_cleanup_reports_it(s3_server: RcloneS3,
         second = api.run_backup(make_settings(store, recipient), "acme", db, storage_dir=None, org_config={}, secrets={})
         assert [s.set_id for s in api.list_sets(store, "acme")] == [first.set_id, second.set_id]
         assert api.verify_set(store, "acme", second.set_id, identity).ok
+    finally:
+        cluster.destroy()
+
+
+def test_failing_dump_leaves_nothing_behind(s3_server: RcloneS3, recovery_key: tuple[str, str]) -> None:
+    """pg_dump of one database fails after other objects were uploaded: the run aborts its uploads,
+    deletes what it finished, and says which database failed."""
+    store = s3_server.store("faildump")
+    cluster = PgCluster("faildump")
+    try:
+        cluster.psql("CREATE DATABASE aaa; CREATE DATABASE zzz;")
+        cluster.psql("CREATE TABLE t AS SELECT i, md5(i::text) m FROM generate_series(1, 200000) i;", "aaa")
+        hba = cluster.data / "pg_hba.conf"
+        hba.write_text("host zzz all 127.0.0.1/32 reject\n" + hba.read_text())
+        cluster.psql("SELECT pg_reload_conf()")
+        with pytest.raises(SfpError) as err:
+            api.run_backup(make_settings(store, recovery_key[1], jobs=2), "acme", cluster.database(), storage_dir=None,
+                           org_config={}, secrets={})
+        assert "pg_dump of database 'zzz' failed" in err.value.message
+        assert api.list_sets(store, "acme", include_incomplete=True) == []
+        cli = s3.client(store)
+        assert cli.list_multipart_uploads(Bucket=store.bucket, Prefix="sfp/").get("Uploads", []) == []
+        assert "Contents" not in cli.list_objects_v2(Bucket=store.bucket, Prefix="sfp/")
     finally:
         cluster.destroy()

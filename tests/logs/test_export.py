@@ -224,3 +224,11 @@ def test_retention_on_disk_and_s3(tmp_path: Path, s3_server: S3Target) -> None:
         assert len(left) == 2
     assert len(list(tmp_path.iterdir())) == 4  # two archives + two manifests
     assert len(keys(s3_server, "ret/")) == 4
+
+
+def test_export_needs_a_window() -> None:
+    from installer.errors import SfpError
+
+    with pytest.raises(SfpError) as exc:
+        export_logs(LogQuery(org="a", since="1h"), to="/tmp")
+    assert "--since and --until" in exc.value.message

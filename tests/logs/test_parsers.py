@@ -45,7 +45,7 @@ def test_auth_logrus_json() -> None:
     assert evs[1].message == "Migrations already up to date, nothing to apply"
     assert evs[1].fields["component"] == "pop"
     assert evs[5].fields["version"] == "v2.171.0"
-    assert "level" not in evs[0].fields and "msg" not in evs[0].fields
+    assert evs[0].fields["level"] == "info" and evs[0].fields["msg"] == evs[0].message  # the service's own
     assert evs[0].fields["time"] == "2025-05-16T11:17:41Z"
 
 

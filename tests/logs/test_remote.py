@@ -146,3 +146,14 @@ def test_follow_through_ssh_stops_cleanly(stack: Stack, sshd: dict[str, str]) ->
                 break
         stop.set()
         events.close()
+
+
+def test_ssh_command_quotes_arguments() -> None:
+    ep = DockerEndpoint("ssh://deploy@db1.example:2222", identity_file="/k", known_hosts_file="/kh")
+    cmd = ep.command(["logs", "--since", "1.5", "sfp-a-db; rm -rf /"])
+    assert cmd[0] == "ssh" and "-p" in cmd and cmd[cmd.index("-p") + 1] == "2222"
+    assert cmd[cmd.index("-l") + 1] == "deploy" and cmd[-2] == "db1.example"
+    assert cmd[-1] == "docker logs --since 1.5 'sfp-a-db; rm -rf /'"
+    assert "BatchMode=yes" in cmd and "UserKnownHostsFile=/kh" in cmd
+    assert ep.host == "db1.example"
+    ep.close()

@@ -29,8 +29,13 @@ pytestmark = pytest.mark.stack
 
 
 def cli(inv: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(inv), *args],
-                          capture_output=True, text=True, timeout=600, input=stdin)
+    cmd = [sys.executable, "-m", "installer.cli", "-i", str(inv), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, input=stdin)
+    if done.returncode == 3 and "is unhealthy" in done.stderr:
+        # A stand-in's health check (studio's starts node) can miss its timeout on a starved CI
+        # machine; the command is documented as safe to re-run, so re-run it once.
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, input=stdin)
+    return done
 
 
 def ids() -> dict[str, str]:

@@ -95,11 +95,14 @@ def build_inventory(root: Path, orgs: dict[str, dict[str, Any]], base_dir: Path)
 
 
 # Small limits: stand-ins need little, and two orgs must fit a 2-core CI machine.
+# Health checks run inside the container's limits: Studio's (upstream's `node -e fetch(...)`)
+# needs a whole CPU to start node within its timeout on a busy 2-core machine.
 SMALL = {
     "db": {"cpus": 1, "memory": "512m"},
     "meta": {"cpus": 0.5, "memory": "256m"},
+    "studio": {"cpus": 1, "memory": "256m"},
     **{s: {"cpus": 0.25, "memory": "128m"} for s in
-       ("studio", "kong", "auth", "rest", "realtime", "storage", "imgproxy", "functions", "analytics", "vector", "supavisor")},
+       ("kong", "auth", "rest", "realtime", "storage", "imgproxy", "functions", "analytics", "vector", "supavisor")},
 }
 
 
@@ -114,7 +117,7 @@ def org_settings(ports: dict[str, int], **extra: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def two_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     require_test_images()
     root = tmp_path_factory.mktemp("stack")

@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jwt
@@ -45,7 +46,7 @@ def pg_connect(port: int, password: str) -> psycopg.Connection:
 
 
 def test_both_orgs_are_healthy(two_orgs: Deployment) -> None:
-    rows = {r.org: r for r in status.gather(two_orgs.inventory, ["alpha", "beta"], quiet())}
+    rows = wait_healthy(two_orgs, ["alpha", "beta"])
     assert rows["alpha"].verdict == "healthy", rows["alpha"]
     assert rows["beta"].verdict == "healthy", rows["beta"]
     assert sorted(s.service for s in rows["alpha"].services) == ALL
@@ -143,8 +144,8 @@ def test_resource_limits_and_log_rotation_are_set_on_running_containers(two_orgs
     for name in project_containers("sfp-alpha"):
         host = inspect(name)["HostConfig"]
         service = name.removeprefix("sfp-alpha-")
-        expected_cpus = {"db": 1.0, "meta": 0.5}.get(service, 0.25)
-        expected_mem = {"db": 512, "meta": 256}.get(service, 128) * 1024 * 1024
+        expected_cpus = {"db": 1.0, "meta": 0.5, "studio": 1.0}.get(service, 0.25)
+        expected_mem = {"db": 512, "meta": 256, "studio": 256}.get(service, 128) * 1024 * 1024
         assert host["NanoCpus"] == int(expected_cpus * 1e9), name
         assert host["Memory"] == expected_mem, name
         assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "20m"}}, name
@@ -190,8 +191,24 @@ def test_status_json_through_the_cli(two_orgs: Deployment) -> None:
     assert services["db"]["image"] == "sfp-test/postgres:17"
 
 
+def containers_state() -> list[str]:
+    """Name, id and state of every container of this test's orgs (not their uptime, which ticks)."""
+    out = docker("ps", "-a", "--filter", "label=org.sfp.org", "--format", "{{.Names}} {{.ID}} {{.State}}").stdout
+    return sorted(line for line in out.splitlines() if line.startswith(("sfp-alpha-", "sfp-beta-")))
+
+
+def wait_healthy(two_orgs: Deployment, orgs: list[str], timeout: float = 120) -> dict[str, status.OrgStatus]:
+    """Status until every org is healthy: a health check can fail once on a loaded machine and recover."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = {r.org: r for r in status.gather(two_orgs.inventory, orgs, quiet())}
+        if all(r.verdict == "healthy" for r in rows.values()) or time.monotonic() > deadline:
+            return rows
+        time.sleep(5)
+
+
 def test_bad_inventory_changes_nothing(two_orgs: Deployment) -> None:
-    before = docker("ps", "-a", "--format", "{{.Names}} {{.ID}} {{.Status}}").stdout
+    before = containers_state()
     main = two_orgs.inventory.path / "host_vars" / "beta" / "main.yml"
     original = main.read_text()
     try:
@@ -204,8 +221,7 @@ def test_bad_inventory_changes_nothing(two_orgs: Deployment) -> None:
         assert "no host was changed" in done.stderr
     finally:
         main.write_text(original)
-    after = docker("ps", "-a", "--format", "{{.Names}} {{.ID}} {{.Status}}").stdout
-    assert sorted(before.split("\n")) == sorted(after.split("\n"))
+    assert containers_state() == before
 
 
 def test_preflight_reports_every_check(two_orgs: Deployment) -> None:
@@ -227,9 +243,9 @@ def test_uninstall_keeps_data_and_leaves_the_other_org_alone(two_orgs: Deploymen
     assert project_containers("sfp-alpha") == []
     assert (two_orgs.base_dir / "orgs" / "alpha" / "volumes" / "db" / "data" / "PG_VERSION").exists()
     assert {n: inspect(n)["Id"] for n in project_containers("sfp-beta")} == beta_before
-    rows = {r.org: r for r in status.gather(two_orgs.inventory, ["alpha", "beta"], quiet())}
-    assert rows["beta"].verdict == "healthy"
+    rows = {r.org: r for r in status.gather(two_orgs.inventory, ["alpha"], quiet())}
     assert rows["alpha"].verdict == "stopped"
+    assert wait_healthy(two_orgs, ["beta"])["beta"].verdict == "healthy"
     # Installing again brings the same data back, with the same secrets.
     again = deploy.install(two_orgs.inventory, ["alpha"], quiet())
     assert again.result.ok, (again.result.failures, again.result.stdout_tail)
@@ -250,5 +266,5 @@ def test_purge_needs_confirmation_then_removes_the_data(two_orgs: Deployment) ->
     assert not (two_orgs.base_dir / "orgs" / "alpha").exists()
     assert docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=sfp-alpha").stdout.strip() == ""
     assert docker("network", "ls", "-q", "--filter", "name=^sfp-alpha$").stdout.strip() == ""
-    rows = {r.org: r for r in status.gather(two_orgs.inventory, ["beta"], quiet())}
-    assert rows["beta"].verdict == "healthy"
+    beta = wait_healthy(two_orgs, ["beta"])["beta"]
+    assert beta.verdict == "healthy", beta.services

@@ -1,0 +1,299 @@
+"""Backups of an org (`sfp-server backup …`) and disaster-recovery restore (`sfp-server restore`).
+
+The backup runs where the org's database container and storage volume are: for an org with
+`ansible_connection: local` the controller calls the job directly (installer.backup_job, with
+DockerExecDatabase("sfp-<org>-db") and <org_dir>/volumes/storage); for a remote org it runs
+playbooks/backup.yml, whose role runs the same job on the host. list/show/verify/prune only
+talk to the object store and run on the controller.
+
+Restore (local orgs): refuse over an installed org unless --force (which first takes a safety
+backup and purges it); write the set's secrets back into the org's vault (API keys keep
+verifying); install the org (a fresh database initialised by the stack); stop every service but
+the database; restore roles, databases and storage files with the library (which checks every
+object before applying anything); run the install again and check the org is healthy.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from .. import backup_inventory as binv
+from .. import backup_job, runner, validate
+from ..errors import SfpError
+from ..inventory import SECRETS_VAR, Inventory, Org
+from . import deploy, secrets
+from . import status as status_action
+
+DEFAULT_METRICS_SUBDIR = "backup/metrics"
+
+
+# -- settings ----------------------------------------------------------------------------------
+def org_of(inv: Inventory, name: str) -> Org:
+    if name not in inv.org_names():
+        raise inv.unknown_org(name)
+    return inv.org(name)
+
+
+def settings(inv: Inventory, name: str) -> Any:
+    org = org_of(inv, name)
+    parsed = binv.parse(name, org.hostvars, secrets.read(inv, name))
+    if parsed is None:
+        raise SfpError(f"org {name!r} has no backup settings",
+                       f"add a `backup:` block to sfp_org in host_vars/{name}/main.yml (see installer/schema/org.yml)")
+    return parsed
+
+
+def is_local(org: Org) -> bool:
+    return str(org.hostvars.get("ansible_connection", "")) == "local"
+
+
+def metrics_dir(org: Org) -> str:
+    return str(org.hostvars.get("backup__metrics_dir") or f"{org.org_dir}/{DEFAULT_METRICS_SUBDIR}")
+
+
+def job_config(inv: Inventory, org: Org) -> dict[str, Any]:
+    """What the backup role renders into <org_dir>/backup/backup.json on the host, built on the controller."""
+    values = secrets.read(inv, org.name)
+    raw = binv.block(org.hostvars)
+    if raw is None:
+        raise SfpError(f"org {org.name!r} has no backup settings", "add a `backup:` block to its sfp_org")
+    return {
+        "org": org.name,
+        "org_dir": org.org_dir,
+        "container": f"{org.project}-db",
+        "storage_dir": f"{org.org_dir}/volumes/storage",
+        "metrics_dir": metrics_dir(org),
+        "backup": raw,
+        "keys": {k: values[k] for k in binv.VAULT_KEYS if k in values and k != binv.IDENTITY},
+        "org_config": org.raw,
+        "secrets": {k: v for k, v in values.items() if k != binv.IDENTITY},
+    }
+
+
+def ensure_recovery_key(inv: Inventory, name: str) -> list[str]:
+    """On an org's first install with backups configured: make its recovery key, keep it in the vault."""
+    org = org_of(inv, name)
+    raw = binv.block(org.hostvars)
+    if raw is None or raw.get("recipient"):
+        return []
+    values = secrets.read(inv, name)
+    if values.get(binv.IDENTITY):
+        return []
+    from ..backup import generate_recovery_key
+
+    identity, recipient = generate_recovery_key()
+    values[binv.IDENTITY], values[binv.RECIPIENT] = identity, recipient
+    secrets._vault(inv).write(inv.vault_file(name), {SECRETS_VAR: values})
+    return [binv.IDENTITY, binv.RECIPIENT]
+
+
+def identity(inv: Inventory, name: str, identity_file: Path | None = None) -> str:
+    if identity_file is not None:
+        return identity_file.read_text()
+    value = secrets.read(inv, name).get(binv.IDENTITY)
+    if not value:
+        raise SfpError(f"org {name!r} has no recovery key in its vault",
+                       "pass --identity-file with the key kept offline (`backup key` printed it)")
+    return value
+
+
+# -- backup ------------------------------------------------------------------------------------
+def run(inv: Inventory, name: str, console: Console, *, verbose: bool = False,
+        progress: Callable[[str], None] | None = None) -> backup_job.JobOutcome:
+    validate.validate(inv, [name])
+    org = org_of(inv, name)
+    settings(inv, name)  # a clear error before anything starts
+    if is_local(org):
+        return backup_job.run(job_config(inv, org), progress)
+    return _run_remote(inv, name, console, verbose)
+
+
+def _run_remote(inv: Inventory, name: str, console: Console, verbose: bool) -> backup_job.JobOutcome:
+    import json
+
+    result = runner.run_playbook("backup.yml", inv.path, [name], inv.vault_password_file, console=console,
+                                 extravars={"backup__run_now": True}, verbose=verbose)
+    runner.require_success(result, "backup")
+    out = str(result.reports.get(name, {}).get("backup", {}).get("stdout", ""))
+    try:
+        data = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SfpError(f"the backup on {name}'s host printed no summary", "run it with -v to see the task output") from None
+    return backup_job.JobOutcome(org=name, set_id=data["set_id"], size=data["size_bytes"], seconds=data["duration_seconds"],
+                                 objects=data["objects"], pruned=data.get("pruned", []), warnings=data.get("warnings", []))
+
+
+def list_sets(inv: Inventory, name: str) -> list[Any]:
+    from ..backup import api
+
+    return api.list_sets(settings(inv, name).store, name, include_incomplete=True)
+
+
+def show(inv: Inventory, name: str, set_id: str) -> Any:
+    from ..backup import api
+
+    return api.show_set(settings(inv, name).store, name, set_id)
+
+
+def verify(inv: Inventory, name: str, set_id: str, identity_file: Path | None = None) -> Any:
+    from ..backup import DockerExecDatabase, api
+
+    org = org_of(inv, name)
+    tools = None
+    if is_local(org) and _container_running(f"{org.project}-db"):
+        tools = DockerExecDatabase(f"{org.project}-db")  # adds `pg_restore --list` on every dump
+    return api.verify_set(settings(inv, name).store, name, set_id, identity(inv, name, identity_file), tools=tools)
+
+
+def prune(inv: Inventory, name: str, dry_run: bool = False) -> Any:
+    from ..backup import api
+
+    s = settings(inv, name)
+    return api.prune(s.store, name, s.retention, dry_run=dry_run)
+
+
+# -- restore -----------------------------------------------------------------------------------
+@dataclass
+class RestoreOutcome:
+    org: str
+    source_org: str
+    set_id: str
+    safety_set: str | None = None
+    databases: list[str] = field(default_factory=list)
+    storage_files: int = 0
+    secrets_written: int = 0
+    healthy: bool = False
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+
+
+def _container_running(name: str) -> bool:
+    r = _docker("inspect", "-f", "{{.State.Running}}", name)
+    return r.returncode == 0 and r.stdout.strip() == "true"
+
+
+def _present(org: Org) -> bool:
+    """Anything of the org on its (local) host: containers of its project, or its directory."""
+    ids = _docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={org.project}").stdout.split()
+    return bool(ids) or Path(org.org_dir).exists()
+
+
+def _config_document(store: Any, manifest: Any, ident: str) -> dict[str, Any]:
+    """The set's org settings and secrets, checked against the manifest like every other object."""
+    from ..backup import s3
+    from ..backup.keys import check_identity, parse_identity
+    from ..backup.manifest import set_prefix
+    from ..backup.verify import check_object
+
+    key = parse_identity(ident)
+    check_identity(key, manifest.recipient, manifest.set_id)
+    entry = manifest.entry("config")
+    if entry is None:
+        raise SfpError(f"set {manifest.set_id} has no settings object", "restore another set")
+    sink = io.BytesIO()
+    problem = check_object(s3.client(store), store, set_prefix(store.prefix, manifest.org, manifest.set_id), entry, key, sink=sink)
+    if problem:
+        raise SfpError(f"set {manifest.set_id}: {entry.key}: {problem}; nothing was changed", "restore an older verified set")
+    doc = yaml.safe_load(sink.getvalue()) or {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_org: str | None = None,
+            to_host: str | None = None, force: bool = False, identity_file: Path | None = None,
+            verbose: bool = False, say: Callable[[str], None] | None = None) -> RestoreOutcome:
+    from ..backup import DockerExecDatabase, api
+
+    say = say or (lambda _m: None)
+    started = time.monotonic()
+    target_name = as_org or source
+    target = org_of(inv, target_name)
+    validate.validate(inv, [target_name])
+    if to_host is not None and to_host != target.machine:
+        raise SfpError(f"org {target_name!r} is on machine {target.machine!r} in the inventory, not {to_host!r}",
+                       f"move {target_name} under the machine {to_host} in hosts.yml (or name a new org with --as-org), then run restore again")
+    if not is_local(target):
+        raise SfpError(f"restore onto the remote host of {target_name!r} is not supported by this toolkit version",
+                       "run `sfp-server restore` on that machine with a local inventory entry (ansible_connection: local)")
+    source_hv = inv.org(source).hostvars if source in inv.org_names() else target.hostvars
+    src_settings = binv.parse(source, source_hv, secrets.read(inv, source) if source in inv.org_names() else None)
+    if src_settings is None:
+        raise SfpError(f"no backup settings to find {source}'s sets", f"add a backup block to sfp_org of {target_name}")
+    store = src_settings.store
+    ident = identity(inv, source if source in inv.org_names() else target_name, identity_file)
+    set_id = api.resolve_set(store, source, set_ref)
+    manifest = api.show_set(store, source, set_id)
+    # Everything that can be checked before a change: the key opens the set, the settings object is intact.
+    document = _config_document(store, manifest, ident)
+    outcome = RestoreOutcome(org=target_name, source_org=source, set_id=set_id)
+
+    if _present(target):
+        if not force:
+            raise SfpError(f"org {target_name!r} exists on its host; restoring would replace its data",
+                           "pass --force to take a safety backup, remove it and restore (or restore --as-org NEW)")
+        if binv.configured(target.hostvars) and _container_running(f"{target.project}-db"):
+            say(f"safety backup of {target_name} before it is replaced")
+            outcome.safety_set = run(inv, target_name, console, verbose=verbose, progress=say).set_id
+            say(f"safety backup {outcome.safety_set} done")
+        say(f"removing {target_name} and its data")
+        runner.require_success(deploy.uninstall(inv, [target_name], console, purge=True, verbose=verbose), "uninstall")
+
+    # Secrets first: the fresh stack is initialised with the backup's passwords and JWT secret.
+    restored = {str(k): str(v) for k, v in (document.get("secrets") or {}).items()}
+    current = secrets.read(inv, target_name)
+    keep = {k: current[k] for k in binv.VAULT_KEYS if k in current}
+    # The backup's secrets win, except the target's own recovery key and S3 keys.
+    values = {**restored, **keep}
+    secrets._vault(inv).write(inv.vault_file(target_name), {SECRETS_VAR: values})
+    outcome.secrets_written = len(restored)
+    say(f"wrote {len(restored)} secrets of set {set_id} into {inv.vault_file(target_name)}")
+
+    say(f"installing {target_name} (fresh database)")
+    inv = Inventory(inv.path, inv.vault_password_file)  # re-read: the vault changed
+    first = deploy.install(inv, [target_name], console, verbose=verbose)
+    runner.require_success(first.result, "install")
+
+    project, org_dir = target.project, Path(target.org_dir)
+    services = _docker("compose", "-p", project, "--project-directory", str(org_dir), "-f", str(org_dir / "compose.yaml"),
+                       "config", "--services").stdout.split()
+    others = [s for s in services if s != "db"]
+    say(f"stopping {', '.join(others)} (the database stays up for the restore)")
+    stop = _docker("compose", "-p", project, "--project-directory", str(org_dir), "-f", str(org_dir / "compose.yaml"), "stop", *others)
+    if stop.returncode != 0:
+        raise SfpError(f"cannot stop the services of {target_name}: {stop.stderr.strip()[-400:]}", "check `docker compose ps` of the org")
+    storage_dir = org_dir / "volumes" / "storage"
+    aside = org_dir / "volumes" / f"storage.fresh-{int(time.time())}"
+    if storage_dir.exists():
+        storage_dir.rename(aside)
+    storage_dir.mkdir(parents=True)
+    say(f"restoring set {set_id} (every object is checked before anything is applied)")
+    result = api.restore_set(store, source, set_id, ident, DockerExecDatabase(f"{project}-db"),
+                             storage_dir=storage_dir, jobs=src_settings.jobs, workdir=None)
+    if aside.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    outcome.databases, outcome.storage_files, outcome.timings = result.databases, result.storage_files, result.timings
+
+    say(f"starting {target_name} again")
+    inv = Inventory(inv.path, inv.vault_password_file)
+    again = deploy.install(inv, [target_name], console, verbose=verbose)
+    runner.require_success(again.result, "install")
+    rows = status_action.gather(inv, [target_name], console)
+    outcome.healthy = bool(rows) and rows[0].healthy
+    outcome.seconds = time.monotonic() - started
+    if not outcome.healthy:
+        raise SfpError(f"{target_name} was restored from {set_id} but is not healthy ({rows[0].verdict if rows else 'no status'})",
+                       f"see `sfp-server status --org {target_name}` and the containers' logs")
+    return outcome

@@ -1,0 +1,158 @@
+"""One scheduled (or on-demand) backup of one org, run on the org's host.
+
+    python -m installer.backup_job --config /opt/sfp/orgs/acme/backup/backup.json
+
+The same code runs for `sfp-server backup run` on a local org (the controller builds the config
+in memory) and for the schedule the `backup` role installs on the host (it renders the config
+file, 0600, with the S3 keys and the org's secrets from the vault; nothing secret is on the
+command line or in the crontab). After a successful set: retention (prune) and cleanup of
+interrupted runs, then the Prometheus textfile metric is written by the library.
+
+Config keys: org, org_dir, container, storage_dir, metrics_dir (optional), backup (the
+`sfp_org.backup` block), keys (BACKUP_* values from the vault), org_config (`sfp_org`),
+secrets (the org's secrets, which restore writes back so API keys stay valid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .errors import SfpError
+
+
+@dataclass
+class JobOutcome:
+    org: str
+    set_id: str
+    size: int
+    seconds: float
+    objects: int
+    pruned: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Bytes per second (stored, encrypted bytes)."""
+        return self.size / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"org": self.org, "set_id": self.set_id, "size_bytes": self.size, "duration_seconds": round(self.seconds, 3),
+                "throughput_bytes_per_second": round(self.throughput), "objects": self.objects, "pruned": self.pruned,
+                "warnings": self.warnings}
+
+
+def settings_of(cfg: dict[str, Any]) -> Any:
+    from . import backup_inventory
+    from .backup import parse_settings
+
+    data = backup_inventory.settings_data(cfg["backup"], cfg.get("keys") or {})
+    return parse_settings(data, source=f"{cfg['org']}: sfp_org.backup")
+
+
+def deployed(org_dir: str | Path) -> dict[str, Any]:
+    path = Path(org_dir) / "deployed.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, client: Any = None) -> JobOutcome:
+    from .backup import DockerExecDatabase, api
+
+    say = progress or (lambda _m: None)
+    org = str(cfg["org"])
+    settings = settings_of(cfg)
+    info = deployed(cfg["org_dir"])
+    storage = Path(cfg["storage_dir"]) if cfg.get("storage_dir") else None
+    if storage is not None and not storage.is_dir():
+        storage = None
+    metrics = Path(cfg["metrics_dir"]) if cfg.get("metrics_dir") else None
+    if metrics is not None:
+        metrics.mkdir(parents=True, exist_ok=True)
+    say(f"backing up {org} to {settings.store.describe()} (database container {cfg['container']}"
+        f"{', storage ' + str(storage) if storage else ''})")
+    major = info.get("postgres_major")
+    result = api.run_backup(
+        settings, org, DockerExecDatabase(str(cfg["container"])), storage_dir=storage,
+        org_config=cfg.get("org_config") or {}, secrets=cfg.get("secrets") or {},
+        release=info.get("release"), images=info.get("images") or None,
+        postgres_major=int(major) if major not in (None, "") else None, metrics_dir=metrics, client=client,
+    )
+    outcome = JobOutcome(org=org, set_id=result.set_id, size=result.size, seconds=result.seconds,
+                         objects=len(result.manifest.objects), warnings=list(result.warnings))
+    say(f"set {result.set_id} complete; applying retention")
+    if cfg.get("prune", True):
+        try:
+            report = api.prune(settings.store, org, settings.retention, client=client)
+            outcome.pruned = list(report.deleted)
+            api.cleanup(settings.store, org, client=client)
+        except SfpError as exc:  # the set is safe; a failed prune is reported, not fatal
+            outcome.warnings.append(f"retention not applied: {exc.message}")
+    return outcome
+
+
+def raise_on_sigterm() -> None:
+    """SIGTERM (systemd stop, a timeout, kill) raises, so the library aborts its multipart uploads."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m installer.backup_job", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, type=Path, help="the job config the backup role renders (0600)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    raise_on_sigterm()
+    started = time.time()
+    try:
+        mode = args.config.stat().st_mode & 0o077
+        if mode:
+            raise SfpError(f"{args.config} is readable by others (mode {oct(mode)})", "chmod 0600 it; it holds secrets")
+        cfg = json.loads(args.config.read_text())
+        outcome = run(cfg, None if args.json else (lambda m: print(m, flush=True)))
+    except SfpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: uploads aborted, no set was left behind", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(outcome.as_dict()))
+    else:
+        print(f"{outcome.org}: backup {outcome.set_id} done: {human(outcome.size)} in {outcome.seconds:.1f}s "
+              f"({human(outcome.throughput)}/s), {outcome.objects} objects; pruned {len(outcome.pruned)} "
+              f"(started {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(started))})")
+        for w in outcome.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    os.umask(0o077)
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""`sfp-server backup …` and `sfp-server restore`: scheduled-backup companions and disaster recovery.
+
+Argument parsing and output only; the work is in installer.actions.backup. The recovery key is
+printed only by `backup key` (on request, like `secrets show`); S3 keys are never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..actions import backup as action
+from ..backup_job import human, raise_on_sigterm
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+org_required = click.option("--org", required=True, metavar="ORG", help="The org whose backups are meant.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+identity_option = click.option("--identity-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                               help="The recovery key kept offline (default: the one in the org's vault).")
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
+
+
+@click.group("backup")
+def backup() -> None:
+    """Encrypted backups of an org to S3-compatible storage: run, list, show, verify, prune, key."""
+
+
+@backup.command("run")
+@org_required
+@json_option
+@click.pass_obj
+def run_cmd(obj: Any, org: str, as_json: bool) -> None:
+    """Back up the org now (database, storage files, settings and secrets), then apply retention."""
+    raise_on_sigterm()
+    inv = obj.inventory()
+    outcome = action.run(inv, org, err, verbose=obj.verbose, progress=lambda m: err.print(f"  {m}", markup=False))
+    if as_json:
+        click.echo(json.dumps(outcome.as_dict(), indent=2))
+        return
+    for w in outcome.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}")
+    out.print(f"[bold]{org}[/bold]: backup [bold]{outcome.set_id}[/bold] complete")
+    out.print(f"  size        {human(outcome.size)} ({outcome.size} bytes, {outcome.objects} objects)")
+    out.print(f"  duration    {outcome.seconds:.1f}s")
+    out.print(f"  throughput  {human(outcome.throughput)}/s")
+    out.print(f"  pruned      {', '.join(outcome.pruned) or 'none'}")
+
+
+@backup.command("list")
+@org_required
+@json_option
+@click.pass_obj
+def list_cmd(obj: Any, org: str, as_json: bool) -> None:
+    """The org's sets, oldest first (incomplete ones are marked; they cannot be restored)."""
+    sets = action.list_sets(obj.inventory(), org)
+    if as_json:
+        click.echo(json.dumps([{"set_id": s.set_id, "created": _when(s.created), "complete": s.complete,
+                                "verified_at": _when(s.verified_at) if s.verified_at else None,
+                                "size_bytes": s.size, "objects": s.objects} for s in sets], indent=2))
+        return
+    if not sets:
+        out.print(f"{org}: no backups yet (`sfp-server backup run --org {org}`)")
+        return
+    table = Table("set", "created", "state", "verified", "size", "objects")
+    for s in sets:
+        table.add_row(s.set_id, _when(s.created), "complete" if s.complete else "[red]incomplete[/red]",
+                      _when(s.verified_at), human(s.size), str(s.objects))
+    out.print(table)
+
+
+@backup.command("show")
+@org_required
+@click.argument("set_id", default="latest")
+@json_option
+@click.pass_obj
+def show_cmd(obj: Any, org: str, set_id: str, as_json: bool) -> None:
+    """One set's manifest: release, Postgres major, objects with sizes and checksums."""
+    m = action.show(obj.inventory(), org, set_id)
+    if as_json:
+        click.echo(json.dumps(m.to_json(), indent=2))
+        return
+    out.print(f"set {m.set_id} of {m.org}: created {m.created}, finished {m.finished}, toolkit {m.toolkit_version}")
+    out.print(f"release {m.release or '-'}, postgres {m.postgres_major or '-'}, recipient {m.recipient}")
+    table = Table("object", "kind", "size", "plaintext", "sha256")
+    for o in m.objects:
+        table.add_row(o.key, o.kind, human(o.size), human(o.plaintext_size), o.sha256[:16] + "…")
+    out.print(table)
+
+
+@backup.command("verify")
+@org_required
+@click.argument("set_id", default="latest")
+@identity_option
+@json_option
+@click.pass_obj
+def verify_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, as_json: bool) -> None:
+    """Download and check every object of a set (default: latest); exit 1 naming each damaged object."""
+    report = action.verify(obj.inventory(), org, set_id, identity_file)
+    if as_json:
+        click.echo(json.dumps(asdict(report), indent=2, default=str))
+        return
+    for o in report.objects:
+        out.print(f"  {'[green]ok[/green]' if o.ok else '[red]BAD[/red]'} {o.key}" + (f": {o.problem}" if o.problem else ""))
+    out.print(f"{org}: set {report.set_id} verified ({len(report.objects)} objects)")
+
+
+@backup.command("prune")
+@org_required
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted.")
+@json_option
+@click.pass_obj
+def prune_cmd(obj: Any, org: str, dry_run: bool, as_json: bool) -> None:
+    """Apply the org's retention (keep_daily/weekly/monthly/yearly)."""
+    report = action.prune(obj.inventory(), org, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(asdict(report), indent=2, default=str))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{org}: {verb} {len(report.deleted)} set(s){': ' + ', '.join(report.deleted) if report.deleted else ''}")
+
+
+@backup.command("key")
+@org_required
+@click.pass_obj
+def key_cmd(obj: Any, org: str) -> None:
+    """Print the org's recovery key (age identity) to keep OFFLINE; without it no set can be restored elsewhere."""
+    inv = obj.inventory()
+    action.org_of(inv, org)
+    click.echo(action.identity(inv, org))
+
+
+@click.command("restore")
+@org_required
+@click.option("--backup", "set_ref", required=True, metavar="ID|latest", help="The set to restore.")
+@click.option("--to-host", metavar="MACHINE", help="Check that the target org is on this machine in the inventory.")
+@click.option("--as-org", metavar="NEW", help="Restore into another org of the inventory (its own ports and name).")
+@click.option("--force", is_flag=True, help="Replace an existing org: a safety backup is taken first.")
+@identity_option
+@click.pass_obj
+def restore(obj: Any, org: str, set_ref: str, to_host: str | None, as_org: str | None, force: bool,
+            identity_file: Path | None) -> None:
+    """Rebuild an org from a backup: same secrets (API keys stay valid), database, storage files; then check health."""
+    inv = obj.inventory()
+    outcome = action.restore(inv, org, set_ref, err, as_org=as_org, to_host=to_host, force=force,
+                             identity_file=identity_file, verbose=obj.verbose,
+                             say=lambda m: err.print(f"  {m}", markup=False))
+    if outcome.safety_set:
+        out.print(f"safety backup of {outcome.org} before the restore: {outcome.safety_set}")
+    out.print(f"[bold]{outcome.org}[/bold] restored from {outcome.source_org} set {outcome.set_id} in {outcome.seconds:.0f}s: "
+              f"{len(outcome.databases)} database(s) ({', '.join(outcome.databases)}), {outcome.storage_files} storage files, "
+              f"{outcome.secrets_written} secrets; healthy")
+    sys.stdout.flush()
+
+
+# What installer/cli.py registers: the `backup` group and the top-level `restore`.
+COMMANDS = (backup, restore)
