@@ -17,6 +17,7 @@ from .actions import init as init_action
 from .actions import secrets as secrets_action
 from .actions import status as status_action
 from .commands.backup import COMMANDS as backup_commands
+from .commands.logs import logs as logs_group
 from .commands.sso import sso as sso_group
 from .errors import SfpError
 from .inventory import Inventory, select
@@ -246,6 +247,7 @@ def secrets_set(obj: Context, org: str, name: str, from_file: Any) -> None:
 
 
 cli.add_command(sso_group)
+cli.add_command(logs_group)
 [cli.add_command(c) for c in backup_commands]  # `backup …` and `restore`
 
 

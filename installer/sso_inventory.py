@@ -57,22 +57,34 @@ def render(org: str, raw: dict[str, Any]) -> str:
 
 
 def write_raw(inventory: Path, org: str, raw: dict[str, Any]) -> bool:
-    """Write sso.yml atomically (the file is removed when no provider is left). True if it changed."""
+    """Write sso.yml atomically. True if it changed.
+
+    When no provider is left the file stays, holding `sfp_org_sso: {}`: Ansible's host_vars plugin
+    remembers the files it found for the life of the process, and a vanished file is an error then.
+    """
     path = sso_file(inventory, org)
     empty = not raw.get("saml") and not raw.get("oidc")
-    if empty:
-        if path.exists():
-            path.unlink()
-            return True
+    if empty and not path.exists():
         return False
-    text = render(org, raw)
+    text = render(org, {} if empty else raw)
     if path.exists() and path.read_text() == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+    _forget_found_var_files()
     return True
+
+
+def _forget_found_var_files() -> None:
+    """Let the next Inventory of this process see a new host_vars file (Ansible caches the list)."""
+    try:
+        from ansible.plugins.vars import host_group_vars
+
+        host_group_vars.FOUND.clear()
+    except (ImportError, AttributeError):
+        pass
 
 
 def parse(raw: Any, *, where: str = SSO_VAR) -> config.SsoSettings:

@@ -17,6 +17,7 @@ one org on one Docker engine. What this module adds is what only the inventory k
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -28,7 +29,16 @@ from typing import IO, Any
 from .. import validate
 from ..errors import SfpError
 from ..inventory import Inventory, Org
-from ..logs import DockerEndpoint, ExportResult, LogQuery, S3Target, StoredExport, apply_retention, export_logs, run_logs
+from ..logs import (
+    DockerEndpoint,
+    ExportResult,
+    LogQuery,
+    S3Target,
+    StoredExport,
+    apply_retention,
+    export_logs,
+    run_logs,
+)
 from . import secrets
 
 ACCESS_KEY = "LOGS_S3_ACCESS_KEY_ID"
@@ -144,10 +154,8 @@ def secret_values(inv: Inventory, org: str) -> list[str]:
             continue
         values.append(value)
         if value[:1] in "[{":
-            try:
+            with contextlib.suppress(ValueError):
                 values += [v for v in _leaves(json.loads(value)) if len(v) >= 16]
-            except ValueError:
-                pass
     return values
 
 

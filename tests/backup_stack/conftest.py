@@ -20,7 +20,14 @@ from installer.actions import deploy, secrets
 from installer.inventory import Inventory
 from tests.backup.support import ACCESS_KEY, SECRET_KEY, RcloneS3
 from tests.conftest import write_yaml
-from tests.stack.conftest import build_inventory, docker, free_ports, org_settings, project_containers, require_test_images
+from tests.stack.conftest import (
+    build_inventory,
+    docker,
+    free_ports,
+    org_settings,
+    project_containers,
+    require_test_images,
+)
 
 ORG = "bkstack"
 BUCKET = "sfp-stack-backups"
@@ -43,7 +50,7 @@ class BackupDeployment:
 
 
 def quiet() -> Console:
-    return Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+    return Console(record=True, width=200, file=open(os.devnull, "w"))
 
 
 def remove_project(project: str) -> None:
@@ -73,8 +80,10 @@ def backup_org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupDeplo
         "schedule": "41 2 * * *",
         "retention": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0},
     }
-    inv_path = build_inventory(root, {ORG: org_settings(
-        ports, services={"analytics": False, "functions": False, "imgproxy": False}, backup=backup_block)}, base_dir)
+    settings = org_settings(ports, services={"analytics": False, "functions": False, "imgproxy": False}, backup=backup_block)
+    # Studio's health check starts node inside its limit: give it the whole (busy, shared) machine.
+    settings["resources"] = {**settings["resources"], "studio": {"cpus": 2, "memory": "512m"}}
+    inv_path = build_inventory(root, {ORG: settings}, base_dir)
     # Where the role puts the schedule on this test machine (no systemd; a temp dir for cron.d).
     write_yaml(inv_path / "host_vars" / ORG / "backup.yml", {"backup__scheduler": "cron", "backup__cron_dir": str(cron_dir)})
     inv = Inventory(inv_path, inv_path / ".vault-pass")

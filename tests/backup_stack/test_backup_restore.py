@@ -108,7 +108,8 @@ def test_schedule_is_installed_without_secrets_and_install_is_idempotent(backup_
     assert values["BACKUP_RECOVERY_IDENTITY"] not in config.read_text()
     assert not any(v in text for k, v in values.items() if k not in ("DASHBOARD_USERNAME", "API_KEYS_ISSUED_AT"))
     again = deploy.install(Inventory(backup_org.inventory.path, backup_org.inventory.vault_password_file), [ORG], quiet())
-    assert again.result.ok and again.generated == {}
+    assert again.result.ok, (again.result.failures, again.result.changed_tasks)
+    assert again.generated == {}
     assert again.result.changed == 0, again.result.changed_tasks
 
 

@@ -70,7 +70,7 @@ def test_validate_names_every_bad_sso_field(make_inventory) -> None:  # type: ig
     validate.validate(Inventory(inv_path, inv_path / ".vault-pass"))
 
 
-def test_sso_file_is_written_only_when_it_changes_and_removed_when_empty(tmp_path: Path) -> None:
+def test_sso_file_is_written_only_when_it_changes(tmp_path: Path) -> None:
     assert sso_inventory.read_raw(tmp_path, "acme") == {}
     assert sso_inventory.write_raw(tmp_path, "acme", SAML) is True
     text = sso_inventory.sso_file(tmp_path, "acme").read_text()
@@ -78,4 +78,7 @@ def test_sso_file_is_written_only_when_it_changes_and_removed_when_empty(tmp_pat
     assert sso_inventory.write_raw(tmp_path, "acme", SAML) is False
     assert sso_inventory.read_raw(tmp_path, "acme") == SAML
     assert sso_inventory.write_raw(tmp_path, "acme", {}) is True
-    assert not sso_inventory.sso_file(tmp_path, "acme").exists()
+    assert sso_inventory.read_raw(tmp_path, "acme") == {}
+    assert sso_inventory.write_raw(tmp_path, "acme", {}) is False
+    assert sso_inventory.write_raw(tmp_path, "other", {}) is False
+    assert not sso_inventory.sso_file(tmp_path, "other").exists()

@@ -260,7 +260,7 @@ def test_remove_takes_the_provider_out_of_auth_and_inventory(sso_orgs: SsoDeploy
     done = cli(sso_orgs.inv_path, "sso", "remove", "--org", "ssoa", "corp")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "removed" in done.stdout
-    assert not sso_file(sso_orgs, "ssoa").exists()
+    assert json.loads(cli(sso_orgs.inv_path, "sso", "list", "--org", "ssoa", "--json").stdout) == []
     assert "GOTRUE_SAML_ENABLED" not in auth_env("ssoa")
     rows = docker("exec", "sfp-ssoa-db", "psql", "-U", "postgres", "-tAc",
                   "select count(*) from auth.sfp_standin_sso_providers").stdout.strip()

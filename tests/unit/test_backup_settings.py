@@ -64,3 +64,18 @@ def test_an_org_without_backup_block_is_untouched(make_inventory: Callable[..., 
     assert backup_action.ensure_recovery_key(inv, "acme") == []
     done = sfp("-i", str(inv_path), "backup", "list", "--org", "acme")
     assert done.returncode == 1 and "has no backup settings" in done.stderr
+
+
+def test_cron_schedule_becomes_systemd_on_calendar() -> None:
+    import importlib.util
+
+    from installer import paths
+
+    spec = importlib.util.spec_from_file_location("sfp_backup", paths.roles_dir() / "backup" / "filter_plugins" / "sfp_backup.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.on_calendar("17 3 * * *") == "*-*-* 03:17:00"
+    assert mod.on_calendar("0 */6 * * 1-5") == "Mon..Fri *-*-* 0/6:00:00"
+    assert mod.on_calendar("30 2 1 * *") == "*-*-01 02:30:00"
+    assert mod.on_calendar("5,35 * * * 0") == "Sun *-*-* *:05,35:00"

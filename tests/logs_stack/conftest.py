@@ -1,0 +1,130 @@
+"""Two orgs (loga, logb) of the test catalog installed through the toolkit on the local Docker
+engine, plus an S3 store (`rclone serve s3`, as in tests/logs) that loga's `logs.export` names.
+
+Same pattern as tests/stack and tests/sso_stack (other org names, free ports, so the suites can run
+side by side); the optional services are off: these tests read logs, they need a few services only.
+Everything is removed at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from installer.actions import deploy, secrets
+from installer.inventory import Inventory
+from installer.logs import S3Target
+from tests.stack.conftest import (
+    SMALL,
+    build_inventory,
+    docker,
+    free_ports,
+    org_settings,
+    project_containers,
+    require_test_images,
+)
+
+ORGS = ("loga", "logb")
+OFF = {"analytics": False, "functions": False, "imgproxy": False}
+LIMITS = {**SMALL, "kong": {"cpus": 0.5, "memory": "128m"}, "auth": {"cpus": 0.5, "memory": "128m"}}
+BUCKET = "logs-bucket"
+PREFIX = "exports/loga"
+RCLONE = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
+
+
+@dataclass
+class LogsDeployment:
+    inventory: Inventory
+    ports: dict[str, dict[str, int]]
+    s3: S3Target
+
+    @property
+    def inv_path(self) -> Path:
+        return self.inventory.path
+
+    def secrets(self, org: str) -> dict[str, str]:
+        return secrets.read(self.inventory, org)
+
+    def api_url(self, org: str) -> str:
+        return f"http://127.0.0.1:{self.ports[org]['api']}"
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Target]:
+    """`rclone serve s3` on a free loopback port (the fixture of tests/logs/test_export.py)."""
+    root = tmp_path_factory.mktemp("s3")
+    (root / BUCKET).mkdir()
+    port = free_ports(1)[0]
+    ak, sk = "AK" + pysecrets.token_hex(6), "SK" + pysecrets.token_hex(12)
+    proc = subprocess.Popen([RCLONE, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{ak},{sk}",
+                             "--config", "/dev/null", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"rclone serve s3 did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+                time.sleep(0.1)
+        yield S3Target(bucket=BUCKET, prefix=PREFIX, endpoint_url=f"http://127.0.0.1:{port}", path_style=True,
+                       access_key=ak, secret_key=sk, region="us-east-1")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def log_orgs(tmp_path_factory: pytest.TempPathFactory, s3_store: S3Target) -> Iterator[LogsDeployment]:
+    require_test_images()
+    root = tmp_path_factory.mktemp("logs_stack")
+    base_dir = root / "hosts" / "sfp"
+    p = free_ports(6)
+    ports = {
+        "loga": {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]},
+        "logb": {"api": p[3], "postgres": p[4], "pooler_transaction": p[5]},
+    }
+    export = {"endpoint_url": s3_store.endpoint_url, "region": "us-east-1", "path_style": True,
+              "bucket": BUCKET, "prefix": PREFIX, "retention": {"keep_last": 1}}
+    inv_path = build_inventory(root, {
+        "loga": org_settings(ports["loga"], services=OFF, resources=LIMITS, logs={"export": export}),
+        "logb": org_settings(ports["logb"], services=OFF, resources=LIMITS),
+    }, base_dir)
+    inv = Inventory(inv_path, inv_path / ".vault-pass")
+    console = Console(record=True, width=200, file=open("/dev/null", "w"))  # noqa: SIM115
+    try:
+        outcome = deploy.install(inv, list(ORGS), console)
+        if not outcome.result.ok:
+            # A health check that timed out on a loaded machine (Studio's starts node): the install
+            # is idempotent, so one more run waits again for what is still starting.
+            outcome = deploy.install(inv, list(ORGS), console)
+        assert outcome.result.ok, outcome.result.failures
+        # The export store's keys, kept in loga's vault like an operator would (`secrets set`).
+        secrets.set_value(inv, "loga", "LOGS_S3_ACCESS_KEY_ID", str(s3_store.access_key))
+        secrets.set_value(inv, "loga", "LOGS_S3_SECRET_ACCESS_KEY", str(s3_store.secret_key))
+        yield LogsDeployment(Inventory(inv_path, inv_path / ".vault-pass"), ports, s3_store)
+    finally:
+        for org in ORGS:
+            project = f"sfp-{org}"
+            ids = project_containers(project)
+            if ids:
+                docker("rm", "-f", *ids, check=False)
+            docker("network", "rm", project, check=False)
+            vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
+            if vols:
+                docker("volume", "rm", *vols, check=False)
+        shutil.rmtree(base_dir, ignore_errors=True)
