@@ -61,6 +61,21 @@ def metrics_dir(org: Org) -> str:
     return str(org.hostvars.get("backup__metrics_dir") or f"{org.org_dir}/{DEFAULT_METRICS_SUBDIR}")
 
 
+def plain(value: Any) -> Any:
+    """Inventory values as plain Python types (Ansible tags its strings; YAML and JSON need the base types)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
 def job_config(inv: Inventory, org: Org) -> dict[str, Any]:
     """What the backup role renders into <org_dir>/backup/backup.json on the host, built on the controller."""
     values = secrets.read(inv, org.name)
@@ -73,9 +88,9 @@ def job_config(inv: Inventory, org: Org) -> dict[str, Any]:
         "container": f"{org.project}-db",
         "storage_dir": f"{org.org_dir}/volumes/storage",
         "metrics_dir": metrics_dir(org),
-        "backup": raw,
+        "backup": plain(raw),
         "keys": {k: values[k] for k in binv.VAULT_KEYS if k in values and k != binv.IDENTITY},
-        "org_config": org.raw,
+        "org_config": plain(org.raw),
         "secrets": {k: v for k, v in values.items() if k != binv.IDENTITY},
     }
 
@@ -228,6 +243,11 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
     if not is_local(target):
         raise SfpError(f"restore onto the remote host of {target_name!r} is not supported by this toolkit version",
                        "run `sfp-server restore` on that machine with a local inventory entry (ansible_connection: local)")
+    # Refuse before anything else (even before reading the bucket): nothing is changed.
+    present = _present(target)
+    if present and not force:
+        raise SfpError(f"org {target_name!r} exists on its host; restoring would replace its data",
+                       "pass --force to take a safety backup, remove it and restore (or restore --as-org NEW)")
     source_hv = inv.org(source).hostvars if source in inv.org_names() else target.hostvars
     src_settings = binv.parse(source, source_hv, secrets.read(inv, source) if source in inv.org_names() else None)
     if src_settings is None:
@@ -240,10 +260,7 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
     document = _config_document(store, manifest, ident)
     outcome = RestoreOutcome(org=target_name, source_org=source, set_id=set_id)
 
-    if _present(target):
-        if not force:
-            raise SfpError(f"org {target_name!r} exists on its host; restoring would replace its data",
-                           "pass --force to take a safety backup, remove it and restore (or restore --as-org NEW)")
+    if present:
         if binv.configured(target.hostvars) and _container_running(f"{target.project}-db"):
             say(f"safety backup of {target_name} before it is replaced")
             outcome.safety_set = run(inv, target_name, console, verbose=verbose, progress=say).set_id

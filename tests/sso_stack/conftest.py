@@ -81,6 +81,10 @@ def sso_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoDeployment
     console = Console(record=True, width=200, file=open("/dev/null", "w"))  # noqa: SIM115
     try:
         outcome = deploy.install(inv, list(ORGS), console)
+        if not outcome.result.ok and all("is unhealthy" in msg for _, _, msg in outcome.result.failures):
+            # A starved CI machine can make a stand-in's health check (studio's starts node) miss its
+            # timeout; install is safe to re-run, so give it one more go.
+            outcome = deploy.install(inv, list(ORGS), console)
         assert outcome.result.ok, outcome.result.failures
         yield SsoDeployment(inv, base_dir, ports)
     finally:

@@ -100,9 +100,15 @@ def test_api_keys_verify_and_gateway_enforces_them(two_orgs: Deployment) -> None
     assert requests.get(f"{api}/auth/v1/health", headers={"apikey": s["SUPABASE_PUBLISHABLE_KEY"]}, timeout=10).status_code == 200
     beta_key = two_orgs.secrets("beta")["ANON_KEY"]
     assert requests.get(f"{api}/auth/v1/health", headers={"apikey": beta_key}, timeout=10).status_code == 401
-    # pg-meta (real) behind the service role only.
+    # pg-meta (real) behind the service role only. Upstream gives pg-meta no health check, so
+    # `up --wait` does not wait for it: give it the time it needs to listen.
     assert requests.get(f"{api}/pg/tables", headers={"apikey": s["ANON_KEY"]}, timeout=10).status_code == 403
-    tables = requests.get(f"{api}/pg/tables", headers={"apikey": s["SERVICE_ROLE_KEY"]}, timeout=10)
+    deadline = time.monotonic() + 120
+    while True:
+        tables = requests.get(f"{api}/pg/tables", headers={"apikey": s["SERVICE_ROLE_KEY"]}, timeout=10)
+        if tables.status_code != 502 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert tables.status_code == 200 and isinstance(tables.json(), list)
     # Studio behind basic auth.
     assert requests.get(f"{api}/", timeout=10).status_code == 401
@@ -181,6 +187,7 @@ def test_check_mode_after_install_reports_no_change(two_orgs: Deployment) -> Non
 
 
 def test_status_json_through_the_cli(two_orgs: Deployment) -> None:
+    wait_healthy(two_orgs, ["alpha", "beta"])
     done = cli(two_orgs.inventory.path, "status", "--all", "--json")
     assert done.returncode == 0, done.stderr
     rows = {r["org"]: r for r in json.loads(done.stdout)}
