@@ -10,10 +10,8 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,6 +35,7 @@ from installer.logs import (
     read_events,
 )
 from installer.logs.event import LogEvent, rfc3339_from_ns
+from tests.backup.support import ACCESS_KEY, SECRET_KEY, RcloneS3
 
 REPO = Path(__file__).resolve().parents[2]
 RCLONE = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
@@ -84,30 +83,12 @@ def test_export_to_local_file(stack: Stack, tmp_path: Path) -> None:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Target]:
     root = tmp_path_factory.mktemp("s3")
     (root / "logs-bucket").mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ak, sk = "AK" + secrets.token_hex(6), "SK" + secrets.token_hex(12)
-    proc = subprocess.Popen([RCLONE, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{ak},{sk}",
-                             "--config", "/dev/null", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = RcloneS3(root)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"rclone serve s3 did not start: {proc.stderr.read() if proc.stderr else ''}") from None
-                time.sleep(0.1)
-        yield S3Target(bucket="logs-bucket", endpoint_url=f"http://127.0.0.1:{port}", path_style=True,
-                       access_key=ak, secret_key=sk, region="us-east-1")
+        yield S3Target(bucket="logs-bucket", endpoint_url=server.endpoint, path_style=True,
+                       access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 def keys(s3: S3Target, prefix: str) -> list[str]:

@@ -8,12 +8,8 @@ Everything is removed at the end, whatever happens.
 
 from __future__ import annotations
 
-import secrets as pysecrets
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +20,13 @@ from rich.console import Console
 from installer.actions import deploy, secrets
 from installer.inventory import Inventory
 from installer.logs import S3Target
+from tests.backup.support import ACCESS_KEY, SECRET_KEY, RcloneS3
 from tests.stack.conftest import (
     SMALL,
     build_inventory,
-    docker,
     free_ports,
     org_settings,
-    project_containers,
+    remove_orgs,
     require_test_images,
 )
 
@@ -61,31 +57,15 @@ class LogsDeployment:
 
 @pytest.fixture(scope="session")
 def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Target]:
-    """`rclone serve s3` on a free loopback port (the fixture of tests/logs/test_export.py)."""
+    """`rclone serve s3` on a free loopback port (the server of the backup tests)."""
     root = tmp_path_factory.mktemp("s3")
     (root / BUCKET).mkdir()
-    port = free_ports(1)[0]
-    ak, sk = "AK" + pysecrets.token_hex(6), "SK" + pysecrets.token_hex(12)
-    proc = subprocess.Popen([RCLONE, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{ak},{sk}",
-                             "--config", "/dev/null", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = RcloneS3(root)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"rclone serve s3 did not start: {proc.stderr.read() if proc.stderr else ''}") from None
-                time.sleep(0.1)
-        yield S3Target(bucket=BUCKET, prefix=PREFIX, endpoint_url=f"http://127.0.0.1:{port}", path_style=True,
-                       access_key=ak, secret_key=sk, region="us-east-1")
+        yield S3Target(bucket=BUCKET, prefix=PREFIX, endpoint_url=server.endpoint, path_style=True,
+                       access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -118,13 +98,4 @@ def log_orgs(tmp_path_factory: pytest.TempPathFactory, s3_store: S3Target) -> It
         secrets.set_value(inv, "loga", "LOGS_S3_SECRET_ACCESS_KEY", str(s3_store.secret_key))
         yield LogsDeployment(Inventory(inv_path, inv_path / ".vault-pass"), ports, s3_store)
     finally:
-        for org in ORGS:
-            project = f"sfp-{org}"
-            ids = project_containers(project)
-            if ids:
-                docker("rm", "-f", *ids, check=False)
-            docker("network", "rm", project, check=False)
-            vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
-            if vols:
-                docker("volume", "rm", *vols, check=False)
-        shutil.rmtree(base_dir, ignore_errors=True)
+        remove_orgs(ORGS, base_dir)

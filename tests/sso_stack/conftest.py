@@ -6,7 +6,6 @@ suites can run side by side. The optional services are off: SSO concerns Auth an
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,9 @@ from tests.sso.idp_fixtures import (
 from tests.stack.conftest import (
     SMALL,
     build_inventory,
-    docker,
     free_ports,
     org_settings,
-    project_containers,
+    remove_orgs,
     require_test_images,
 )
 
@@ -88,16 +86,7 @@ def sso_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoDeployment
         assert outcome.result.ok, outcome.result.failures
         yield SsoDeployment(inv, base_dir, ports)
     finally:
-        for org in ORGS:
-            project = f"sfp-{org}"
-            ids = project_containers(project)
-            if ids:
-                docker("rm", "-f", *ids, check=False)
-            docker("network", "rm", project, check=False)
-            vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
-            if vols:
-                docker("volume", "rm", *vols, check=False)
-        shutil.rmtree(base_dir, ignore_errors=True)
+        remove_orgs(ORGS, base_dir)
 
 
 @pytest.fixture(scope="session")

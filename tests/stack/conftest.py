@@ -52,6 +52,21 @@ def project_containers(project: str) -> list[str]:
     return sorted(out.split())
 
 
+def remove_orgs(orgs: tuple[str, ...] | list[str], base_dir: Path) -> None:
+    """Remove everything the orgs own on the engine and disk, whatever state a test left them in."""
+    for org in orgs:
+        project = f"sfp-{org}"
+        ids = project_containers(project)
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+        docker("network", "rm", project, check=False)
+        vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
+        if vols:
+            docker("volume", "rm", *vols, check=False)
+    # Data written by containers (postgres uid) is removed as root, like the role's purge.
+    shutil.rmtree(base_dir, ignore_errors=True)
+
+
 @dataclass
 class Deployment:
     inventory: Inventory
@@ -139,14 +154,4 @@ def two_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         assert outcome.result.ok, outcome.result.failures
         yield Deployment(inv, base_dir, ports, console.export_text())
     finally:
-        for org in ("alpha", "beta"):
-            project = f"sfp-{org}"
-            ids = project_containers(project)
-            if ids:
-                docker("rm", "-f", *ids, check=False)
-            docker("network", "rm", project, check=False)
-            vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
-            if vols:
-                docker("volume", "rm", *vols, check=False)
-        # Data written by containers (postgres uid) is removed as root, like the role's purge.
-        shutil.rmtree(base_dir, ignore_errors=True)
+        remove_orgs(("alpha", "beta"), base_dir)
