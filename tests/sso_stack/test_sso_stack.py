@@ -262,13 +262,13 @@ def test_remove_takes_the_provider_out_of_auth_and_inventory(sso_orgs: SsoDeploy
     assert "removed" in done.stdout
     assert json.loads(cli(sso_orgs.inv_path, "sso", "list", "--org", "ssoa", "--json").stdout) == []
     assert "GOTRUE_SAML_ENABLED" not in auth_env("ssoa")
-    rows = docker("exec", "sfp-ssoa-db", "psql", "-U", "postgres", "-tAc",
+    rows = docker("exec", "sfp-ssoa-db", "psql", "-U", "supabase_admin", "-d", "postgres", "-tAc",
                   "select count(*) from auth.sfp_standin_sso_providers").stdout.strip()
     assert rows == "0"
     assert {n: i for n, i in ids().items() if n.startswith("sfp-ssob")} == ssob_before
     done = cli(sso_orgs.inv_path, "sso", "remove", "--org", "ssob", "corp-oidc")
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = docker("exec", "sfp-ssob-db", "psql", "-U", "postgres", "-tAc",
+    rows = docker("exec", "sfp-ssob-db", "psql", "-U", "supabase_admin", "-d", "postgres", "-tAc",
                   "select count(*) from auth.sfp_standin_sso_providers where kind = 'custom'").stdout.strip()
     assert rows == "0"
     assert "GOTRUE_CUSTOM_OAUTH_ENABLED" not in auth_env("ssob")
