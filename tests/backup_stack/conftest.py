@@ -7,7 +7,6 @@ server is the backup library's test fixture (tests/backup/support.py).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,9 @@ from tests.backup.support import ACCESS_KEY, SECRET_KEY, RcloneS3
 from tests.conftest import write_yaml
 from tests.stack.conftest import (
     build_inventory,
-    docker,
     free_ports,
     org_settings,
-    project_containers,
+    remove_orgs,
     require_test_images,
 )
 
@@ -51,16 +49,6 @@ class BackupDeployment:
 
 def quiet() -> Console:
     return Console(record=True, width=200, file=open(os.devnull, "w"))
-
-
-def remove_project(project: str) -> None:
-    ids = project_containers(project)
-    if ids:
-        docker("rm", "-f", *ids, check=False)
-    docker("network", "rm", project, check=False)
-    vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
-    if vols:
-        docker("volume", "rm", *vols, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +84,5 @@ def backup_org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupDeplo
         assert "BACKUP_RECOVERY_IDENTITY" in outcome.generated[ORG]
         yield BackupDeployment(Inventory(inv_path, inv_path / ".vault-pass"), base_dir, ports, server, cron_dir)
     finally:
-        remove_project(f"sfp-{ORG}")
+        remove_orgs((ORG,), base_dir)
         server.stop()
-        shutil.rmtree(base_dir, ignore_errors=True)
