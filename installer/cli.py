@@ -21,6 +21,7 @@ from .commands.logs import logs as logs_group
 from .commands.sso import sso as sso_group
 from .errors import SfpError
 from .inventory import Inventory, select
+from .runner import require_success
 from .vault import password_file
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -127,8 +128,6 @@ def install(obj: Context, orgs: tuple[str, ...], all_orgs: bool, check: bool) ->
     outcome = deploy.install(inv, names, err, check=check, verbose=obj.verbose)
     for org, added in outcome.generated.items():
         out.print(f"generated {len(added)} secrets for {org} (kept encrypted in {inv.vault_file(org)})")
-    from .runner import require_success
-
     require_success(outcome.result, "install")
     for summary in outcome.orgs:
         info = summary.info
@@ -187,8 +186,6 @@ def uninstall(obj: Context, orgs: tuple[str, ...], purge: bool, confirm: str | N
             if answer != name:
                 raise SfpError(f"confirmation {answer!r} does not match org {name!r}", "nothing was removed")
     result = deploy.uninstall(inv, names, err, purge=purge, verbose=obj.verbose)
-    from .runner import require_success
-
     require_success(result, "uninstall")
     for name in names:
         out.print(f"{name}: removed" + (" with its data" if purge else f"; data kept under the org directory (reinstall with `sfp-server install --org {name}`)"))

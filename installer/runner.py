@@ -8,6 +8,7 @@ counts, the failures with their messages, and the data that report tasks return.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -193,7 +194,7 @@ def run_playbook(
             inventory=str(inventory),
             limit=",".join(limit) if limit else None,
             extravars=extravars or {},
-            cmdline=" ".join(_quote(c) for c in cmdline) if cmdline else None,
+            cmdline=shlex.join(cmdline) if cmdline else None,
             envvars=_env(),
             event_handler=handle,
             quiet=True,
@@ -206,12 +207,6 @@ def run_playbook(
             progress.status.stop()
         shutil.rmtree(private, ignore_errors=True)
     return result
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def require_success(result: RunResult, what: str) -> None:
