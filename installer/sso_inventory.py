@@ -95,6 +95,16 @@ def parse(raw: Any, *, where: str = SSO_VAR) -> config.SsoSettings:
     return config.parse_sso_settings(data, where=where, allow_insecure_loopback=bool(raw.get(LOOPBACK_KEY, False)))
 
 
+def generated_secrets(raw: Any, current: dict[str, str]) -> dict[str, str]:
+    """The SSO secrets the toolkit makes itself and the vault still lacks: the org's SAML signing key,
+    once it has a SAML provider (however sso.yml was written). Never replaces an existing value."""
+    if not isinstance(raw, dict) or not raw.get("saml") or current.get(config.SAML_PRIVATE_KEY_VAULT_KEY):
+        return {}
+    from .sso.sp import generate_saml_private_key
+
+    return {config.SAML_PRIVATE_KEY_VAULT_KEY: generate_saml_private_key()}
+
+
 def check(org: str, hostvars: dict[str, Any]) -> list[Problem]:
     """Validation hook for installer.validate: schema shape first, then every field through the library."""
     if SSO_VAR not in hostvars or hostvars[SSO_VAR] in (None, {}):

@@ -31,6 +31,12 @@ def ensure(inv: Inventory, org: str) -> list[str]:
     """Generate the org's missing secrets; existing ones are never changed. Returns the added names."""
     current = read(inv, org)
     values, added = gen.complete(current)
+    # The org's SAML signing key, when sso.yml (by `sso add` or by hand) has a SAML provider.
+    from .. import sso_inventory
+
+    sso = sso_inventory.generated_secrets(inv.host_vars(org).get(sso_inventory.SSO_VAR), values)
+    values.update(sso)
+    added += list(sso)
     if added:
         _vault(inv).write(inv.vault_file(org), {SECRETS_VAR: values})
     return added

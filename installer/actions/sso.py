@@ -4,6 +4,9 @@
 (never main.yml), keeps the secrets in the org's vault, runs the site playbook limited to the org
 (only the Auth container's environment changes, so only it is recreated) and the supabase_sso role
 registers the provider through the Auth admin API (idempotent: a second run writes nothing).
+
+Nothing here calls the admin API itself: the org's gateway is usually reachable only from the org's
+host, so every call goes through the playbook (roles/supabase_sso), for local and remote orgs alike.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from ..errors import SfpError
 from ..inventory import SECRETS_VAR, Inventory, Org
 from ..sso import check as sso_check
 from ..sso import config as sso_config
-from ..sso.gotrue_admin import GoTrueAdmin
 from ..sso.oidc import validate_oidc_provider
 from ..sso.report import Findings
 from ..sso.saml import validate_saml_metadata
@@ -282,17 +284,6 @@ def _load_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def admin_client(inv: Inventory, org: str) -> GoTrueAdmin:
-    o = _org(inv, org)
-    cfg = o.config
-    address = str(cfg.get("bind_address") or "127.0.0.1")
-    address = "127.0.0.1" if address == "0.0.0.0" else address
-    key = secrets.read(inv, org).get("SERVICE_ROLE_KEY")
-    if not key:
-        raise SfpError(f"org {org!r} has no SERVICE_ROLE_KEY in its vault", f"install it first: sfp-server install --org {org}")
-    return GoTrueAdmin(f"http://{address}:{cfg['ports']['api']}", key)
-
-
 def remove(inv: Inventory, org: str, name: str, console: Console, *, verbose: bool = False) -> SsoOutcome:
     raw = _prepare(inv, org)
     found = find(raw, name)
@@ -301,22 +292,18 @@ def remove(inv: Inventory, org: str, name: str, console: Console, *, verbose: bo
     kind, item = found
     _, parsed = settings(inv, org)
     registered: list[dict[str, Any]] = []
-    # 1. Out of Auth first, while its SSO API is still switched on.
-    if kind == "saml":
-        s = next(x for x in parsed.saml if x.name == name)
-        admin = admin_client(inv, org)
-        wanted = set(s.domains)
-        for p in admin.list_saml_providers():
-            entity = (p.get("saml") or {}).get("entity_id")
-            domains = {str(d.get("domain", "")).lower() for d in p.get("domains") or [] if isinstance(d, dict)}
-            if (s.expected_entity_id and entity == s.expected_entity_id) or wanted & domains:
-                admin.delete_saml_provider(str(p["id"]))
-                registered.append({"name": name, "kind": "saml", "key": entity, "action": "removed", "provider_id": p["id"]})
-    else:
-        o = next(x for x in parsed.oidc if x.name == name)
-        if o.is_custom:
-            r = admin_client(inv, org).remove_custom_provider(name)
-            registered.append({"name": name, "kind": r.kind, "key": r.key, "action": r.action, "provider_id": r.provider_id})
+    # 1. Out of Auth first, while its SSO API is still switched on: the supabase_sso role only (the
+    #    stack is left as it is), from the org's host, like every other admin API call.
+    needs_auth = kind == "saml" or any(o.name == name and o.is_custom for o in parsed.oidc)
+    if needs_auth:
+        secrets.ensure(inv, org)
+        result = runner.run_playbook(
+            "site.yml", inv.path, [org], inv.vault_password_file, console=console, verbose=verbose,
+            extravars={"sfp_sso_remove": [name]}, tags=["sso"],
+        )
+        runner.require_success(result, f"sso: removing {name} from {org}'s Auth")
+        registered, _ = _registered(result, org)
+        registered = [r for r in registered if r.get("name") == name]
     # 2. Out of the inventory (and the client secret out of the vault; the org's SAML key stays).
     new_raw = json.loads(json.dumps(raw))
     new_raw[kind] = [i for i in new_raw.get(kind) or [] if not (isinstance(i, dict) and i.get("name") == name)]

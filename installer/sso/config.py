@@ -364,8 +364,8 @@ def _require_secrets(settings: SsoSettings, secrets: Mapping[str, str]) -> None:
     missing = [k for k in settings.vault_keys if not secrets.get(k)]
     if missing:
         raise SfpError(f"the org's vault lacks SSO secret(s): {', '.join(missing)}",
-                       "add them to the vault (SAML_PRIVATE_KEY: generate with installer.sso.sp.generate_saml_private_key; "
-                       "client secrets: copy from the IdP's application settings)")
+                       "SAML_PRIVATE_KEY: `sfp-server secrets ensure --org ORG` generates it once; client secrets: "
+                       "`sfp-server sso add --org ORG --oidc ... --client-secret-file FILE` stores them")
     if settings.saml:
         try:
             check_saml_private_key(secrets[SAML_PRIVATE_KEY_VAULT_KEY])

@@ -252,7 +252,7 @@ class GoTrueAdmin:
             if desired.disabled is not None:
                 body["disabled"] = desired.disabled
             created = self.create_saml_provider(body)
-            return ApplyResult("saml", desired.entity_id, "created", str(created.get("id")))
+            return ApplyResult("saml", desired.entity_id, "created", _id(created))
 
         pid = str(existing["id"])
         existing_entity = (existing.get("saml") or {}).get("entity_id")
@@ -338,7 +338,7 @@ class GoTrueAdmin:
             body = {k: v for k, v in want.items() if v is not None}
             body.update(identifier=desired.identifier, client_secret=desired.client_secret, scopes=_ordered_scopes(desired))
             created = self.create_custom_provider(body)
-            return ApplyResult("custom_oidc", desired.identifier, "created", str(created.get("id")))
+            return ApplyResult("custom_oidc", desired.identifier, "created", _id(created))
         if existing.get("provider_type") != "oidc":
             raise SfpError(f"custom provider {desired.identifier} exists as type {existing.get('provider_type')!r}, not 'oidc'",
                            "remove it (remove_custom_provider) and apply again")
@@ -365,6 +365,12 @@ class GoTrueAdmin:
             return ApplyResult("custom_oidc", ident, "absent")
         self.delete_custom_provider(ident)
         return ApplyResult("custom_oidc", ident, "removed", str(existing.get("id")))
+
+
+def _id(created: dict[str, Any]) -> str | None:
+    """The new provider's id; a planned (not yet sent) create has none."""
+    value = created.get("id")
+    return None if value is None else str(value)
 
 
 def _ordered_scopes(desired: DesiredOidcProvider) -> list[str]:

@@ -27,11 +27,31 @@ def _library() -> Any:
     return config
 
 
-def sfp_sso_auth_env(settings: Any, secrets: Mapping[str, Any] | None, public_url: str, strict: bool = True) -> dict[str, str]:
+def _missing_secrets_error(parsed: Any, values: Mapping[str, str], org: str) -> str | None:
+    """What to run when the vault lacks an SSO secret: plain ansible-playbook users meet this first."""
+    config = _library()
+    missing = [k for k in parsed.vault_keys if not values.get(k)]
+    if not missing:
+        return None
+    who = org or "ORG"
+    steps = []
+    if config.SAML_PRIVATE_KEY_VAULT_KEY in missing:
+        steps.append(f"`sfp-server secrets ensure --org {who}` generates {config.SAML_PRIVATE_KEY_VAULT_KEY} (the org's "
+                     f"SAML signing key, once) into host_vars/{who}/vault.yml")
+    for o in parsed.oidc:
+        if o.client_secret_vault_key in missing:
+            steps.append(f"`sfp-server sso add --org {who} --oidc --provider {o.provider} --name {o.name} "
+                         f"--client-id {o.client_id} ... --client-secret-file FILE` stores {o.client_secret_vault_key}")
+    return (f"the org's vault lacks SSO secret(s): {', '.join(missing)}. Run "
+            + "; ".join(steps) + "; then run the playbook again (`sfp-server install` does this by itself)")
+
+
+def sfp_sso_auth_env(settings: Any, secrets: Mapping[str, Any] | None, public_url: str, strict: bool = True,
+                     org: str = "") -> dict[str, str]:
     """GOTRUE_* variables for `sfp_org_sso`; {} when the org has no SSO block (nothing changes for it).
 
     With strict=False (removal plays) a broken block yields {} instead of failing: an org must stay
-    removable whatever its settings say.
+    removable whatever its settings say. `org` names the org in the fix an error suggests.
     """
     if not settings:
         return {}
@@ -47,6 +67,11 @@ def sfp_sso_auth_env(settings: Any, secrets: Mapping[str, Any] | None, public_ur
         if not parsed.saml and not parsed.oidc:
             return {}
         values = {str(k): str(v) for k, v in (secrets or {}).items()}
+        missing = _missing_secrets_error(parsed, values, org)
+        if missing:
+            if not strict:
+                return {}
+            raise AnsibleFilterError(missing)
         return dict(sorted(config.gotrue_env(parsed, values, public_url=public_url).items()))
     except SfpError as exc:
         if not strict:

@@ -4,11 +4,7 @@ engine is this machine's, so the events must be the same as read locally."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,69 +13,13 @@ from sfp_logs_stack import Stack
 
 from installer.errors import SfpError
 from installer.logs import DockerEndpoint, LogQuery, read_events
-
-SSHD = "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+from tests.sshd import free_port, running_sshd
 
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    if not os.path.exists(SSHD) or shutil.which("ssh") is None:
-        pytest.fail("openssh-server and openssh-client are required (apt-get install openssh-server openssh-client)")
-    d = tmp_path_factory.mktemp("sshd")
-    keygen(d / "host_key")
-    keygen(d / "client_key")
-    keygen(d / "wrong_key")
-    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
-    port = free_port()
-    (d / "sshd_config").write_text(f"""\
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / "host_key"}
-AuthorizedKeysFile {d / "authorized_keys"}
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile none
-MaxStartups 50:30:100
-MaxSessions 50
-Subsystem sftp internal-sftp
-""")
-    host_pub = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"sshd did not start: {proc.stderr.read() if proc.stderr else ''}") from None
-                time.sleep(0.1)
-        yield {"url": f"ssh://root@127.0.0.1:{port}", "key": str(d / "client_key"), "wrong": str(d / "wrong_key"),
-               "known_hosts": str(d / "known_hosts"), "port": str(port)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server.as_dict()
 
 
 def test_remote_events_equal_local(stack: Stack, sshd: dict[str, str]) -> None:
