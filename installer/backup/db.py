@@ -8,8 +8,10 @@ password travels only in the child's environment (PGPASSWORD), never on a comman
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +29,17 @@ class Database(Protocol):
 
     description: str
 
-    def argv(self, tool: str, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-        """Command line and environment that run `tool args` against the cluster."""
+    def argv(self, tool: str, args: Sequence[str], options: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """Command line and environment that run `tool args` against the cluster; `options` becomes the
+        sessions' PGOPTIONS (server settings such as `-c maintenance_work_mem=256MB`)."""
         ...
 
     def local_file(self, path: Path) -> contextlib.AbstractContextManager[str]:
         """Make a local file readable by the tools; yields the path the tools see."""
+        ...
+
+    def file_sink(self, name: str) -> contextlib.AbstractContextManager[tuple[IO[bytes] | Any, str]]:
+        """A new private file the tools can read: yields (writer, path the tools see); removed on exit."""
         ...
 
 
@@ -44,9 +51,10 @@ def popen(db: Database, tool: str, args: Sequence[str], **kwargs: Any) -> subpro
         raise SfpError(f"cannot run {argv[0]}: {exc.strerror}", f"install it or fix the path ({db.description})") from None
 
 
-def run(db: Database, tool: str, args: Sequence[str], stdin: IO[bytes] | None = None, input: bytes | None = None) -> bytes:
+def run(db: Database, tool: str, args: Sequence[str], stdin: IO[bytes] | None = None, input: bytes | None = None,
+        options: str | None = None) -> bytes:
     """Run a tool to completion; a failure raises SfpError with the tool's own message."""
-    argv, env = db.argv(tool, args)
+    argv, env = db.argv(tool, args, options)
     try:
         proc = subprocess.run(argv, env=env, stdin=stdin, input=input, capture_output=True, check=False)
     except FileNotFoundError as exc:
@@ -93,10 +101,12 @@ class LocalDatabase:
     def __post_init__(self) -> None:
         self.description = self.description or f"PostgreSQL at {self.host}:{self.port}"
 
-    def argv(self, tool: str, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    def argv(self, tool: str, args: Sequence[str], options: str | None = None) -> tuple[list[str], dict[str, str]]:
         exe = str(self.bindir / tool) if self.bindir else tool
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGAPPNAME="sfp-backup")
+        if options:
+            env["PGOPTIONS"] = options
         if self.password_env:
             env["PGPASSWORD"] = os.environ.get(self.password_env, "")
         return [exe, *args], env
@@ -104,6 +114,16 @@ class LocalDatabase:
     @contextlib.contextmanager
     def local_file(self, path: Path) -> Iterator[str]:
         yield str(path)
+
+    @contextlib.contextmanager
+    def file_sink(self, name: str) -> Iterator[tuple[IO[bytes] | Any, str]]:
+        fd, path = tempfile.mkstemp(prefix="sfp-restore-", suffix=f"-{name}")
+        try:
+            with open(fd, "wb") as writer:
+                yield writer, path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 @dataclass
@@ -123,9 +143,11 @@ class DockerExecDatabase:
     def __post_init__(self) -> None:
         self.description = self.description or f"container {self.container}"
 
-    def argv(self, tool: str, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    def argv(self, tool: str, args: Sequence[str], options: str | None = None) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         argv = [self.docker, "exec", "-i", "-e", f"PGUSER={self.user}", "-e", "PGAPPNAME=sfp-backup"]
+        if options:
+            argv += ["-e", f"PGOPTIONS={options}"]
         if self.password_env:
             env["PGPASSWORD"] = os.environ.get(self.password_env, "")
             argv += ["-e", "PGPASSWORD"]  # value taken from our environment, not the command line
@@ -144,3 +166,53 @@ class DockerExecDatabase:
             yield inside
         finally:
             subprocess.run([self.docker, "exec", "-u", "0", self.container, "rm", "-f", inside], capture_output=True, check=False)
+
+    @contextlib.contextmanager
+    def file_sink(self, name: str) -> Iterator[tuple[IO[bytes] | Any, str]]:
+        """Written straight into the container by `cat` (no second copy with docker cp afterwards).
+
+        `cat` runs as the container's default user, like the tools that read the file later.
+        """
+        inside = f"/tmp/sfp-restore-{uuid.uuid4().hex}-{name}"
+        proc = subprocess.Popen([self.docker, "exec", "-i", self.container, "sh", "-c", 'umask 077 && exec cat > "$0"', inside],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stderr is not None
+        writer = _CheckedPipe(proc, f"cannot write {name} into {self.container}")
+        try:
+            yield writer, inside
+            writer.close()
+        finally:
+            writer.close(check=False)
+            subprocess.run([self.docker, "exec", "-u", "0", self.container, "rm", "-f", inside], capture_output=True, check=False)
+
+
+class _CheckedPipe(io.RawIOBase):
+    """A process's stdin whose close() waits for the process and raises if it failed (disk full, gone)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], what: str) -> None:
+        self.proc, self.what, self.done = proc, what, False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+        except BrokenPipeError:
+            self.close()  # raises with the process's message
+            raise
+        return len(memoryview(data))
+
+    def close(self, check: bool = True) -> None:  # type: ignore[override]
+        if self.done:
+            return
+        self.done = True
+        assert self.proc.stdin is not None and self.proc.stderr is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+        code = self.proc.wait()
+        if check and code != 0:
+            raise SfpError(f"{self.what} (exit {code}): {tail(self.proc.stderr.read())}",
+                           "check that the container runs and its /tmp has room for the dump")
+        super().close()

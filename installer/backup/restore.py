@@ -1,14 +1,19 @@
 """Disaster-recovery restore of one set into a fresh cluster and an empty storage directory.
 
-Nothing is applied before every object of the set has been downloaded and checked against
-the manifest (sha256 of the stored bytes, then of the decrypted content); a damaged set is
-refused whole, naming the objects. Then: roles (psql), each database (pg_restore -j N
---create from a local file, so it restores in parallel), the storage tree with its xattrs,
-and the org's settings and secrets are returned to the caller.
+Nothing is applied before every object of the set has been downloaded (parallel ranged GETs)
+and its stored bytes checked against the manifest (size, sha256); a damaged set is refused
+whole, naming the objects, and a wrong key is refused on the small objects before any change.
+Then: roles (psql); each database restored while it is decrypted (schema and data from the
+stream, the post-data section with `pg_restore -j N` from a copy written on the way; age's
+authenticated chunks and the plaintext sha256 are checked as it flows); the storage tree with its
+xattrs. The org's settings and secrets are returned to the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import re
 import shutil
 import subprocess
@@ -17,18 +22,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
+from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from pyrage import x25519  # type: ignore[import-untyped]
 
 from ..errors import SfpError
 from . import db as dbtools
+from . import s3
 from .config import ObjectStore
 from .keys import check_identity
 from .manifest import Manifest, ObjectEntry, set_prefix
 from .storage_tar import extract_tar
-from .verify import check_object
+from .verify import ThreadSink, check_object
+
+_CHUNK = 1024 * 1024
+# Index and constraint builds of the post-data pass sort in memory instead of spilling to disk;
+# at the default -j 2 that is 512 MiB at most, within the database container's default 2 GiB.
+POST_DATA_OPTIONS = "-c maintenance_work_mem=256MB"
+_TRANSFER = TransferConfig(multipart_threshold=64 * _CHUNK, multipart_chunksize=16 * _CHUNK, max_concurrency=4)
 
 _CREATE_ROLE = re.compile(r'^CREATE ROLE (?P<name>"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*);$')
 
@@ -62,20 +75,99 @@ def globals_script(text: str, existing_roles: set[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _stage(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry, identity: x25519.Identity, workdir: Path) -> tuple[ObjectEntry, Path | str]:
-    """Download, check and decrypt one object in one pass into a local plaintext file.
+def _fetch(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry, workdir: Path) -> tuple[ObjectEntry, Path | str]:
+    """Download one object's stored (encrypted) bytes into a local file and check size and sha256.
 
-    Returns (entry, path) or (entry, problem). The stored bytes' sha256 and the plaintext's are
-    both checked before the caller applies anything; age's authenticated chunks mean a damaged
-    object fails during decryption too.
+    boto3's download_file fetches large objects with parallel ranged GETs. Returns (entry, path)
+    or (entry, problem); nothing is decrypted or applied here.
     """
-    plain = workdir / entry.key.replace("/", "__").removesuffix(".zst.age")
-    with open(plain, "wb") as sink:
-        problem = check_object(cli, store, prefix, entry, identity, sink=sink)
+    local = workdir / (entry.key.replace("/", "__") + ".part")
+    with s3.s3_errors(store, f"downloading {entry.key}"):
+        cli.download_file(store.bucket, prefix + entry.key, str(local), Config=_TRANSFER)
+    digest, size = hashlib.sha256(), 0
+    with open(local, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    if size != entry.size:
+        return entry, f"size {size} differs from the manifest's {entry.size} (truncated or replaced)"
+    if digest.hexdigest() != entry.sha256:
+        return entry, "sha256 of the stored bytes differs from the manifest (the object was damaged or modified)"
+    return entry, local
+
+
+def _decrypt(store: ObjectStore, prefix: str, entry: ObjectEntry, identity: x25519.Identity, local: Path,
+             sink: IO[bytes] | Any) -> None:
+    """Decrypt and decompress a fetched object into `sink`, checking the plaintext's sha256."""
+    with open(local, "rb") as source:
+        problem = check_object(None, store, prefix, entry, identity, sink=sink, source=source)
     if problem:
-        plain.unlink()
-        return entry, problem
-    return entry, plain
+        raise SfpError(f"{entry.key}: {problem}", "restore an older verified set (`backup list`), and check the bucket")
+
+
+class _Tee(io.RawIOBase):
+    """Writes every chunk to pg_restore's stdin and to the file the post-data pass reads.
+
+    If pg_restore stops reading (it failed), the file still gets everything: the caller reports
+    pg_restore's own error, not a broken pipe.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], copy: IO[bytes] | Any) -> None:
+        self.proc, self.copy, self.pipe_open = proc, copy, True
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.pipe_open:
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write(data)
+            except (BrokenPipeError, ValueError):
+                self.pipe_open = False
+        self.copy.write(data)
+        return len(memoryview(data))
+
+
+def _restore_database(target: dbtools.Database, store: ObjectStore, prefix: str, entry: ObjectEntry,
+                      identity: x25519.Identity, local: Path, jobs: int) -> dict[str, float]:
+    """Restore one dump while it is being decrypted, then build its indexes in parallel.
+
+    Schema and data need no seeking, so they are restored from the decrypted stream itself
+    (--create --clean --if-exists: the database gets the backup's properties, replacing the empty
+    one of a fresh cluster); the same bytes are written beside into a file, from which
+    `pg_restore -j` runs the post-data section (indexes, constraints, triggers) in parallel.
+    Decryption overlaps the data load instead of preceding it.
+    """
+    timings: dict[str, float] = {}
+    t = time.monotonic()
+    argv, env = target.argv("pg_restore", ["--section=pre-data", "--section=data", "--create", "--clean",
+                                            "--if-exists", "--exit-on-error", "-d", dbtools.MAINTENANCE_DB])
+    with target.file_sink(entry.key.replace("/", "__").removesuffix(".zst.age")) as (copy, path):
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+            except FileNotFoundError as exc:
+                raise SfpError(f"cannot run {argv[0]}: {exc.strerror}", f"install it or fix the path ({target.description})") from None
+            try:
+                _decrypt(store, prefix, entry, identity, local, _Tee(proc, copy))
+            finally:
+                assert proc.stdin is not None
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+                code = proc.wait()
+            stderr.seek(0)
+            if code != 0:
+                raise SfpError(f"pg_restore of database {entry.database!r} failed on {target.description} (exit {code}): "
+                               f"{dbtools.tail(stderr.read())}", "check the target cluster, then restore again")
+        local.unlink()
+        timings[f"restore_{entry.database}_data_seconds"] = round(time.monotonic() - t, 3)
+        t = time.monotonic()
+        copy.close()
+        dbtools.run(target, "pg_restore", ["-j", str(max(1, jobs)), "--section=post-data", "--exit-on-error",
+                                           "-d", str(entry.database), path], options=POST_DATA_OPTIONS)
+        timings[f"restore_{entry.database}_post_data_seconds"] = round(time.monotonic() - t, 3)
+    return timings
 
 
 def restore_manifest(
@@ -101,49 +193,58 @@ def restore_manifest(
     timings: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="sfp-restore-", dir=workdir))
     try:
+        # 1. Fetch every object and check its stored bytes against the manifest before anything is
+        #    applied: a damaged set is refused whole, naming the objects.
         t = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            staged = list(pool.map(lambda e: _stage(cli, store, prefix, e, identity, tmp), wanted))
-        bad = [(e, p) for e, p in staged if isinstance(p, str)]
+        with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
+            fetched = list(pool.map(lambda e: _fetch(cli, store, prefix, e, tmp), wanted))
+        bad = [(e, p) for e, p in fetched if isinstance(p, str)]
         if bad:
             lines = "; ".join(f"{e.key}: {p}" for e, p in bad)
             raise SfpError(f"set {manifest.set_id} of {manifest.org} is damaged, nothing was restored: {lines}",
                            "restore an older verified set (`backup list`), and check the bucket")
-        files = {e.key: p for e, p in staged if isinstance(p, Path)}
+        files = {e.key: p for e, p in fetched if isinstance(p, Path)}
         timings["download_seconds"] = round(time.monotonic() - t, 3)
 
-        entry = manifest.entry("config")
-        assert entry is not None
-        document = yaml.safe_load(files[entry.key].read_text())
+        # 2. The small objects decrypt in memory; a wrong key or bad content stops here, still before any change.
+        def small(kind: str) -> bytes:
+            entry = manifest.entry(kind)
+            assert entry is not None
+            buffer = io.BytesIO()
+            _decrypt(store, prefix, entry, identity, files[entry.key], buffer)
+            return buffer.getvalue()
+
+        document = yaml.safe_load(small("config")) or {}
         result = RestoreResult(org=manifest.org, set_id=manifest.set_id, manifest=manifest,
                                org_config=document.get("config") or {}, secrets=document.get("secrets") or {})
+        globals_sql = small("globals").decode()
 
         t = time.monotonic()
-        globals_entry = manifest.entry("globals")
-        assert globals_entry is not None
         roles = set(dbtools.query(target, "SELECT rolname FROM pg_roles"))
-        script = globals_script(files[globals_entry.key].read_text(), roles)
-        dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB], input=script.encode())
+        dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB],
+                    input=globals_script(globals_sql, roles).encode())
         timings["globals_seconds"] = round(time.monotonic() - t, 3)
 
         for e in manifest.databases():
             if e.key not in files:
                 continue
             t = time.monotonic()
-            with target.local_file(files[e.key]) as path:
-                # --create --clean --if-exists: the database is created with the backup's properties
-                # (encoding, locale, owner, settings, ACL), replacing an empty one of a fresh cluster.
-                dbtools.run(target, "pg_restore", ["-j", str(max(1, jobs)), "--create", "--clean", "--if-exists",
-                                                  "--exit-on-error", "-d", dbtools.MAINTENANCE_DB, path])
-            files[e.key].unlink()
+            timings.update(_restore_database(target, store, prefix, e, identity, files[e.key], jobs))
             result.databases.append(str(e.database))
             timings[f"restore_{e.database}_seconds"] = round(time.monotonic() - t, 3)
 
         storage = manifest.entry("storage")
         if storage_dir is not None and storage is not None:
             t = time.monotonic()
-            with open(files[storage.key], "rb") as fh:
-                result.storage_files = extract_tar(fh, storage_dir)
+            tar = ThreadSink(lambda reader: extract_tar(reader, storage_dir))
+            try:
+                _decrypt(store, prefix, storage, identity, files[storage.key], tar)
+            finally:
+                tar.finish()
+            if tar.error is not None:
+                raise SfpError(f"cannot unpack the storage files of {manifest.set_id}: {tar.error}",
+                               f"check that {storage_dir} is writable and has room")
+            result.storage_files = tar.result if isinstance(tar.result, int) else 0
             timings["storage_seconds"] = round(time.monotonic() - t, 3)
         result.timings = timings
         return result

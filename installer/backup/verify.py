@@ -116,7 +116,7 @@ class _ProcessSink(io.RawIOBase):
         return len(memoryview(data))
 
 
-class _ThreadSink(io.RawIOBase):
+class ThreadSink(io.RawIOBase):
     """A pipe into `consume(reader)` running in a thread; the thread drains what it did not read."""
 
     def __init__(self, consume: Callable[[IO[bytes]], object]) -> None:
@@ -164,7 +164,7 @@ def _content_check(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry
             problem = f"pg_restore --list rejects the dump: {dbtools.tail(stderr)}"
         return problem
     if entry.kind == "storage":
-        tar = _ThreadSink(list_tar)
+        tar = ThreadSink(list_tar)
         problem = check_object(cli, store, prefix, entry, identity, tar)
         tar.finish()
         if problem is None and tar.error is not None:
