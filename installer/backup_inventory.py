@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, SfpError
 from .inventory import ORG_VAR, SECRETS_VAR
 
 IDENTITY = "BACKUP_RECOVERY_IDENTITY"
@@ -104,3 +104,116 @@ def check(org: str, hostvars: dict[str, Any]) -> list[Problem]:
     except ConfigError as exc:
         return exc.problems
     return []
+
+
+# -- machines (restore --to-host) ----------------------------------------------------------------
+def machine_groups(inv: Any) -> dict[str, str]:
+    """Every name a machine goes by in the inventory -> its group under sfp_orgs.
+
+    A machine is a child group of sfp_orgs (inventory.example): its group name, its `sfp_machine`
+    or `ansible_host` written in hosts.yml, and the machine name of each org already in it.
+    """
+    from .inventory import ORG_GROUP
+
+    top = inv._inv.groups.get(ORG_GROUP)
+    names: dict[str, str] = {}
+    for group in (top.child_groups if top is not None else []):
+        names.setdefault(group.name, group.name)
+        gvars = group.get_vars()
+        for key in ("sfp_machine", "ansible_host"):
+            if gvars.get(key):
+                names.setdefault(str(gvars[key]), group.name)
+        for host in group.get_hosts():
+            names.setdefault(inv.org(host.name).machine, group.name)
+    return names
+
+
+def _org_groups(data: Any) -> dict[str, Any] | None:
+    root = data.get("all", {}).get("children", {}) if isinstance(data, dict) and "all" in data else data
+    orgs = root.get(ORG_GROUP_NAME) if isinstance(root, dict) else None
+    children = orgs.get("children") if isinstance(orgs, dict) else None
+    return children if isinstance(children, dict) else None
+
+
+ORG_GROUP_NAME = "sfp_orgs"
+
+
+def _hosts_normal(data: Any) -> Any:
+    """`hosts:` null and `hosts: {}` mean the same to Ansible."""
+    if isinstance(data, dict):
+        return {k: ({} if k == "hosts" and v is None else _hosts_normal(v)) for k, v in data.items()}
+    return data
+
+
+def moved_hosts_text(text: str, org: str, to_group: str) -> tuple[str, list[str]]:
+    """hosts.yml with the org's entry moved into machine group `to_group`, comments and layout kept.
+
+    Returns (new text, the groups it left). A plain line edit, then proved: the new file must
+    parse to exactly the old inventory with the org moved; anything else raises (move it by hand).
+    """
+    import re
+
+    import yaml
+
+    def by_hand(why: str) -> SfpError:
+        return SfpError(f"cannot move {org} to machine group {to_group} in hosts.yml automatically: {why}",
+                        f"move the line `{org}:` under `{to_group}: hosts:` in hosts.yml yourself, then run restore again")
+
+    data = yaml.safe_load(text)
+    groups = _org_groups(data)
+    if groups is None or not isinstance(groups.get(to_group, {}), dict | None):
+        raise by_hand("no sfp_orgs children mapping")
+    left = [g for g, body in groups.items() if isinstance(body, dict) and org in (body.get("hosts") or {})]
+    if any((groups[g]["hosts"] or {}).get(org) is not None for g in left):
+        raise by_hand(f"{org} has variables written in hosts.yml")
+    expected = copy.deepcopy(data)
+    exp_groups = _org_groups(expected)
+    assert exp_groups is not None
+    for g in left:
+        del exp_groups[g]["hosts"][org]
+    target = exp_groups.get(to_group) or {}
+    exp_groups[to_group] = target
+    target["hosts"] = {**(target.get("hosts") or {}), org: None}
+
+    lines = text.splitlines(keepends=True)
+    host_line = re.compile(rf"^(\s+){re.escape(org)}:\s*(?:null|~)?\s*(#.*)?$")
+    comments = [m[2] for ln in lines if (m := host_line.match(ln.rstrip("\n"))) and m[2]]
+    lines = [ln for ln in lines if not host_line.match(ln.rstrip("\n"))]
+    group_re = re.compile(rf"^(\s+){re.escape(to_group)}:\s*(#.*)?$")
+    starts = [i for i, ln in enumerate(lines) if group_re.match(ln.rstrip("\n"))]
+    if len(starts) != 1:
+        raise by_hand(f"the group {to_group} is not written once as `{to_group}:` on its own line")
+    g_indent = len(group_re.match(lines[starts[0]].rstrip("\n"))[1])  # type: ignore[index]
+    hosts_at = None
+    for i in range(starts[0] + 1, len(lines)):
+        stripped = lines[i].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        if indent <= g_indent:
+            break
+        if re.match(r"^hosts:\s*(\{\}|null|~)?\s*(#.*)?$", stripped):
+            hosts_at = (i, indent)
+            break
+    if hosts_at is None:
+        lines.insert(starts[0] + 1, " " * (g_indent + 2) + "hosts:\n")
+        hosts_at = (starts[0] + 1, g_indent + 2)
+    i, indent = hosts_at
+    lines[i] = " " * indent + "hosts:\n"
+    lines.insert(i + 1, " " * (indent + 2) + f"{org}:" + (f"  {comments[0]}" if comments else "") + "\n")
+    new = "".join(lines)
+    # Empty host mappings left behind become `{}` (a bare `hosts:` line is null).
+    new_lines = new.splitlines(keepends=True)
+    for k, ln in enumerate(new_lines):
+        if re.match(r"^\s+hosts:\s*(#.*)?$", ln.rstrip("\n")):
+            nxt = next((m for m in new_lines[k + 1:] if m.strip() and not m.strip().startswith("#")), "")
+            if len(nxt) - len(nxt.lstrip()) <= len(ln) - len(ln.lstrip()):
+                new_lines[k] = ln.rstrip("\n").replace("hosts:", "hosts: {}", 1) + "\n"
+    new = "".join(new_lines)
+    try:
+        got = yaml.safe_load(new)
+    except yaml.YAMLError:
+        got = None
+    if _hosts_normal(got) != _hosts_normal(expected):
+        raise by_hand("the edited file would not be the same inventory with only the org moved")
+    return new, left

@@ -10,7 +10,13 @@ interrupted runs, then the Prometheus textfile metric is written by the library.
 
 Config keys: org, org_dir, container, storage_dir, metrics_dir (optional), backup (the
 `sfp_org.backup` block), keys (BACKUP_* values from the vault), org_config (`sfp_org`),
-secrets (the org's secrets, which restore writes back so API keys stay valid).
+secrets (the org's secrets, which restore writes back so API keys stay valid), env_file.
+
+`store.credentials.source: env` on a host: cron and systemd start the job without anyone's
+shell environment, so the job reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
+AWS_SESSION_TOKEN) from `env_file` (the role's backup__env_file, default
+/etc/sfp/backup-<org>.env, provisioned by the operator, 0600). Variables already set in the
+environment win, so an operator running `backup run` on the controller may export them instead.
 """
 
 from __future__ import annotations
@@ -68,11 +74,57 @@ def deployed(org_dir: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+ENV_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def credentials_source(block: Any) -> str:
+    store = block.get("store") if isinstance(block, dict) else None
+    creds = store.get("credentials") if isinstance(store, dict) else None
+    return str(creds.get("source", "instance")) if isinstance(creds, dict) else "instance"
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (systemd EnvironmentFile / docker --env-file style; `export ` and quotes tolerated)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def load_env_file(cfg: dict[str, Any]) -> list[str]:
+    """For `credentials.source: env`: the AWS_* variables the environment lacks, from cfg["env_file"]."""
+    if credentials_source(cfg.get("backup")) != "env" or all(os.environ.get(n) for n in ENV_NAMES[:2]):
+        return []
+    path = Path(str(cfg.get("env_file") or ""))
+    if not cfg.get("env_file") or not path.is_file():
+        raise SfpError(f"{cfg.get('org')}: sfp_org.backup.store.credentials.source is env, but AWS_ACCESS_KEY_ID / "
+                       f"AWS_SECRET_ACCESS_KEY are not set and the environment file {path} does not exist",
+                       "write them to that file on the org's host (KEY=VALUE lines, mode 0600; host variable "
+                       "backup__env_file names another path), or use source: vault")
+    mode = path.stat().st_mode & 0o077
+    if mode:
+        raise SfpError(f"{path} is readable by others (mode {oct(mode)}); it holds S3 keys", f"chmod 0600 {path}")
+    loaded = []
+    for key, value in parse_env_file(path.read_text()).items():
+        if key in ENV_NAMES and value and not os.environ.get(key):
+            os.environ[key] = value
+            loaded.append(key)
+    return loaded
+
+
 def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, client: Any = None) -> JobOutcome:
     from .backup import DockerExecDatabase, api
 
     say = progress or (lambda _m: None)
     org = str(cfg["org"])
+    load_env_file(cfg)
     settings = settings_of(cfg)
     info = deployed(cfg["org_dir"])
     storage = Path(cfg["storage_dir"]) if cfg.get("storage_dir") else None

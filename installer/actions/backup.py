@@ -6,17 +6,20 @@ DockerExecDatabase("sfp-<org>-db") and <org_dir>/volumes/storage); for a remote 
 playbooks/backup.yml, whose role runs the same job on the host. list/show/verify/prune only
 talk to the object store and run on the controller.
 
-Restore (local orgs): refuse over an installed org unless --force (which first takes a safety
-backup and purges it); write the set's secrets back into the org's vault (API keys keep
-verifying); install the org (a fresh database initialised by the stack); stop every service but
-the database; restore roles, databases and storage files with the library (which checks every
-object before applying anything); run the install again and check the org is healthy.
+Restore, local and remote orgs alike: check on the controller what needs no change (the set
+exists, the recovery key opens it, its settings object verifies); with --to-host move the org's
+entry in hosts.yml to that machine group; refuse over an org present on its host unless --force
+(which first takes a safety backup and purges it); write the set's secrets back into the org's
+vault (API keys keep verifying); install the org (a fresh database initialised by the stack);
+run installer.restore_job on the host (in process for local orgs, through playbooks/restore.yml
+otherwise): stop every service but the database, restore roles, databases and storage files
+with the library (which checks every object before applying anything); run the install again
+and check the org is healthy.
 """
 
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -28,7 +31,7 @@ import yaml
 from rich.console import Console
 
 from .. import backup_inventory as binv
-from .. import backup_job, runner, validate
+from .. import backup_job, restore_job, runner, validate
 from ..errors import SfpError
 from ..inventory import SECRETS_VAR, Inventory, Org
 from . import deploy, secrets
@@ -76,6 +79,12 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def job_keys(raw: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
+    """The vault's BACKUP_* values a job needs: the recipient, and the S3 keys only with `credentials.source: vault`."""
+    wanted = [binv.RECIPIENT] + ([binv.ACCESS_KEY, binv.SECRET_KEY] if backup_job.credentials_source(raw) == "vault" else [])
+    return {k: values[k] for k in wanted if k in values}
+
+
 def job_config(inv: Inventory, org: Org) -> dict[str, Any]:
     """What the backup role renders into <org_dir>/backup/backup.json on the host, built on the controller."""
     values = secrets.read(inv, org.name)
@@ -89,9 +98,10 @@ def job_config(inv: Inventory, org: Org) -> dict[str, Any]:
         "storage_dir": f"{org.org_dir}/volumes/storage",
         "metrics_dir": metrics_dir(org),
         "backup": plain(raw),
-        "keys": {k: values[k] for k in binv.VAULT_KEYS if k in values and k != binv.IDENTITY},
+        "keys": job_keys(raw, values),
         "org_config": plain(org.raw),
         "secrets": {k: v for k, v in values.items() if k != binv.IDENTITY},
+        "env_file": env_file(org),
     }
 
 
@@ -190,6 +200,23 @@ class RestoreOutcome:
     healthy: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    moved_from: list[str] = field(default_factory=list)
+    machine: str = ""
+
+
+@dataclass
+class Presence:
+    """What of an org is on its host: its directory, its containers (name -> state)."""
+
+    org_dir: bool
+    containers: dict[str, str]
+
+    @property
+    def present(self) -> bool:
+        return self.org_dir or bool(self.containers)
+
+    def running(self, container: str) -> bool:
+        return self.containers.get(container) == "running"
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess[str]:
@@ -201,10 +228,48 @@ def _container_running(name: str) -> bool:
     return r.returncode == 0 and r.stdout.strip() == "true"
 
 
-def _present(org: Org) -> bool:
-    """Anything of the org on its (local) host: containers of its project, or its directory."""
-    ids = _docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={org.project}").stdout.split()
-    return bool(ids) or Path(org.org_dir).exists()
+def presence(inv: Inventory, org: Org, console: Console, verbose: bool = False) -> Presence:
+    """Anything of the org on its host (read-only): local orgs directly, remote ones through playbooks/restore.yml."""
+    if is_local(org):
+        listed = _docker("ps", "-a", "--filter", f"label=com.docker.compose.project={org.project}",
+                         "--format", "{{.Names}} {{.State}}").stdout
+        containers = dict(line.split(" ", 1) for line in listed.splitlines() if " " in line)
+        return Presence(org_dir=Path(org.org_dir).exists(), containers=containers)
+    result = runner.run_playbook("restore.yml", inv.path, [org.name], inv.vault_password_file, console=console,
+                                 extravars={"sfp_restore_step": "check"}, verbose=verbose)
+    runner.require_success(result, f"looking for {org.name} on its host")
+    msg = result.reports.get(org.name, {}).get("present", {}).get("msg") or {}
+    rows = [str(r) for r in msg.get("containers") or []]
+    return Presence(org_dir=bool(msg.get("org_dir")), containers=dict(r.split(" ", 1) for r in rows if " " in r))
+
+
+def env_file(org: Org) -> str:
+    """Where the host keeps AWS_* for `credentials.source: env` (the backup role's backup__env_file)."""
+    return str(org.hostvars.get("backup__env_file") or f"/etc/sfp/backup-{org.name}.env")
+
+
+def resolve_machine(inv: Inventory, target: Org, to_host: str | None) -> str | None:
+    """The machine group to move the target org into for --to-host, or None when it is already there."""
+    if to_host is None or to_host == target.machine:
+        return None
+    groups = binv.machine_groups(inv)
+    if to_host not in groups:
+        known = ", ".join(sorted(groups)) or "none"
+        raise SfpError(f"--to-host {to_host!r} is not a machine of the inventory (machines: {known})",
+                       f"add the new machine as a group under sfp_orgs in {inv.hosts_file.name} (its vars say how to "
+                       "reach it, like inventory.example), then run restore again with --to-host GROUP")
+    group = groups[to_host]
+    host = inv._inv.get_host(target.name)
+    current = {g.name for g in host.get_groups()} if host is not None else set()
+    return None if group in current else group
+
+
+def move_org(inv: Inventory, name: str, group: str) -> tuple[bytes, list[str]]:
+    """Move the org's entry in hosts.yml into machine group `group`; returns the old bytes (to revert) and the groups left."""
+    before = inv.hosts_file.read_bytes()
+    text, left = binv.moved_hosts_text(before.decode(), name, group)
+    inv.hosts_file.write_text(text)
+    return before, left
 
 
 def _config_document(store: Any, manifest: Any, ident: str) -> dict[str, Any]:
@@ -227,27 +292,73 @@ def _config_document(store: Any, manifest: Any, ident: str) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def check_arguments(inv: Inventory, source: str, as_org: str | None) -> str:
+    """The target org's name; refuses argument combinations that cannot work before anything is read."""
+    if as_org is not None and as_org == source:
+        raise SfpError(f"--as-org {as_org} names the org itself", "leave --as-org out to restore the org in place")
+    target_name = as_org or source
+    if target_name not in inv.org_names():
+        if as_org is not None:
+            raise SfpError(f"--as-org {as_org!r} is not an org of the inventory",
+                           f"add {as_org} to hosts.yml under the machine it should run on and write host_vars/{as_org}/main.yml "
+                           "(its own ports; a backup block is optional), then run restore again")
+        raise inv.unknown_org(source)
+    return target_name
+
+
+def restore_job_config(inv: Inventory, source: str, target: Org, set_id: str, ident: str, src_settings: Any) -> dict[str, Any]:
+    """What installer.restore_job needs on the target's host (holds the identity: never logged, 0600 on disk)."""
+    known = source in inv.org_names()
+    source_hv = inv.org(source).hostvars if known else target.hostvars
+    keys = secrets.read(inv, source if known else target.name)
+    return {
+        "org": source,
+        "set_id": set_id,
+        "identity": ident,
+        "backup": plain(binv.block(source_hv)),
+        "keys": job_keys(binv.block(source_hv) or {}, keys),
+        "project": target.project,
+        "org_dir": target.org_dir,
+        "container": f"{target.project}-db",
+        "storage_dir": f"{target.org_dir}/volumes/storage",
+        "jobs": src_settings.jobs,
+        "env_file": env_file(target),
+    }
+
+
+def restore_data(inv: Inventory, target: Org, cfg: dict[str, Any], console: Console, *, verbose: bool = False,
+                 say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The on-host step of a restore (installer.restore_job): in process for local orgs, else through playbooks/restore.yml."""
+    import json
+
+    if is_local(target):
+        return restore_job.run(cfg, say).as_dict()
+    result = runner.run_playbook("restore.yml", inv.path, [target.name], inv.vault_password_file, console=console,
+                                 extravars={"sfp_restore_step": "restore", "backup__restore_config": cfg}, verbose=verbose)
+    runner.require_success(result, f"restoring the data of {target.name} on its host")
+    out = str(result.reports.get(target.name, {}).get("restore", {}).get("stdout", ""))
+    try:
+        data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SfpError(f"the restore on {target.name}'s host printed no summary", "run it with -v to see the task output") from None
+    return data
+
+
 def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_org: str | None = None,
             to_host: str | None = None, force: bool = False, identity_file: Path | None = None,
             verbose: bool = False, say: Callable[[str], None] | None = None) -> RestoreOutcome:
-    from ..backup import DockerExecDatabase, api
+    from ..backup import api
 
     say = say or (lambda _m: None)
     started = time.monotonic()
-    target_name = as_org or source
+    target_name = check_arguments(inv, source, as_org)
     target = org_of(inv, target_name)
     validate.validate(inv, [target_name])
-    if to_host is not None and to_host != target.machine:
-        raise SfpError(f"org {target_name!r} is on machine {target.machine!r} in the inventory, not {to_host!r}",
-                       f"move {target_name} under the machine {to_host} in hosts.yml (or name a new org with --as-org), then run restore again")
-    if not is_local(target):
-        raise SfpError(f"restore onto the remote host of {target_name!r} is not supported by this toolkit version",
-                       "run `sfp-server restore` on that machine with a local inventory entry (ansible_connection: local)")
-    # Refuse before anything else (even before reading the bucket): nothing is changed.
-    present = _present(target)
-    if present and not force:
-        raise SfpError(f"org {target_name!r} exists on its host; restoring would replace its data",
-                       "pass --force to take a safety backup, remove it and restore (or restore --as-org NEW)")
+    group = resolve_machine(inv, target, to_host)
+    # Without a move, refuse before anything else (even before reading the bucket): nothing is changed.
+    found = presence(inv, target, console, verbose) if group is None else None
+    if found is not None and found.present and not force:
+        raise _refuse(target_name, target.machine)
     source_hv = inv.org(source).hostvars if source in inv.org_names() else target.hostvars
     src_settings = binv.parse(source, source_hv, secrets.read(inv, source) if source in inv.org_names() else None)
     if src_settings is None:
@@ -260,12 +371,32 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
     document = _config_document(store, manifest, ident)
     outcome = RestoreOutcome(org=target_name, source_org=source, set_id=set_id)
 
-    if present:
-        if binv.configured(target.hostvars) and _container_running(f"{target.project}-db"):
+    if group is not None:
+        before, outcome.moved_from = move_org(inv, target_name, group)
+        inv = Inventory(inv.path, inv.vault_password_file)
+        target = org_of(inv, target_name)
+        try:
+            if binv.machine_groups(inv).get(target.machine) != group:
+                raise SfpError(f"{target_name} is in group {group} now but its variables still name machine {target.machine!r}",
+                               f"remove sfp_machine / ansible_host from host_vars/{target_name}, then run restore again")
+            found = presence(inv, target, console, verbose)
+            if found.present and not force:
+                raise _refuse(target_name, target.machine)
+        except BaseException:
+            inv.hosts_file.write_bytes(before)  # nothing changed after all
+            raise
+        say(f"moved {target_name} to machine group {group} in {inv.hosts_file.name} (from {', '.join(outcome.moved_from) or 'no group'}); "
+            f"the old machine is not touched: if it comes back, remove {target_name}'s stack and backup schedule there "
+            "before it backs up into the same bucket")
+    assert found is not None
+    outcome.machine = target.machine
+
+    if found.present:
+        if binv.configured(target.hostvars) and found.running(f"{target.project}-db"):
             say(f"safety backup of {target_name} before it is replaced")
             outcome.safety_set = run(inv, target_name, console, verbose=verbose, progress=say).set_id
             say(f"safety backup {outcome.safety_set} done")
-        say(f"removing {target_name} and its data")
+        say(f"removing {target_name} and its data on {target.machine}")
         runner.require_success(deploy.uninstall(inv, [target_name], console, purge=True, verbose=verbose), "uninstall")
 
     # Secrets first: the fresh stack is initialised with the backup's passwords and JWT secret.
@@ -278,30 +409,16 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
     outcome.secrets_written = len(restored)
     say(f"wrote {len(restored)} secrets of set {set_id} into {inv.vault_file(target_name)}")
 
-    say(f"installing {target_name} (fresh database)")
+    say(f"installing {target_name} on {target.machine} (fresh database)")
     inv = Inventory(inv.path, inv.vault_password_file)  # re-read: the vault changed
     first = deploy.install(inv, [target_name], console, verbose=verbose)
     runner.require_success(first.result, "install")
 
-    project, org_dir = target.project, Path(target.org_dir)
-    services = _docker("compose", "-p", project, "--project-directory", str(org_dir), "-f", str(org_dir / "compose.yaml"),
-                       "config", "--services").stdout.split()
-    others = [s for s in services if s != "db"]
-    say(f"stopping {', '.join(others)} (the database stays up for the restore)")
-    stop = _docker("compose", "-p", project, "--project-directory", str(org_dir), "-f", str(org_dir / "compose.yaml"), "stop", *others)
-    if stop.returncode != 0:
-        raise SfpError(f"cannot stop the services of {target_name}: {stop.stderr.strip()[-400:]}", "check `docker compose ps` of the org")
-    storage_dir = org_dir / "volumes" / "storage"
-    aside = org_dir / "volumes" / f"storage.fresh-{int(time.time())}"
-    if storage_dir.exists():
-        storage_dir.rename(aside)
-    storage_dir.mkdir(parents=True)
+    cfg = restore_job_config(inv, source, org_of(inv, target_name), set_id, ident, src_settings)
     say(f"restoring set {set_id} (every object is checked before anything is applied)")
-    result = api.restore_set(store, source, set_id, ident, DockerExecDatabase(f"{project}-db"),
-                             storage_dir=storage_dir, jobs=src_settings.jobs, workdir=None)
-    if aside.exists():
-        shutil.rmtree(aside, ignore_errors=True)
-    outcome.databases, outcome.storage_files, outcome.timings = result.databases, result.storage_files, result.timings
+    data = restore_data(inv, org_of(inv, target_name), cfg, console, verbose=verbose, say=say)
+    outcome.databases, outcome.storage_files = list(data["databases"]), int(data["storage_files"])
+    outcome.timings = {str(k): float(v) for k, v in (data.get("timings") or {}).items()}
 
     say(f"starting {target_name} again")
     inv = Inventory(inv.path, inv.vault_password_file)
@@ -314,3 +431,8 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
         raise SfpError(f"{target_name} was restored from {set_id} but is not healthy ({rows[0].verdict if rows else 'no status'})",
                        f"see `sfp-server status --org {target_name}` and the containers' logs")
     return outcome
+
+
+def _refuse(name: str, machine: str) -> SfpError:
+    return SfpError(f"org {name!r} exists on machine {machine!r}; restoring would replace its data; nothing was changed",
+                    "pass --force to take a safety backup, remove it and restore (or restore --as-org NEW)")

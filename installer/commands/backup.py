@@ -144,18 +144,30 @@ def key_cmd(obj: Any, org: str) -> None:
 @click.command("restore")
 @org_required
 @click.option("--backup", "set_ref", required=True, metavar="ID|latest", help="The set to restore.")
-@click.option("--to-host", metavar="MACHINE", help="Check that the target org is on this machine in the inventory.")
-@click.option("--as-org", metavar="NEW", help="Restore into another org of the inventory (its own ports and name).")
+@click.option("--to-host", metavar="MACHINE",
+              help="Restore onto this machine: a machine group under sfp_orgs in hosts.yml (its group name, sfp_machine "
+                   "or ansible_host). An org listed under another machine is moved to that group in hosts.yml first "
+                   "(comments kept); the old machine is not touched.")
+@click.option("--as-org", metavar="NEW", help="Restore into another org of the inventory (its own name and ports; "
+                                                  "add it to hosts.yml and host_vars first). Works with --to-host.")
 @click.option("--force", is_flag=True, help="Replace an existing org: a safety backup is taken first.")
 @identity_option
 @click.pass_obj
 def restore(obj: Any, org: str, set_ref: str, to_host: str | None, as_org: str | None, force: bool,
             identity_file: Path | None) -> None:
-    """Rebuild an org from a backup: same secrets (API keys stay valid), database, storage files; then check health."""
+    """Rebuild an org from a backup: same secrets (API keys stay valid), database, storage files; then check health.
+
+    Works for orgs on this machine and on hosts reached over SSH (the restore runs on the org's host;
+    its toolkit interpreter is backup__python). Refuses to replace an org present on its host
+    unless --force, which first takes a safety backup. After losing a machine: add the new machine
+    to hosts.yml and run `restore --org ORG --backup latest --to-host NEW-MACHINE`.
+    """
     inv = obj.inventory()
     outcome = action.restore(inv, org, set_ref, err, as_org=as_org, to_host=to_host, force=force,
                              identity_file=identity_file, verbose=obj.verbose,
                              say=lambda m: err.print(f"  {m}", markup=False))
+    if outcome.moved_from:
+        out.print(f"{outcome.org} now runs on machine {outcome.machine} (moved in hosts.yml from {', '.join(outcome.moved_from)})")
     if outcome.safety_set:
         out.print(f"safety backup of {outcome.org} before the restore: {outcome.safety_set}")
     out.print(f"[bold]{outcome.org}[/bold] restored from {outcome.source_org} set {outcome.set_id} in {outcome.seconds:.0f}s: "

@@ -7,6 +7,11 @@ server is the backup library's test fixture (tests/backup/support.py).
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,4 +90,154 @@ def backup_org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupDeplo
         yield BackupDeployment(Inventory(inv_path, inv_path / ".vault-pass"), base_dir, ports, server, cron_dir)
     finally:
         remove_orgs((ORG,), base_dir)
+        server.stop()
+
+
+# -- remote orgs (tests/backup_stack/test_remote.py) --------------------------------------------
+# A second sshd on a random loopback port stands for the org's host (the fixture of
+# tests/logs/test_remote.py): Ansible reaches it with `ansible_connection: ssh`, and its Docker
+# engine is this machine's. Two machine groups, each with its own base dir and cron dir, stand for
+# two machines: restore --to-host moves an org between them.
+SSHD = "/usr/sbin/sshd"
+REMOTE_ORG = "bkra"
+NEW_ORG = "bkrb"
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    if not os.path.exists(SSHD) or shutil.which("ssh") is None:
+        pytest.fail("openssh-server and openssh-client are required (apt-get install openssh-server openssh-client)")
+    d = tmp_path_factory.mktemp("sshd")
+    _keygen(d / "host_key")
+    _keygen(d / "client_key")
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    os.chmod(d / "authorized_keys", 0o600)
+    port = free_ports(1)[0]
+    (d / "sshd_config").write_text(f"""\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {d / "host_key"}
+AuthorizedKeysFile {d / "authorized_keys"}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile none
+MaxStartups 50:30:100
+MaxSessions 50
+Subsystem sftp internal-sftp
+""")
+    host_pub = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("sshd did not start") from None
+                time.sleep(0.1)
+        yield {"key": str(d / "client_key"), "known_hosts": str(d / "known_hosts"), "port": str(port)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class RemoteDeployment:
+    inventory: Inventory
+    root: Path
+    ports: dict[str, dict[str, int]]
+    s3: RcloneS3
+
+    def base_dir(self, machine: str) -> Path:
+        return self.root / machine / "sfp"
+
+    def cron_dir(self, machine: str) -> Path:
+        return self.root / machine / "cron.d"
+
+    def org_dir(self, machine: str, org: str) -> Path:
+        return self.base_dir(machine) / "orgs" / org
+
+    def fresh(self) -> Inventory:
+        return Inventory(self.inventory.path, self.inventory.vault_password_file)
+
+    def secrets(self, org: str) -> dict[str, str]:
+        return secrets.read(self.fresh(), org)
+
+
+def remote_backup_block(endpoint: str) -> dict[str, Any]:
+    return {
+        "store": {"bucket": BUCKET, "prefix": "remote", "endpoint_url": endpoint, "path_style": True,
+                  "credentials": {"source": "vault"}},
+        "schedule": "23 4 * * *",
+        "retention": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0},
+    }
+
+
+def remote_machine_vars(root: Path, machine: str, ssh: dict[str, str]) -> dict[str, Any]:
+    return {
+        "sfp_machine": machine,
+        "sfp_base_dir": str(root / machine / "sfp"),
+        "ansible_connection": "ssh",
+        "ansible_host": "127.0.0.1",
+        "ansible_port": int(ssh["port"]),
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": ssh["key"],
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={ssh['known_hosts']} -o StrictHostKeyChecking=yes",
+        # The host "has the toolkit installed" at this interpreter (the wheel install needs a package index).
+        "ansible_python_interpreter": sys.executable,
+        "backup__python": sys.executable,
+        "backup__scheduler": "cron",
+        "backup__cron_dir": str(root / machine / "cron.d"),
+    }
+
+
+@pytest.fixture(scope="module")
+def remote_org(tmp_path_factory: pytest.TempPathFactory, sshd: dict[str, str]) -> Iterator[RemoteDeployment]:
+    require_test_images()
+    root = tmp_path_factory.mktemp("backup-remote")
+    (root / "s3").mkdir()
+    server = RcloneS3(root / "s3")
+    for machine in ("hosta", "hostb"):
+        (root / machine / "cron.d").mkdir(parents=True)
+    p = free_ports(6)
+    ports = {REMOTE_ORG: {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]},
+             NEW_ORG: {"api": p[3], "postgres": p[4], "pooler_transaction": p[5]}}
+    services = {"analytics": False, "functions": False, "imgproxy": False}
+    orgs = {REMOTE_ORG: org_settings(ports[REMOTE_ORG], services=services, backup=remote_backup_block(server.endpoint)),
+            NEW_ORG: org_settings(ports[NEW_ORG], services=services)}
+    for cfg in orgs.values():
+        cfg["resources"] = {**cfg["resources"], "studio": {"cpus": 2, "memory": "512m"}}
+    inv_path = build_inventory(root, orgs, root / "hosta" / "sfp")
+    # Each machine's base dir is a var of its group: group_vars/all would override it (Ansible precedence).
+    write_yaml(inv_path / "group_vars" / "all" / "main.yml", {"sfp_image_catalog": "test", "sfp_min_free_disk_gb": 1})
+    write_yaml(inv_path / "hosts.yml", {"all": {"children": {"sfp_orgs": {"children": {
+        "machine_a": {"vars": remote_machine_vars(root, "hosta", sshd), "hosts": {REMOTE_ORG: None, NEW_ORG: None}},
+        "machine_b": {"vars": remote_machine_vars(root, "hostb", sshd), "hosts": {}},
+    }}}}})
+    inv = Inventory(inv_path, inv_path / ".vault-pass")
+    secrets.set_value(inv, REMOTE_ORG, "BACKUP_S3_ACCESS_KEY_ID", ACCESS_KEY)
+    secrets.set_value(inv, REMOTE_ORG, "BACKUP_S3_SECRET_ACCESS_KEY", SECRET_KEY)
+    server.store(BUCKET)
+    try:
+        outcome = deploy.install(Inventory(inv_path, inv_path / ".vault-pass"), [REMOTE_ORG], quiet())
+        assert outcome.result.ok, (outcome.result.failures, outcome.result.stdout_tail)
+        yield RemoteDeployment(Inventory(inv_path, inv_path / ".vault-pass"), root, ports, server)
+    finally:
+        for machine in ("hosta", "hostb"):
+            remove_orgs((REMOTE_ORG, NEW_ORG), root / machine / "sfp")
         server.stop()

@@ -1,0 +1,216 @@
+"""Backups and restore of an org whose host is reached over SSH (sshd on loopback, this machine's
+Docker engine), through the CLI, against S3 on loopback.
+
+Tests run in file order on one deployment (conftest `remote_org`): the schedule installed by the
+role on the host, `backup run` running the job on the host, restore refusing to replace a present
+org, purge + restore on the same host, restore --as-org onto another machine (--to-host moves the
+org's inventory entry), env credentials read from the host's file, and removing the backup block
+removing the schedule. The toolkit's wheel install (roles/backup/tasks/toolkit.yml) needs a package
+index and is not exercised: the "host" has the toolkit at backup__python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import requests
+import yaml
+
+from installer.actions import deploy
+from tests.backup.support import ACCESS_KEY, SECRET_KEY
+from tests.backup_stack.conftest import NEW_ORG, REMOTE_ORG, RemoteDeployment, quiet
+from tests.conftest import write_yaml
+from tests.stack.conftest import inspect, project_containers
+
+SEED = """
+CREATE ROLE remote_reader NOLOGIN;
+CREATE TABLE public.notes (id bigserial PRIMARY KEY, body text NOT NULL, doc jsonb);
+INSERT INTO public.notes (body, doc) SELECT 'note ' || g, jsonb_build_object('n', g) FROM generate_series(1, 3000) g;
+GRANT SELECT ON public.notes TO remote_reader;
+"""
+OBJECT = ("avatars/grace/photo.png", os.urandom(120_000), "image/png")
+STATE: dict[str, object] = {}
+
+
+def cli(inv: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(inv), *args],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+def psql(org: str, sql: str) -> str:
+    done = subprocess.run(["docker", "exec", "-i", "-e", "PGUSER=supabase_admin", f"sfp-{org}-db", "psql", "-X", "-q",
+                           "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-At"], input=sql, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def logical_dump(org: str) -> str:
+    done = subprocess.run(["docker", "exec", "-e", "PGUSER=supabase_admin", f"sfp-{org}-db", "pg_dump", "-d", "postgres",
+                           "--no-comments"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return "\n".join(line for line in done.stdout.splitlines() if not re.match(r"^\\(un)?restrict ", line))
+
+
+def storage_tree(root: Path) -> dict[str, tuple[str, dict[str, bytes]]]:
+    tree: dict[str, tuple[str, dict[str, bytes]]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            attrs = {a: os.getxattr(path, a) for a in os.listxattr(path) if a.startswith("user.supabase.")}
+            tree[str(path.relative_to(root))] = (hashlib.sha256(path.read_bytes()).hexdigest(), attrs)
+    return tree
+
+
+def keys_work(d: RemoteDeployment, org: str) -> None:
+    values = d.secrets(org)
+    claims = jwt.decode(values["ANON_KEY"], values["JWT_SECRET"], algorithms=["HS256"], issuer="supabase")
+    assert claims["role"] == "anon"
+    api = f"http://127.0.0.1:{d.ports[org]['api']}"
+    assert requests.get(f"{api}/auth/v1/health", headers={"apikey": values["ANON_KEY"]}, timeout=10).status_code == 200
+    key, body, _ctype = OBJECT
+    got = requests.get(f"{api}/storage/v1/object/{key}", timeout=10,
+                       headers={"Authorization": f"Bearer {values['SERVICE_ROLE_KEY']}", "apikey": values["SERVICE_ROLE_KEY"]})
+    assert got.status_code == 200 and got.content == body
+
+
+def test_schedule_is_installed_on_the_remote_host(remote_org: RemoteDeployment) -> None:
+    cron = remote_org.cron_dir("hosta") / f"sfp-backup-{REMOTE_ORG}"
+    line = next(ln for ln in cron.read_text().splitlines() if ln and not ln.startswith("#") and "=" not in ln.split()[0])
+    assert line.startswith("23 4 * * * root ") and f"{sys.executable} -m installer.backup_job --config " in line
+    config = remote_org.org_dir("hosta", REMOTE_ORG) / "backup" / "backup.json"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert remote_org.secrets(REMOTE_ORG)["BACKUP_RECOVERY_IDENTITY"] not in config.read_text()
+
+
+def test_write_data_and_an_object(remote_org: RemoteDeployment) -> None:
+    psql(REMOTE_ORG, SEED)
+    s = remote_org.secrets(REMOTE_ORG)
+    key, body, ctype = OBJECT
+    bucket, _, name = key.partition("/")
+    r = requests.post(f"http://127.0.0.1:{remote_org.ports[REMOTE_ORG]['api']}/storage/v1/object/{bucket}/{name}", data=body,
+                      timeout=20, headers={"Authorization": f"Bearer {s['SERVICE_ROLE_KEY']}", "apikey": s["SERVICE_ROLE_KEY"],
+                                           "Content-Type": ctype})
+    assert r.status_code == 200, r.text
+
+
+def test_backup_run_on_the_remote_host(remote_org: RemoteDeployment) -> None:
+    inv = remote_org.inventory.path
+    done = cli(inv, "backup", "run", "--org", REMOTE_ORG)
+    assert done.returncode == 0, done.stdout + done.stderr
+    set_id = re.search(r"backup (\S+) complete", done.stdout)
+    assert set_id, done.stdout
+    verified = cli(inv, "backup", "verify", "--org", REMOTE_ORG)
+    assert verified.returncode == 0, verified.stderr
+    assert f"set {set_id.group(1)} verified" in verified.stdout
+    # The job ran on the host: its metric is in the org's directory there.
+    metric = remote_org.org_dir("hosta", REMOTE_ORG) / "backup" / "metrics" / f"sfp_backup_{REMOTE_ORG}.prom"
+    assert "sfp_backup_last_success_timestamp_seconds" in metric.read_text()
+    STATE.update(set_id=set_id.group(1), dump=logical_dump(REMOTE_ORG),
+                 tree=storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage"))
+
+
+def test_restore_over_a_present_remote_org_refuses_and_changes_nothing(remote_org: RemoteDeployment) -> None:
+    inv = remote_org.inventory.path
+    before = {n: inspect(n)["Id"] for n in project_containers(f"sfp-{REMOTE_ORG}")}
+    files = {p: p.read_bytes() for p in (inv / "hosts.yml", inv / "host_vars" / REMOTE_ORG / "vault.yml")}
+    for extra in ((), ("--to-host", "hosta"), ("--to-host", "machine_a")):
+        done = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", "latest", *extra)
+        assert done.returncode != 0
+        assert "--force" in done.stderr and "hosta" in done.stderr, done.stderr
+    unknown = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", "latest", "--to-host", "nowhere")
+    assert unknown.returncode != 0 and "machine_b" in unknown.stderr and "hostb" in unknown.stderr
+    assert {n: inspect(n)["Id"] for n in project_containers(f"sfp-{REMOTE_ORG}")} == before
+    assert all(inspect(n)["State"]["Running"] for n in before)
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_purge_then_restore_on_the_remote_host(remote_org: RemoteDeployment) -> None:
+    inv = remote_org.inventory.path
+    purged = cli(inv, "uninstall", "--org", REMOTE_ORG, "--purge", "--confirm", REMOTE_ORG)
+    assert purged.returncode == 0, purged.stderr
+    assert project_containers(f"sfp-{REMOTE_ORG}") == [] and not remote_org.org_dir("hosta", REMOTE_ORG).exists()
+    done = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", "latest")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"set {STATE['set_id']}" in done.stdout and "healthy" in done.stdout
+    assert logical_dump(REMOTE_ORG) == STATE["dump"]
+    assert psql(REMOTE_ORG, "SELECT rolname FROM pg_roles WHERE rolname = 'remote_reader'").strip() == "remote_reader"
+    assert storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage") == STATE["tree"]
+    keys_work(remote_org, REMOTE_ORG)
+    # No restore config (it holds the recovery key) is left on the host.
+    assert not list(Path("/tmp").glob("sfp-restore-*/restore.json"))
+
+
+def test_restore_as_new_org_onto_another_machine(remote_org: RemoteDeployment) -> None:
+    inv = remote_org.inventory.path
+    done = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", STATE["set_id"], "--as-org", NEW_ORG,  # type: ignore[arg-type]
+               "--to-host", "hostb")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"moved {NEW_ORG} to machine group machine_b" in done.stderr
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())["all"]["children"]["sfp_orgs"]["children"]
+    assert list(hosts["machine_a"]["hosts"]) == [REMOTE_ORG] and list(hosts["machine_b"]["hosts"]) == [NEW_ORG]
+    assert logical_dump(NEW_ORG) == STATE["dump"]
+    assert storage_tree(remote_org.org_dir("hostb", NEW_ORG) / "volumes" / "storage") == STATE["tree"]
+    assert not remote_org.org_dir("hosta", NEW_ORG).exists()
+    keys_work(remote_org, NEW_ORG)
+    # Same secrets as the source: keys made for the source org open the new one.
+    assert remote_org.secrets(NEW_ORG)["JWT_SECRET"] == remote_org.secrets(REMOTE_ORG)["JWT_SECRET"]
+
+
+def test_env_credentials_come_from_the_hosts_file(remote_org: RemoteDeployment) -> None:
+    inv = remote_org.inventory.path
+    main = inv / "host_vars" / REMOTE_ORG / "main.yml"
+    original = main.read_text()
+    data = yaml.safe_load(original)
+    data["sfp_org"]["backup"]["store"]["credentials"] = {"source": "env"}
+    env_file = remote_org.root / "hosta" / "backup-bkra.env"
+    extra = inv / "host_vars" / REMOTE_ORG / "backup.yml"
+    write_yaml(extra, {"backup__env_file": str(env_file)})
+    write_yaml(main, data)
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    try:
+        missing = subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(inv), "backup", "run", "--org", REMOTE_ORG],
+                                 capture_output=True, text=True, timeout=600, env=clean_env)
+        assert missing.returncode != 0
+        assert str(env_file) in missing.stderr and "does not exist" in missing.stderr, missing.stderr
+        env_file.write_text(f"# S3 keys of the backups\nAWS_ACCESS_KEY_ID={ACCESS_KEY}\nexport AWS_SECRET_ACCESS_KEY='{SECRET_KEY}'\n")
+        env_file.chmod(0o644)
+        loose = subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(inv), "backup", "run", "--org", REMOTE_ORG],
+                               capture_output=True, text=True, timeout=600, env=clean_env)
+        assert loose.returncode != 0 and "is readable by others" in loose.stderr, loose.stderr
+        env_file.chmod(0o600)
+        done = subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(inv), "backup", "run", "--org", REMOTE_ORG, "--json"],
+                              capture_output=True, text=True, timeout=600, env=clean_env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout)["set_id"] != STATE["set_id"]
+        config = json.loads((remote_org.org_dir("hosta", REMOTE_ORG) / "backup" / "backup.json").read_text())
+        assert config["env_file"] == str(env_file) and ACCESS_KEY not in json.dumps(config["keys"])
+    finally:
+        main.write_text(original)
+        extra.unlink()
+
+
+def test_removing_the_backup_block_removes_the_schedule(remote_org: RemoteDeployment) -> None:
+    inv = remote_org.inventory.path
+    cron = remote_org.cron_dir("hosta") / f"sfp-backup-{REMOTE_ORG}"
+    config = remote_org.org_dir("hosta", REMOTE_ORG) / "backup" / "backup.json"
+    assert cron.exists() and config.exists()
+    main = inv / "host_vars" / REMOTE_ORG / "main.yml"
+    data = yaml.safe_load(main.read_text())
+    del data["sfp_org"]["backup"]
+    write_yaml(main, data)
+    checked = deploy.install(remote_org.fresh(), [REMOTE_ORG], quiet(), check=True)
+    assert checked.result.ok, checked.result.failures
+    assert cron.exists() and config.exists()  # check mode changes nothing
+    assert any("Remove the schedule" in task for _h, task in checked.result.changed_tasks)
+    done = deploy.install(remote_org.fresh(), [REMOTE_ORG], quiet())
+    assert done.result.ok, done.result.failures
+    assert not cron.exists() and not config.exists()
+    again = deploy.install(remote_org.fresh(), [REMOTE_ORG], quiet())
+    assert again.result.ok and again.result.changed == 0, again.result.changed_tasks
