@@ -43,6 +43,7 @@ class RestoreJobOutcome:
     set_id: str
     databases: list[str] = field(default_factory=list)
     storage_files: int = 0
+    key_files: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -105,7 +106,8 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
         raise
     shutil.rmtree(aside, ignore_errors=True)
     return RestoreJobOutcome(org=str(cfg["org"]), set_id=result.set_id, databases=list(result.databases),
-                             storage_files=result.storage_files, timings=dict(result.timings))
+                             storage_files=result.storage_files, key_files=list(result.key_files),
+                             timings=dict(result.timings))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,6 +196,7 @@ class RestoreOutcome:
     safety_set: str | None = None
     databases: list[str] = field(default_factory=list)
     storage_files: int = 0
+    key_files: list[str] = field(default_factory=list)
     secrets_written: int = 0
     healthy: bool = False
     seconds: float = 0.0
@@ -418,6 +419,7 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
     say(f"restoring set {set_id} (every object is checked before anything is applied)")
     data = restore_data(inv, org_of(inv, target_name), cfg, console, verbose=verbose, say=say)
     outcome.databases, outcome.storage_files = list(data["databases"]), int(data["storage_files"])
+    outcome.key_files = [str(k) for k in data.get("key_files") or []]
     outcome.timings = {str(k): float(v) for k, v in (data.get("timings") or {}).items()}
 
     say(f"starting {target_name} again")

@@ -184,7 +184,13 @@ def run_backup(
                 procs.stop_all(exc)  # before the pool waits for the other dumps to finish
                 raise
         timings["dump_seconds"] = round(time.monotonic() - t, 3)
-        document = yaml.safe_dump({"org": org, "config": org_config, "secrets": secrets}, sort_keys=True).encode()
+        key_files = {}
+        for path in dbtools.KEY_FILES:
+            data = database.read_file(path)
+            if data is not None:
+                key_files[path] = data.decode("utf-8", "surrogateescape")
+        document = yaml.safe_dump({"org": org, "config": org_config, "secrets": secrets, "key_files": key_files},
+                                  sort_keys=True).encode()
         stats = upload(SECRETS_KEY)(io.BytesIO(document))
         objects.append(entry(stats, SECRETS_KEY, "config"))
         manifest = Manifest(

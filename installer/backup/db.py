@@ -12,6 +12,7 @@ import io
 import os
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ..errors import SfpError
+
+# Files of the database's environment that are not in any dump but without which restored data is
+# unreadable: the upstream image generates pgsodium's root key at its first start into the
+# db-config volume, and Vault's secrets are encrypted under it.
+KEY_FILES = ("/etc/postgresql-custom/pgsodium_root.key",)
 
 LIST_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
 MAINTENANCE_DB = "template1"
@@ -40,6 +46,18 @@ class Database(Protocol):
 
     def file_sink(self, name: str) -> contextlib.AbstractContextManager[tuple[IO[bytes] | Any, str]]:
         """A new private file the tools can read: yields (writer, path the tools see); removed on exit."""
+        ...
+
+    def read_file(self, path: str) -> bytes | None:
+        """A file of the server's environment (KEY_FILES), or None where it has none."""
+        ...
+
+    def replace_file(self, path: str, data: bytes) -> None:
+        """Write a file of the server's environment, owned by the server's user, mode 0600."""
+        ...
+
+    def restart(self) -> None:
+        """Restart the server (it reads KEY_FILES at start) and wait until it accepts connections."""
         ...
 
 
@@ -125,6 +143,17 @@ class LocalDatabase:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
+    def read_file(self, path: str) -> bytes | None:
+        """A server reached over TCP has no files of its own here: nothing to capture."""
+        return None
+
+    def replace_file(self, path: str, data: bytes) -> None:
+        raise SfpError(f"cannot place {path} for {self.description}",
+                       "copy it from the set's settings object onto the server's host yourself, then restart the server")
+
+    def restart(self) -> None:
+        raise SfpError(f"cannot restart {self.description}", "restart the server yourself")
+
 
 @dataclass
 class DockerExecDatabase:
@@ -184,6 +213,37 @@ class DockerExecDatabase:
         finally:
             writer.close(check=False)
             subprocess.run([self.docker, "exec", "-u", "0", self.container, "rm", "-f", inside], capture_output=True, check=False)
+
+
+    def read_file(self, path: str) -> bytes | None:
+        r = subprocess.run([self.docker, "exec", "-u", "0", self.container, "sh", "-c", 'test ! -e "$0" || cat "$0"', path],
+                           capture_output=True, check=False)
+        if r.returncode != 0:
+            raise SfpError(f"cannot read {path} in {self.container}: {tail(r.stderr)}", "check that the container runs")
+        return r.stdout or None
+
+    def replace_file(self, path: str, data: bytes) -> None:
+        # As the server's user, so the file keeps the owner the image's key script gave it.
+        r = subprocess.run([self.docker, "exec", "-i", "-u", "postgres", self.container, "sh", "-c",
+                            'umask 077 && cat > "$0.sfp-new" && mv -f "$0.sfp-new" "$0"', path],
+                           input=data, capture_output=True, check=False)
+        if r.returncode != 0:
+            raise SfpError(f"cannot write {path} in {self.container}: {tail(r.stderr)}",
+                           "check that the container runs and the directory belongs to postgres")
+
+    def restart(self, timeout: float = 120) -> None:
+        r = subprocess.run([self.docker, "restart", self.container], capture_output=True, check=False)
+        if r.returncode != 0:
+            raise SfpError(f"cannot restart {self.container}: {tail(r.stderr)}", "check `docker ps -a` and the container's logs")
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = subprocess.run([self.docker, "exec", self.container, "pg_isready", "-q"], capture_output=True, check=False)
+            if ready.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise SfpError(f"{self.container} did not accept connections within {timeout:.0f}s after its restart",
+                               f"see `docker logs {self.container}`")
+            time.sleep(0.5)
 
 
 class _CheckedPipe(io.RawIOBase):

@@ -55,6 +55,8 @@ class RestoreResult:
     secrets: dict[str, str] = field(repr=False)
     databases: list[str] = field(default_factory=list)
     storage_files: int = 0
+    key_files: list[str] = field(default_factory=list)
+    """Files of the database's environment put back (KEY_FILES); the server was restarted to read them."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -232,6 +234,17 @@ def restore_manifest(
             timings.update(_restore_database(target, store, prefix, e, identity, files[e.key], jobs))
             result.databases.append(str(e.database))
             timings[f"restore_{e.database}_seconds"] = round(time.monotonic() - t, 3)
+
+        files_of_set = {str(k): str(v) for k, v in (document.get("key_files") or {}).items()}
+        if files_of_set and result.databases:
+            # After the data: the fresh server generated its own key at first start; the restored
+            # rows (Vault secrets) need the backup's, which the server reads when it starts.
+            t = time.monotonic()
+            for path, text in sorted(files_of_set.items()):
+                target.replace_file(path, text.encode("utf-8", "surrogateescape"))
+                result.key_files.append(path)
+            target.restart()
+            timings["key_files_seconds"] = round(time.monotonic() - t, 3)
 
         storage = manifest.entry("storage")
         if storage_dir is not None and storage is not None:

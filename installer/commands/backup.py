@@ -172,7 +172,7 @@ def restore(obj: Any, org: str, set_ref: str, to_host: str | None, as_org: str |
         out.print(f"safety backup of {outcome.org} before the restore: {outcome.safety_set}")
     out.print(f"[bold]{outcome.org}[/bold] restored from {outcome.source_org} set {outcome.set_id} in {outcome.seconds:.0f}s: "
               f"{len(outcome.databases)} database(s) ({', '.join(outcome.databases)}), {outcome.storage_files} storage files, "
-              f"{outcome.secrets_written} secrets; healthy")
+              f"{len(outcome.key_files)} database key file(s), {outcome.secrets_written} secrets; healthy")
     sys.stdout.flush()
 
 

@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 
@@ -115,7 +116,7 @@ class SnapshotSession:
                 items, missing = self._section(name)
                 if missing is not None:
                     return missing
-                ident = requests.utils.unquote(path[len(list_path) + 1:])
+                ident = unquote(path[len(list_path) + 1:])
                 found = next((p for p in items if str(p.get("id")) == ident or p.get("identifier") == ident), None)
                 return self._response(200, found) if found else self._response(404, {"msg": "not found"})
         return self._response(404, {"msg": f"not in the snapshot: {path}"})

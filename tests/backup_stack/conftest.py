@@ -7,11 +7,7 @@ server is the backup library's test fixture (tests/backup/support.py).
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,7 @@ from installer.actions import deploy, secrets
 from installer.inventory import Inventory
 from tests.backup.support import ACCESS_KEY, SECRET_KEY, RcloneS3
 from tests.conftest import write_yaml
+from tests.sshd import SshServer, running_sshd
 from tests.stack.conftest import (
     build_inventory,
     free_ports,
@@ -98,62 +95,14 @@ def backup_org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupDeplo
 # tests/logs/test_remote.py): Ansible reaches it with `ansible_connection: ssh`, and its Docker
 # engine is this machine's. Two machine groups, each with its own base dir and cron dir, stand for
 # two machines: restore --to-host moves an org between them.
-SSHD = "/usr/sbin/sshd"
 REMOTE_ORG = "bkra"
 NEW_ORG = "bkrb"
 
 
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    if not os.path.exists(SSHD) or shutil.which("ssh") is None:
-        pytest.fail("openssh-server and openssh-client are required (apt-get install openssh-server openssh-client)")
-    d = tmp_path_factory.mktemp("sshd")
-    _keygen(d / "host_key")
-    _keygen(d / "client_key")
-    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
-    port = free_ports(1)[0]
-    (d / "sshd_config").write_text(f"""\
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / "host_key"}
-AuthorizedKeysFile {d / "authorized_keys"}
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile none
-MaxStartups 50:30:100
-MaxSessions 50
-Subsystem sftp internal-sftp
-""")
-    host_pub = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("sshd did not start") from None
-                time.sleep(0.1)
-        yield {"key": str(d / "client_key"), "known_hosts": str(d / "known_hosts"), "port": str(port)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
 
 
 @dataclass
@@ -188,18 +137,12 @@ def remote_backup_block(endpoint: str) -> dict[str, Any]:
     }
 
 
-def remote_machine_vars(root: Path, machine: str, ssh: dict[str, str]) -> dict[str, Any]:
+def remote_machine_vars(root: Path, machine: str, ssh: SshServer) -> dict[str, Any]:
     return {
         "sfp_machine": machine,
         "sfp_base_dir": str(root / machine / "sfp"),
-        "ansible_connection": "ssh",
-        "ansible_host": "127.0.0.1",
-        "ansible_port": int(ssh["port"]),
-        "ansible_user": "root",
-        "ansible_ssh_private_key_file": ssh["key"],
-        "ansible_ssh_common_args": f"-o UserKnownHostsFile={ssh['known_hosts']} -o StrictHostKeyChecking=yes",
         # The host "has the toolkit installed" at this interpreter (the wheel install needs a package index).
-        "ansible_python_interpreter": sys.executable,
+        **ssh.ansible_vars(sys.executable),
         "backup__python": sys.executable,
         "backup__scheduler": "cron",
         "backup__cron_dir": str(root / machine / "cron.d"),
@@ -207,7 +150,7 @@ def remote_machine_vars(root: Path, machine: str, ssh: dict[str, str]) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def remote_org(tmp_path_factory: pytest.TempPathFactory, sshd: dict[str, str]) -> Iterator[RemoteDeployment]:
+def remote_org(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Iterator[RemoteDeployment]:
     require_test_images()
     root = tmp_path_factory.mktemp("backup-remote")
     (root / "s3").mkdir()

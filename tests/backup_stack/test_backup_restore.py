@@ -60,6 +60,11 @@ def psql(sql: str) -> str:
     return done.stdout
 
 
+def root_key() -> str:
+    """The pgsodium root key file the database image keeps in the db-config volume."""
+    return docker("exec", "-u", "0", f"sfp-{ORG}-db", "cat", "/etc/postgresql-custom/pgsodium_root.key").stdout
+
+
 def logical_dump() -> str:
     done = subprocess.run(["docker", "exec", "-e", "PGUSER=supabase_admin", DB, "pg_dump", "-d", "postgres", "--no-comments"],
                           capture_output=True, text=True, check=False)
@@ -133,7 +138,8 @@ def test_backup_run_list_verify(backup_org: BackupDeployment) -> None:
     status = cli(inv, "status", "--org", ORG, "--json")
     row = json.loads(status.stdout)[0]
     assert row["last_backup_success"] and row["last_backup_size_bytes"] > 0
-    STATE.update(set_id=set_id.group(1), dump=logical_dump(), tree=storage_tree(backup_org.org_dir / "volumes" / "storage"))
+    STATE.update(set_id=set_id.group(1), dump=logical_dump(), tree=storage_tree(backup_org.org_dir / "volumes" / "storage"),
+                 root_key=root_key())
 
 
 def test_restore_over_a_running_org_refuses_without_force(backup_org: BackupDeployment) -> None:
@@ -152,6 +158,7 @@ def test_purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDe
     purged = cli(inv, "uninstall", "--org", ORG, "--purge", "--confirm", ORG)
     assert purged.returncode == 0, purged.stderr
     assert project_containers(f"sfp-{ORG}") == [] and not backup_org.org_dir.exists()
+    assert not (backup_org.cron_dir / f"sfp-backup-{ORG}").exists(), "uninstall must remove the schedule"
     done = cli(inv, "restore", "--org", ORG, "--backup", "latest", timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"set {STATE['set_id']}" in done.stdout and "healthy" in done.stdout
@@ -159,6 +166,8 @@ def test_purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDe
     assert psql("SELECT count(*) FROM public.orders; SELECT email FROM auth.users;").split() == ["20000", "ada@example.test"]
     assert psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_reader'").strip() == "app_reader"
     assert storage_tree(backup_org.org_dir / "volumes" / "storage") == STATE["tree"]
+    # The fresh database made its own root key at first start; the backup's is back (Vault secrets).
+    assert len(STATE["root_key"]) == 64 and root_key() == STATE["root_key"]
     values = backup_org.secrets()
     claims = jwt.decode(values["ANON_KEY"], values["JWT_SECRET"], algorithms=["HS256"], issuer="supabase")
     assert claims["role"] == "anon"

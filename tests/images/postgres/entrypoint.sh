@@ -31,6 +31,14 @@ if [ "$(id -u)" = 0 ]; then
     exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
+# Upstream's image preloads pgsodium, whose getkey script creates the server's root key in the
+# db-config volume at the first start and reads it at every start; Vault's secrets are encrypted
+# under it. Only the file is reproduced here (no pgsodium): it is what a backup must carry.
+key_file=/etc/postgresql-custom/pgsodium_root.key
+if [ ! -e "$key_file" ] && [ -w "$(dirname "$key_file")" ]; then
+    (umask 077 && head -c 32 /dev/urandom | od -A n -t x1 | tr -d ' \n' > "$key_file")
+fi
+
 # The cluster is made in a directory inside the mount and moved into place only once every init
 # script has succeeded; a leftover staging directory means an earlier start died half-way.
 staging="$PGDATA/.sfp-initdb"
