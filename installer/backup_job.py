@@ -155,6 +155,17 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
     return outcome
 
 
+def read_private_config(path: Path, holds: str) -> dict[str, Any]:
+    """A job's JSON config, refused when others may read it (it holds `holds`)."""
+    mode = path.stat().st_mode & 0o077
+    if mode:
+        raise SfpError(f"{path} is readable by others (mode {oct(mode)})", f"chmod 0600 it; it holds {holds}")
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise SfpError(f"{path} is not a job config (a JSON object)", "render it again with the playbook")
+    return data
+
+
 def raise_on_sigterm() -> None:
     """SIGTERM (systemd stop, a timeout, kill) raises, so the library aborts its multipart uploads."""
 
@@ -180,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_sigterm()
     started = time.time()
     try:
-        mode = args.config.stat().st_mode & 0o077
-        if mode:
-            raise SfpError(f"{args.config} is readable by others (mode {oct(mode)})", "chmod 0600 it; it holds secrets")
-        cfg = json.loads(args.config.read_text())
+        cfg = read_private_config(args.config, "secrets")
         outcome = run(cfg, None if args.json else (lambda m: print(m, flush=True)))
     except SfpError as exc:
         print(f"error: {exc}", file=sys.stderr)

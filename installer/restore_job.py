@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backup_job import load_env_file, raise_on_sigterm
+from .backup_job import load_env_file, raise_on_sigterm, read_private_config
 from .errors import SfpError
 
 
@@ -116,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     raise_on_sigterm()
     try:
-        mode = args.config.stat().st_mode & 0o077
-        if mode:
-            raise SfpError(f"{args.config} is readable by others (mode {oct(mode)})", "chmod 0600 it; it holds the recovery key")
-        cfg = json.loads(args.config.read_text())
+        cfg = read_private_config(args.config, "the recovery key")
         outcome = run(cfg, lambda m: print(m, file=sys.stderr, flush=True))
     except SfpError as exc:
         print(f"error: {exc}", file=sys.stderr)

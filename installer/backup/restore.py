@@ -35,7 +35,7 @@ from .config import ObjectStore
 from .keys import check_identity
 from .manifest import Manifest, ObjectEntry, set_prefix
 from .storage_tar import extract_tar
-from .verify import ThreadSink, check_object
+from .verify import ProcessSink, ThreadSink, check_object
 
 _CHUNK = 1024 * 1024
 # Index and constraint builds of the post-data pass sort in memory instead of spilling to disk;
@@ -107,7 +107,7 @@ def _decrypt(store: ObjectStore, prefix: str, entry: ObjectEntry, identity: x255
         raise SfpError(f"{entry.key}: {problem}", "restore an older verified set (`backup list`), and check the bucket")
 
 
-class _Tee(io.RawIOBase):
+class _Tee(ProcessSink):
     """Writes every chunk to pg_restore's stdin and to the file the post-data pass reads.
 
     If pg_restore stops reading (it failed), the file still gets everything: the caller reports
@@ -115,20 +115,12 @@ class _Tee(io.RawIOBase):
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], copy: IO[bytes] | Any) -> None:
-        self.proc, self.copy, self.pipe_open = proc, copy, True
-
-    def writable(self) -> bool:
-        return True
+        super().__init__(proc)
+        self.copy = copy
 
     def write(self, data: Any) -> int:
-        if self.pipe_open:
-            assert self.proc.stdin is not None
-            try:
-                self.proc.stdin.write(data)
-            except (BrokenPipeError, ValueError):
-                self.pipe_open = False
         self.copy.write(data)
-        return len(memoryview(data))
+        return super().write(data)
 
 
 def _restore_database(target: dbtools.Database, store: ObjectStore, prefix: str, entry: ObjectEntry,

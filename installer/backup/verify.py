@@ -96,7 +96,7 @@ def check_object(
     return None
 
 
-class _ProcessSink(io.RawIOBase):
+class ProcessSink(io.RawIOBase):
     """Feeds a process's stdin; once the process stops reading, the rest is discarded."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
@@ -154,7 +154,7 @@ def _content_check(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry
         argv, env = tools.argv("pg_restore", ["--list"])
         with open(os.devnull, "wb") as devnull:
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=devnull, stderr=subprocess.PIPE)
-        sink = _ProcessSink(proc)
+        sink = ProcessSink(proc)
         problem = check_object(cli, store, prefix, entry, identity, sink)
         assert proc.stdin is not None and proc.stderr is not None
         with contextlib.suppress(BrokenPipeError):

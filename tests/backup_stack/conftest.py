@@ -6,7 +6,10 @@ server is the backup library's test fixture (tests/backup/support.py).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +50,25 @@ class BackupDeployment:
 
     def secrets(self) -> dict[str, str]:
         return secrets.read(Inventory(self.inventory.path, self.inventory.vault_password_file), ORG)
+
+
+def logical_dump(org: str) -> str:
+    """The org's `postgres` database as pg_dump prints it, run in its own database container."""
+    done = subprocess.run(["docker", "exec", "-e", "PGUSER=supabase_admin", f"sfp-{org}-db", "pg_dump", "-d", "postgres",
+                           "--no-comments"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    # pg_dump 17.6+ brackets its output with a random \restrict key: not data.
+    return "\n".join(line for line in done.stdout.splitlines() if not re.match(r"^\\(un)?restrict ", line))
+
+
+def storage_tree(root: Path) -> dict[str, tuple[str, dict[str, bytes]]]:
+    """Every file under the storage volume: sha256 of its content and the storage service's xattrs."""
+    tree: dict[str, tuple[str, dict[str, bytes]]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            attrs = {a: os.getxattr(path, a) for a in os.listxattr(path) if a.startswith("user.supabase.")}
+            tree[str(path.relative_to(root))] = (hashlib.sha256(path.read_bytes()).hexdigest(), attrs)
+    return tree
 
 
 def quiet() -> Console:

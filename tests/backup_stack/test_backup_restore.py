@@ -8,7 +8,6 @@ refuses to replace a running org without --force.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ import requests
 
 from installer.actions import deploy
 from installer.inventory import Inventory
-from tests.backup_stack.conftest import ORG, BackupDeployment, quiet
+from tests.backup_stack.conftest import ORG, BackupDeployment, logical_dump, quiet, storage_tree
 from tests.stack.conftest import docker, inspect, project_containers
 
 DB = f"sfp-{ORG}-db"
@@ -65,21 +64,10 @@ def root_key() -> str:
     return docker("exec", "-u", "0", f"sfp-{ORG}-db", "cat", "/etc/postgresql-custom/pgsodium_root.key").stdout
 
 
-def logical_dump() -> str:
-    done = subprocess.run(["docker", "exec", "-e", "PGUSER=supabase_admin", DB, "pg_dump", "-d", "postgres", "--no-comments"],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    # pg_dump 17.6+ brackets its output with a random \restrict key: not data.
-    return "\n".join(line for line in done.stdout.splitlines() if not re.match(r"^\\(un)?restrict ", line))
 
 
-def storage_tree(root: Path) -> dict[str, tuple[str, dict[str, bytes]]]:
-    tree: dict[str, tuple[str, dict[str, bytes]]] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            attrs = {a: os.getxattr(path, a) for a in os.listxattr(path) if a.startswith("user.supabase.")}
-            tree[str(path.relative_to(root))] = (hashlib.sha256(path.read_bytes()).hexdigest(), attrs)
-    return tree
+
+
 
 
 STATE: dict[str, object] = {}
@@ -138,7 +126,7 @@ def test_backup_run_list_verify(backup_org: BackupDeployment) -> None:
     status = cli(inv, "status", "--org", ORG, "--json")
     row = json.loads(status.stdout)[0]
     assert row["last_backup_success"] and row["last_backup_size_bytes"] > 0
-    STATE.update(set_id=set_id.group(1), dump=logical_dump(), tree=storage_tree(backup_org.org_dir / "volumes" / "storage"),
+    STATE.update(set_id=set_id.group(1), dump=logical_dump(ORG), tree=storage_tree(backup_org.org_dir / "volumes" / "storage"),
                  root_key=root_key())
 
 
@@ -162,7 +150,7 @@ def test_purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDe
     done = cli(inv, "restore", "--org", ORG, "--backup", "latest", timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"set {STATE['set_id']}" in done.stdout and "healthy" in done.stdout
-    assert logical_dump() == STATE["dump"]
+    assert logical_dump(ORG) == STATE["dump"]
     assert psql("SELECT count(*) FROM public.orders; SELECT email FROM auth.users;").split() == ["20000", "ada@example.test"]
     assert psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_reader'").strip() == "app_reader"
     assert storage_tree(backup_org.org_dir / "volumes" / "storage") == STATE["tree"]

@@ -11,7 +11,6 @@ index and is not exercised: the "host" has the toolkit at backup__python.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,7 +25,14 @@ import yaml
 
 from installer.actions import deploy
 from tests.backup.support import ACCESS_KEY, SECRET_KEY
-from tests.backup_stack.conftest import NEW_ORG, REMOTE_ORG, RemoteDeployment, quiet
+from tests.backup_stack.conftest import (
+    NEW_ORG,
+    REMOTE_ORG,
+    RemoteDeployment,
+    logical_dump,
+    quiet,
+    storage_tree,
+)
 from tests.conftest import write_yaml
 from tests.stack.conftest import inspect, project_containers
 
@@ -52,20 +58,10 @@ def psql(org: str, sql: str) -> str:
     return done.stdout
 
 
-def logical_dump(org: str) -> str:
-    done = subprocess.run(["docker", "exec", "-e", "PGUSER=supabase_admin", f"sfp-{org}-db", "pg_dump", "-d", "postgres",
-                           "--no-comments"], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    return "\n".join(line for line in done.stdout.splitlines() if not re.match(r"^\\(un)?restrict ", line))
 
 
-def storage_tree(root: Path) -> dict[str, tuple[str, dict[str, bytes]]]:
-    tree: dict[str, tuple[str, dict[str, bytes]]] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            attrs = {a: os.getxattr(path, a) for a in os.listxattr(path) if a.startswith("user.supabase.")}
-            tree[str(path.relative_to(root))] = (hashlib.sha256(path.read_bytes()).hexdigest(), attrs)
-    return tree
+
+
 
 
 def keys_work(d: RemoteDeployment, org: str) -> None:
