@@ -90,9 +90,10 @@ def opaque_key(prefix: str) -> str:
 
 
 def opaque_key_checksum_ok(key: str) -> bool:
-    intermediate, _, checksum = key.rpartition("_")
+    # By position, not by the last "_": base64url has "_" in its alphabet, so the checksum may hold one.
+    intermediate, separator, checksum = key[:-9], key[-9:-8], key[-8:]
     digest = hashlib.sha256(f"{OPAQUE_KEY_PROJECT_REF}|{intermediate}".encode()).digest()
-    return bool(intermediate) and _b64url(digest)[:8] == checksum
+    return bool(intermediate) and separator == "_" and _b64url(digest)[:8] == checksum
 
 
 def signing_jwk(values: dict[str, str]) -> dict[str, Any]:
