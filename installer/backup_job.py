@@ -31,9 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import SfpError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -166,6 +168,26 @@ def read_private_config(path: Path, holds: str) -> dict[str, Any]:
     return data
 
 
+def run_job(config: Path, holds: str, job: Callable[[dict[str, Any]], T], interrupted: str) -> tuple[int, T | None]:
+    """Run an on-host job on its private config; failures become a message on stderr and an exit code.
+
+    Returns (0, outcome), or (exit code, None) after printing why: an SfpError's own code, 130 when
+    interrupted (SIGTERM included), 1 for an unreadable config or file.
+    """
+    raise_on_sigterm()
+    try:
+        return 0, job(read_private_config(config, holds))
+    except SfpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code, None
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130, None
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1, None
+
+
 def raise_on_sigterm() -> None:
     """SIGTERM (systemd stop, a timeout, kill) raises, so the library aborts its multipart uploads."""
 
@@ -188,20 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path, help="the job config the backup role renders (0600)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    raise_on_sigterm()
     started = time.time()
-    try:
-        cfg = read_private_config(args.config, "secrets")
-        outcome = run(cfg, None if args.json else (lambda m: print(m, flush=True)))
-    except SfpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: uploads aborted, no set was left behind", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    code, outcome = run_job(args.config, "secrets", lambda cfg: run(cfg, None if args.json else (lambda m: print(m, flush=True))),
+                            "uploads aborted, no set was left behind")
+    if outcome is None:
+        return code
     if args.json:
         print(json.dumps(outcome.as_dict()))
     else:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backup_job import load_env_file, raise_on_sigterm, read_private_config
+from .backup_job import load_env_file, run_job
 from .errors import SfpError
 
 
@@ -114,19 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m installer.restore_job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="the restore config playbooks/restore.yml writes (0600)")
     args = parser.parse_args(argv)
-    raise_on_sigterm()
-    try:
-        cfg = read_private_config(args.config, "the recovery key")
-        outcome = run(cfg, lambda m: print(m, file=sys.stderr, flush=True))
-    except SfpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: the org is half restored; run `sfp-server restore` again", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    code, outcome = run_job(args.config, "the recovery key", lambda cfg: run(cfg, lambda m: print(m, file=sys.stderr, flush=True)),
+                            "the org is half restored; run `sfp-server restore` again")
+    if outcome is None:
+        return code
     # The last line of stdout is what the controller reads.
     print(json.dumps(outcome.as_dict()))
     return 0

@@ -40,10 +40,6 @@ class Database(Protocol):
         sessions' PGOPTIONS (server settings such as `-c maintenance_work_mem=256MB`)."""
         ...
 
-    def local_file(self, path: Path) -> contextlib.AbstractContextManager[str]:
-        """Make a local file readable by the tools; yields the path the tools see."""
-        ...
-
     def file_sink(self, name: str) -> contextlib.AbstractContextManager[tuple[IO[bytes] | Any, str]]:
         """A new private file the tools can read: yields (writer, path the tools see); removed on exit."""
         ...
@@ -130,10 +126,6 @@ class LocalDatabase:
         return [exe, *args], env
 
     @contextlib.contextmanager
-    def local_file(self, path: Path) -> Iterator[str]:
-        yield str(path)
-
-    @contextlib.contextmanager
     def file_sink(self, name: str) -> Iterator[tuple[IO[bytes] | Any, str]]:
         fd, path = tempfile.mkstemp(prefix="sfp-restore-", suffix=f"-{name}")
         try:
@@ -181,20 +173,6 @@ class DockerExecDatabase:
             env["PGPASSWORD"] = os.environ.get(self.password_env, "")
             argv += ["-e", "PGPASSWORD"]  # value taken from our environment, not the command line
         return [*argv, self.container, tool, *args], env
-
-    @contextlib.contextmanager
-    def local_file(self, path: Path) -> Iterator[str]:
-        """Copy the file into the container (pg_restore -j needs a seekable file), remove it after."""
-        inside = f"/tmp/sfp-restore-{uuid.uuid4().hex}{path.suffix}"
-        cp = subprocess.run([self.docker, "cp", str(path), f"{self.container}:{inside}"], capture_output=True, check=False)
-        if cp.returncode != 0:
-            raise SfpError(f"cannot copy {path.name} into {self.container}: {tail(cp.stderr)}",
-                           "check that the container runs and its /tmp has room for the dump")
-        try:
-            subprocess.run([self.docker, "exec", "-u", "0", self.container, "chmod", "0644", inside], capture_output=True, check=False)
-            yield inside
-        finally:
-            subprocess.run([self.docker, "exec", "-u", "0", self.container, "rm", "-f", inside], capture_output=True, check=False)
 
     @contextlib.contextmanager
     def file_sink(self, name: str) -> Iterator[tuple[IO[bytes] | Any, str]]:

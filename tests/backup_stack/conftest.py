@@ -25,8 +25,9 @@ from tests.backup.support import ACCESS_KEY, SECRET_KEY, RcloneS3
 from tests.conftest import write_yaml
 from tests.sshd import SshServer, running_sshd
 from tests.stack.conftest import (
+    OPTIONAL_OFF,
     build_inventory,
-    free_ports,
+    org_ports,
     org_settings,
     remove_orgs,
     require_test_images,
@@ -84,15 +85,14 @@ def backup_org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupDeplo
     base_dir = root / "hosts" / "sfp"
     cron_dir = root / "cron.d"
     cron_dir.mkdir()
-    p = free_ports(3)
-    ports = {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]}
+    ports = org_ports(ORG)[ORG]
     backup_block: dict[str, Any] = {
         "store": {"bucket": BUCKET, "prefix": "sfp", "endpoint_url": server.endpoint, "path_style": True,
                   "credentials": {"source": "vault"}},
         "schedule": "41 2 * * *",
         "retention": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0},
     }
-    settings = org_settings(ports, services={"analytics": False, "functions": False, "imgproxy": False}, backup=backup_block)
+    settings = org_settings(ports, services=OPTIONAL_OFF, backup=backup_block)
     # Studio's health check starts node inside its limit: give it the whole (busy, shared) machine.
     settings["resources"] = {**settings["resources"], "studio": {"cpus": 2, "memory": "512m"}}
     inv_path = build_inventory(root, {ORG: settings}, base_dir)
@@ -179,12 +179,9 @@ def remote_org(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Ite
     server = RcloneS3(root / "s3")
     for machine in ("hosta", "hostb"):
         (root / machine / "cron.d").mkdir(parents=True)
-    p = free_ports(6)
-    ports = {REMOTE_ORG: {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]},
-             NEW_ORG: {"api": p[3], "postgres": p[4], "pooler_transaction": p[5]}}
-    services = {"analytics": False, "functions": False, "imgproxy": False}
-    orgs = {REMOTE_ORG: org_settings(ports[REMOTE_ORG], services=services, backup=remote_backup_block(server.endpoint)),
-            NEW_ORG: org_settings(ports[NEW_ORG], services=services)}
+    ports = org_ports(REMOTE_ORG, NEW_ORG)
+    orgs = {REMOTE_ORG: org_settings(ports[REMOTE_ORG], services=OPTIONAL_OFF, backup=remote_backup_block(server.endpoint)),
+            NEW_ORG: org_settings(ports[NEW_ORG], services=OPTIONAL_OFF)}
     for cfg in orgs.values():
         cfg["resources"] = {**cfg["resources"], "studio": {"cpus": 2, "memory": "512m"}}
     inv_path = build_inventory(root, orgs, root / "hosta" / "sfp")

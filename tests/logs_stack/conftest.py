@@ -22,17 +22,16 @@ from installer.inventory import Inventory
 from installer.logs import S3Target
 from tests.backup.support import ACCESS_KEY, SECRET_KEY, RcloneS3
 from tests.stack.conftest import (
-    SMALL,
+    OPTIONAL_OFF,
+    SMALL_API,
     build_inventory,
-    free_ports,
+    org_ports,
     org_settings,
     remove_orgs,
     require_test_images,
 )
 
 ORGS = ("loga", "logb")
-OFF = {"analytics": False, "functions": False, "imgproxy": False}
-LIMITS = {**SMALL, "kong": {"cpus": 0.5, "memory": "128m"}, "auth": {"cpus": 0.5, "memory": "128m"}}
 BUCKET = "logs-bucket"
 PREFIX = "exports/loga"
 RCLONE = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
@@ -73,16 +72,12 @@ def log_orgs(tmp_path_factory: pytest.TempPathFactory, s3_store: S3Target) -> It
     require_test_images()
     root = tmp_path_factory.mktemp("logs_stack")
     base_dir = root / "hosts" / "sfp"
-    p = free_ports(6)
-    ports = {
-        "loga": {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]},
-        "logb": {"api": p[3], "postgres": p[4], "pooler_transaction": p[5]},
-    }
+    ports = org_ports(*ORGS)
     export = {"endpoint_url": s3_store.endpoint_url, "region": "us-east-1", "path_style": True,
               "bucket": BUCKET, "prefix": PREFIX, "retention": {"keep_last": 1}}
     inv_path = build_inventory(root, {
-        "loga": org_settings(ports["loga"], services=OFF, resources=LIMITS, logs={"export": export}),
-        "logb": org_settings(ports["logb"], services=OFF, resources=LIMITS),
+        "loga": org_settings(ports["loga"], services=OPTIONAL_OFF, resources=SMALL_API, logs={"export": export}),
+        "logb": org_settings(ports["logb"], services=OPTIONAL_OFF, resources=SMALL_API),
     }, base_dir)
     inv = Inventory(inv_path, inv_path / ".vault-pass")
     console = Console(record=True, width=200, file=open("/dev/null", "w"))  # noqa: SIM115

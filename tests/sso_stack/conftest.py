@@ -25,20 +25,16 @@ from tests.sso.idp_fixtures import (
     stop,
 )
 from tests.stack.conftest import (
-    SMALL,
+    OPTIONAL_OFF,
+    SMALL_API,
     build_inventory,
-    free_ports,
+    org_ports,
     org_settings,
     remove_orgs,
     require_test_images,
 )
 
 ORGS = ("ssoa", "ssob")
-OFF = {"analytics": False, "functions": False, "imgproxy": False}
-# tests/stack's small limits, with room for the health checks that start an interpreter (studio's
-# runs node) to pass on a busy CI machine.
-LIMITS = {**SMALL, "studio": {"cpus": 1, "memory": "256m"}, "kong": {"cpus": 0.5, "memory": "128m"},
-          "auth": {"cpus": 0.5, "memory": "128m"}}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,12 +65,8 @@ def sso_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoDeployment
     require_test_images()
     root = tmp_path_factory.mktemp("sso_stack")
     base_dir = root / "hosts" / "sfp"
-    p = free_ports(6)
-    ports = {
-        "ssoa": {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]},
-        "ssob": {"api": p[3], "postgres": p[4], "pooler_transaction": p[5]},
-    }
-    inv_path = build_inventory(root, {org: org_settings(ports[org], services=OFF, resources=LIMITS) for org in ORGS}, base_dir)
+    ports = org_ports(*ORGS)
+    inv_path = build_inventory(root, {org: org_settings(ports[org], services=OPTIONAL_OFF, resources=SMALL_API) for org in ORGS}, base_dir)
     inv = Inventory(inv_path, inv_path / ".vault-pass")
     console = Console(record=True, width=200, file=open("/dev/null", "w"))  # noqa: SIM115
     try:

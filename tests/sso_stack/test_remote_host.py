@@ -31,12 +31,13 @@ from installer.vault import Vault
 from tests.conftest import write_yaml
 from tests.sshd import SshServer, running_sshd
 from tests.sso.idp_fixtures import OidcIdP, SamlIdP
-from tests.sso_stack.conftest import LIMITS, OFF
 from tests.sso_stack.test_sso_stack import cli
 from tests.stack.conftest import (
+    OPTIONAL_OFF,
+    SMALL_API,
     build_inventory,
     docker,
-    free_ports,
+    org_ports,
     org_settings,
     remove_orgs,
     require_test_images,
@@ -75,9 +76,8 @@ def remote(tmp_path_factory: pytest.TempPathFactory, saml_idp: SamlIdP) -> Itera
         pytest.fail(f"{REMOTE_PYTHON} imports requests: the test would not show that the host needs no toolkit")
     root = tmp_path_factory.mktemp("sso_remote")
     base_dir = root / "hosts" / "sfp"
-    p = free_ports(3)
-    ports = {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]}
-    inv_path = build_inventory(root, {ORG: org_settings(ports, services=OFF, resources=LIMITS)}, base_dir)
+    ports = org_ports(ORG)[ORG]
+    inv_path = build_inventory(root, {ORG: org_settings(ports, services=OPTIONAL_OFF, resources=SMALL_API)}, base_dir)
     with running_sshd(tmp_path_factory.mktemp("sshd")) as sshd:
         write_yaml(inv_path / "hosts.yml", {"all": {"children": {"sfp_orgs": {"children": {"machine_remote": {
             "vars": {"sfp_machine": "remote1", **sshd.ansible_vars(REMOTE_PYTHON)},

@@ -119,6 +119,17 @@ SMALL = {
     **{s: {"cpus": 0.25, "memory": "128m"} for s in
        ("kong", "auth", "rest", "realtime", "storage", "imgproxy", "functions", "analytics", "vector", "supavisor")},
 }
+# SMALL with room for the gateway and Auth, for suites that drive them (SSO admin API, logs).
+SMALL_API = {**SMALL, "kong": {"cpus": 0.5, "memory": "128m"}, "auth": {"cpus": 0.5, "memory": "128m"}}
+# The optional services switched off: faster stacks, and the "off" path of the templates exercised.
+OPTIONAL_OFF = {"analytics": False, "functions": False, "imgproxy": False}
+
+
+def org_ports(*orgs: str) -> dict[str, dict[str, int]]:
+    """Free ports for the published services (api, postgres, pooler) of each org."""
+    p = free_ports(3 * len(orgs))
+    return {org: {"api": p[i], "postgres": p[i + 1], "pooler_transaction": p[i + 2]}
+            for org, i in zip(orgs, range(0, len(p), 3), strict=True)}
 
 
 def org_settings(ports: dict[str, int], **extra: Any) -> dict[str, Any]:
@@ -137,15 +148,11 @@ def two_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     require_test_images()
     root = tmp_path_factory.mktemp("stack")
     base_dir = root / "hosts" / "sfp"
-    p = free_ports(6)
-    ports = {
-        "alpha": {"api": p[0], "postgres": p[1], "pooler_transaction": p[2]},
-        "beta": {"api": p[3], "postgres": p[4], "pooler_transaction": p[5]},
-    }
+    ports = org_ports("alpha", "beta")
     inv_path = build_inventory(root, {
         "alpha": org_settings(ports["alpha"]),
         # beta runs without the optional services, so switching them off is exercised too.
-        "beta": org_settings(ports["beta"], services={"analytics": False, "functions": False, "imgproxy": False}),
+        "beta": org_settings(ports["beta"], services=OPTIONAL_OFF),
     }, base_dir)
     inv = Inventory(inv_path, inv_path / ".vault-pass")
     console = Console(record=True, width=200, file=open("/dev/null", "w"))  # noqa: SIM115
