@@ -172,6 +172,11 @@ def run_playbook(
         # hold task output, and the artifacts directory is removed at the end anyway.
         return False
 
+    # ansible-runner runs ansible-playbook from its own private data directory: a path relative to
+    # the operator's working directory (`-i demo-inventory`) would name nothing there.
+    inventory = Path(inventory).resolve()
+    if vault_password_file is not None:
+        vault_password_file = Path(vault_password_file).resolve()
     cmdline: list[str] = []
     if vault_password_file is not None:
         cmdline += ["--vault-password-file", str(vault_password_file)]
