@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from installer.backup import api, generate_recovery_key, s3  # noqa: E402
+from installer.backup import Trust, api, generate_recovery_key, generate_signing_key, s3  # noqa: E402
 from tests.backup.support import (  # noqa: E402
     ACCESS_KEY,
     PG_BINDIR,
@@ -73,9 +73,9 @@ def timed(fn: Any) -> tuple[float, Any]:
     return time.monotonic() - t, out
 
 
-def ours_backup_child(store: Any, recipient: str, cluster: PgCluster) -> tuple[float, int, str]:
+def ours_backup_child(store: Any, recipient: str, signing_key: str, cluster: PgCluster) -> tuple[float, int, str]:
     """run_backup in a child process: (seconds, peak RSS KiB of the child, set id)."""
-    spec = {"store": {k: v for k, v in store.__dict__.items()}, "recipient": recipient, "jobs": JOBS,
+    spec = {"store": {k: v for k, v in store.__dict__.items()}, "recipient": recipient, "jobs": JOBS, "signing_key": signing_key,
             "database": {"host": "127.0.0.1", "port": cluster.port, "user": "postgres", "password_env": cluster.password_env,
                          "bindir": str(PG_BINDIR)}}
     code = (
@@ -83,7 +83,8 @@ def ours_backup_child(store: Any, recipient: str, cluster: PgCluster) -> tuple[f
         "from installer.backup.config import BackupSettings, ObjectStore\nfrom installer.backup.db import LocalDatabase\n"
         "s=json.loads(sys.argv[1]); st=BackupSettings(store=ObjectStore(**s['store']), recipient=s['recipient'], jobs=s['jobs'])\n"
         "d=s['database']; db=LocalDatabase(d['host'], d['port'], d['user'], d['password_env'], Path(d['bindir']))\n"
-        "r=api.run_backup(st, 'bench', db, storage_dir=None, org_config={}, secrets={})\nprint(r.set_id)\n"
+        "r=api.run_backup(st, 'bench', db, storage_dir=None, org_config={}, secrets={}, signing_key=s['signing_key'])\n"
+        "print(r.set_id)\n"
     )
     t = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], cwd=REPO, stdout=subprocess.PIPE)
@@ -198,6 +199,7 @@ def main() -> None:
     s3root = Path(tempfile.mkdtemp(prefix="s3-", dir=args.workdir))
     server = RcloneS3(s3root)
     identity, recipient = generate_recovery_key()
+    signing_key, public_key = generate_signing_key()
     store = server.store("bench")
     results: dict[str, Any] = {"cpus": os.cpu_count(), "jobs": JOBS, "sizes": {}}
     tls = None
@@ -209,8 +211,8 @@ def main() -> None:
                 size = int(cluster.psql("SELECT pg_database_size('bench')").strip())
                 row: dict[str, Any] = {"db_bytes": size, "build_seconds": round(t, 1)}
                 print(f"\n== {mib} MiB target: database bench is {size / 2**20:.0f} MiB (built/reused in {t:.0f}s)", flush=True)
-                row["ours_backup_s"], row["ours_peak_rss_kib"], set_id = ours_backup_child(store, recipient, cluster)
-                manifest = api.show_set(store, "bench", set_id)
+                row["ours_backup_s"], row["ours_peak_rss_kib"], set_id = ours_backup_child(store, recipient, signing_key, cluster)
+                manifest = api.show_set(store, "bench", set_id, trust=Trust((public_key,)))
                 row["ours_set_bytes"] = manifest.size
                 row["baseline_backup_s"] = baseline_backup(store, cluster)
                 row["backup_ratio"] = row["ours_backup_s"] / row["baseline_backup_s"]
@@ -241,7 +243,8 @@ def main() -> None:
                     target = PgCluster("bench-restore-ours", base=args.workdir)
                     try:
                         row["ours_restore_s"], restored = timed(lambda tg=target, sid=set_id: api.restore_set(
-                            store, "bench", sid, identity, tg.database(), storage_dir=None, jobs=JOBS, workdir=args.workdir))
+                            store, "bench", sid, identity, tg.database(), trust=Trust((public_key,)), storage_dir=None, jobs=JOBS,
+                            workdir=args.workdir))
                         row["ours_restore_phases"] = restored.timings
                     finally:
                         target.destroy()

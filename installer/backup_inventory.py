@@ -2,11 +2,16 @@
 
 `sfp_org.backup` (host_vars/<org>/main.yml) holds what an operator writes: store, schedule,
 retention, webhook, jobs. It lives in `sfp_org` (not a file of its own, unlike SSO) because the
-toolkit never writes it: the two values the toolkit makes or the operator keeps secret are in
-the org's vault instead:
+toolkit never writes it: the values the toolkit makes or the operator keeps secret are in the
+org's vault instead:
 
     BACKUP_RECOVERY_IDENTITY    the age identity that opens the org's sets (made on first install)
     BACKUP_RECOVERY_RECIPIENT   its public recipient (the sets are encrypted to it)
+    BACKUP_SIGNING_KEY          Ed25519 key the org's backup job signs its sets with (made on first
+                                install; copied into the job's 0600 config on the host, never into a set)
+    BACKUP_SIGNING_PUBLIC_KEY   its public half: verify and restore accept only sets it signed
+    BACKUP_SIGNING_PREVIOUS_PUBLIC_KEYS  earlier public keys (space-separated) whose sets still verify,
+                                e.g. the old machine's after a restore with the offline key file
     BACKUP_S3_ACCESS_KEY_ID     S3 keys when `store.credentials.source: vault`
     BACKUP_S3_SECRET_ACCESS_KEY
 
@@ -18,6 +23,7 @@ the vault's (an operator who keeps the identity elsewhere); restore then needs -
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from .errors import ConfigError, Problem, SfpError
@@ -27,7 +33,12 @@ IDENTITY = "BACKUP_RECOVERY_IDENTITY"
 RECIPIENT = "BACKUP_RECOVERY_RECIPIENT"
 ACCESS_KEY = "BACKUP_S3_ACCESS_KEY_ID"
 SECRET_KEY = "BACKUP_S3_SECRET_ACCESS_KEY"
-VAULT_KEYS = (IDENTITY, RECIPIENT, ACCESS_KEY, SECRET_KEY)
+SIGNING_KEY = "BACKUP_SIGNING_KEY"
+SIGNING_PUBLIC_KEY = "BACKUP_SIGNING_PUBLIC_KEY"
+SIGNING_PREVIOUS = "BACKUP_SIGNING_PREVIOUS_PUBLIC_KEYS"
+VAULT_KEYS = (IDENTITY, RECIPIENT, ACCESS_KEY, SECRET_KEY, SIGNING_KEY, SIGNING_PUBLIC_KEY, SIGNING_PREVIOUS)
+# Never written into a set: the key that opens the sets, and the key that signs them.
+NOT_IN_SETS = (IDENTITY, SIGNING_KEY)
 # A syntactically valid recipient for validating an org whose key is made on its first install.
 _PLACEHOLDER: str | None = None
 
@@ -104,6 +115,40 @@ def check(org: str, hostvars: dict[str, Any]) -> list[Problem]:
     except ConfigError as exc:
         return exc.problems
     return []
+
+
+def public_keys(secrets: dict[str, str]) -> list[str]:
+    """The org's signing public keys in its vault: the current one first, then earlier ones."""
+    keys = [secrets.get(SIGNING_PUBLIC_KEY, ""), *secrets.get(SIGNING_PREVIOUS, "").replace(",", " ").split()]
+    return list(dict.fromkeys(k.strip() for k in keys if k.strip()))
+
+
+# -- restore: which of a set's secrets go back into the vault ------------------------------------
+# SSO client secrets are named by the provider (installer/sso/config.py default_secret_key).
+_SSO_CLIENT_SECRET = re.compile(r"^SSO_[A-Z0-9_]+_CLIENT_SECRET$")
+
+
+def restorable_names(hostvars: dict[str, Any]) -> set[str]:
+    """Every vault name a restore may write from a set: the toolkit's generated and operator-set
+    secrets, the SAML signing key, plus the client-secret names the target's own sso.yml uses.
+    The backup keys are not among them: they are the target's own (or come from the key file)."""
+    from . import secrets as generated
+    from .sso.config import SAML_PRIVATE_KEY_VAULT_KEY
+    from .sso_inventory import SSO_VAR
+
+    names = set(generated.NAMES) | set(generated.OPERATOR_SET) | {SAML_PRIVATE_KEY_VAULT_KEY}
+    sso = hostvars.get(SSO_VAR)
+    for provider in (sso.get("oidc") or []) if isinstance(sso, dict) else []:
+        if isinstance(provider, dict) and isinstance(provider.get("client_secret_vault_key"), str):
+            names.add(provider["client_secret_vault_key"])
+    return (names - set(VAULT_KEYS)) | {ACCESS_KEY, SECRET_KEY}
+
+
+def restorable(values: dict[str, str], hostvars: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """(the secrets of a set a restore writes into the vault, the names it leaves out)."""
+    allowed = restorable_names(hostvars)
+    keep = {k: v for k, v in values.items() if k in allowed or _SSO_CLIENT_SECRET.match(k)}
+    return keep, sorted(k for k in values if k not in keep)
 
 
 # -- machines (restore --to-host) ----------------------------------------------------------------

@@ -10,7 +10,9 @@ interrupted runs, then the Prometheus textfile metric is written by the library.
 
 Config keys: org, org_dir, container, storage_dir, metrics_dir (optional), backup (the
 `sfp_org.backup` block), keys (BACKUP_* values from the vault), org_config (`sfp_org`),
-secrets (the org's secrets, which restore writes back so API keys stay valid), env_file.
+secrets (the org's secrets, which restore writes back so API keys stay valid), env_file. The
+signing key (BACKUP_SIGNING_KEY) is read from `keys`, or from `secrets` where the role renders
+the vault's values there; it signs the set and is never written into it.
 
 `store.credentials.source: env` on a host: cron and systemd start the job without anyone's
 shell environment, so the job reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
@@ -121,6 +123,26 @@ def load_env_file(cfg: dict[str, Any]) -> list[str]:
     return loaded
 
 
+def signing_key_of(cfg: dict[str, Any]) -> str:
+    """The org's signing key from the job config; a config rendered before sets were signed has none."""
+    from .backup_inventory import SIGNING_KEY
+
+    key = (cfg.get("keys") or {}).get(SIGNING_KEY) or (cfg.get("secrets") or {}).get(SIGNING_KEY)
+    if not key:
+        org = cfg.get("org")
+        raise SfpError(f"{org}: the backup job's config has no signing key ({SIGNING_KEY}), so its sets could not be "
+                       "told from sets anyone with write access to the bucket could make; no set was written",
+                       f"run `sfp-server install --org {org}`: it makes the org's signing key and renders the job config again")
+    return str(key)
+
+
+def set_secrets(cfg: dict[str, Any]) -> dict[str, str]:
+    """The org's secrets a set carries: all but the recovery identity and the signing key."""
+    from .backup_inventory import NOT_IN_SETS
+
+    return {str(k): str(v) for k, v in (cfg.get("secrets") or {}).items() if k not in NOT_IN_SETS}
+
+
 def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, client: Any = None) -> JobOutcome:
     from .backup import DockerExecDatabase, api
 
@@ -135,12 +157,17 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
     metrics = Path(cfg["metrics_dir"]) if cfg.get("metrics_dir") else None
     if metrics is not None:
         metrics.mkdir(parents=True, exist_ok=True)
+    try:
+        signing_key = signing_key_of(cfg)
+    except SfpError as exc:
+        api.report_failure(settings, org, exc.message, metrics_dir=metrics)  # alert like any failed run
+        raise
     say(f"backing up {org} to {settings.store.describe()} (database container {cfg['container']}"
         f"{', storage ' + str(storage) if storage else ''})")
     major = info.get("postgres_major")
     result = api.run_backup(
         settings, org, DockerExecDatabase(str(cfg["container"])), storage_dir=storage,
-        org_config=cfg.get("org_config") or {}, secrets=cfg.get("secrets") or {},
+        org_config=cfg.get("org_config") or {}, secrets=set_secrets(cfg), signing_key=signing_key,
         release=info.get("release"), images=info.get("images") or None,
         postgres_major=int(major) if major not in (None, "") else None, metrics_dir=metrics, client=client,
     )
@@ -151,10 +178,17 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
         try:
             report = api.prune(settings.store, org, settings.retention, client=client)
             outcome.pruned = list(report.deleted)
+            outcome.warnings += [future_warning(org, set_id) for set_id in report.future]
             api.cleanup(settings.store, org, client=client)
         except SfpError as exc:  # the set is safe; a failed prune is reported, not fatal
             outcome.warnings.append(f"retention not applied: {exc.message}")
     return outcome
+
+
+def future_warning(org: str, set_id: str) -> str:
+    return (f"set {set_id} of {org} is dated in the future: it is not taken as latest and retention leaves it alone; "
+            "check the clock of the host that made it, or whether someone else wrote it into the bucket "
+            "(`sfp-server backup verify` checks its signature), then delete it")
 
 
 def read_private_config(path: Path, holds: str) -> dict[str, Any]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, catalog, validate
@@ -28,14 +32,58 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+def program() -> list[str]:
+    """How the operator ran us, so that printed commands work when pasted into the same shell."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name == "sfp-server":
+        on_path = shutil.which("sfp-server")
+        if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+            return ["sfp-server"]
+        return [argv0]  # e.g. .venv/bin/sfp-server, as typed
+    return [sys.executable, "-m", "installer.cli"]
+
+
 class Context:
-    def __init__(self, inventory: Path, vault_password_file: str | None, verbose: bool) -> None:
+    def __init__(self, inventory: Path, vault_password_file: str | None, verbose: bool,
+                 global_args: list[str] | None = None) -> None:
         self.inventory_path = inventory
         self.vault_password_file = vault_password_file
         self.verbose = verbose
+        self.global_args = global_args or []
+        """-i/--vault-password-file as given on the command line (not from the environment)."""
 
     def inventory(self) -> Inventory:
         return Inventory(self.inventory_path, password_file(self.inventory_path, self.vault_password_file))
+
+    def command(self, *args: str) -> str:
+        """A follow-up command to print: runnable as typed, with this run's program and inventory."""
+        return escape(shlex.join([*program(), *self.global_args, *args]))
+
+
+class SfpGroup(click.Group):
+    """Turns SfpError into its message and exit code, for the console script and CliRunner alike."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            err.print("aborted")
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except SfpError as exc:
+            err.print("[red]error:[/red] ", end="")
+            err.print(exc.message, markup=False, soft_wrap=True)
+            if exc.hint:
+                err.print(f"  → {exc.hint}", markup=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+        # Without standalone mode click returns the code of an early exit (--help, --version).
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -44,7 +92,7 @@ org_option = click.option("--org", "orgs", multiple=True, metavar="ORG", help="O
 all_option = click.option("--all", "all_orgs", is_flag=True, help="Act on every org in the inventory.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SfpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-i", "--inventory", type=click.Path(path_type=Path), default="inventory", envvar="SFP_INVENTORY",
     show_default=True, help="Inventory directory (env SFP_INVENTORY).",
@@ -58,7 +106,11 @@ all_option = click.option("--all", "all_orgs", is_flag=True, help="Act on every 
 @click.pass_context
 def cli(ctx: click.Context, inventory: Path, vault_password_file: str | None, verbose: bool) -> None:
     """Install and run self-hosted Supabase, one isolated instance per organization."""
-    ctx.obj = Context(inventory, vault_password_file, verbose)
+    given = ctx.get_parameter_source
+    global_args = ["-i", str(inventory)] if given("inventory") == ParameterSource.COMMANDLINE else []
+    if vault_password_file and given("vault_password_file") == ParameterSource.COMMANDLINE:
+        global_args += ["--vault-password-file", vault_password_file]
+    ctx.obj = Context(inventory, vault_password_file, verbose, global_args)
 
 
 @cli.command()
@@ -68,7 +120,8 @@ def init(directory: Path) -> None:
     made = init_action.init_inventory(directory)
     for path in made:
         out.print(f"created {path}")
-    out.print(f"next: edit {directory}/hosts.yml and {directory}/host_vars/*/main.yml, then `sfp-server -i {directory} preflight --all`")
+    preflight = escape(shlex.join([*program(), "-i", str(directory), "preflight", "--all"]))
+    out.print(f"next: edit {directory}/hosts.yml and {directory}/host_vars/*/main.yml, then `{preflight}`")
 
 
 @cli.command("validate")
@@ -77,7 +130,7 @@ def init(directory: Path) -> None:
 def validate_cmd(obj: Context, orgs: tuple[str, ...]) -> None:
     """Check the inventory without touching any host."""
     inv = obj.inventory()
-    checked = validate.validate(inv, list(orgs) or None)
+    checked = validate.validate(inv, select(inv, orgs, False) if orgs else None)
     out.print(f"[green]inventory is valid[/green]: {', '.join(o.name for o in checked)}")
 
 
@@ -133,9 +186,12 @@ def install(obj: Context, orgs: tuple[str, ...], all_orgs: bool, check: bool) ->
         info = summary.info
         out.print(f"\n[bold]{summary.org}[/bold] ({info.get('release')}, {len(info.get('services', []))} services)")
         out.print(f"  API gateway   {info.get('api_url')}   (public URL {info.get('public_url')})")
-        out.print(f"  Studio        {info.get('api_url')}/  user/password: `sfp-server secrets show --org {summary.org} DASHBOARD_USERNAME|DASHBOARD_PASSWORD`")
+        show = obj.command("secrets", "show", "--org", summary.org)
+        out.print(f"  Studio        {info.get('api_url')}/")
+        out.print(f"    user        `{show} DASHBOARD_USERNAME`")
+        out.print(f"    password    `{show} DASHBOARD_PASSWORD`")
         out.print(f"  Postgres      {info.get('postgres')} (session), {info.get('pooler_transaction')} (transaction)")
-        out.print(f"  API keys      `sfp-server secrets show --org {summary.org} ANON_KEY` (kept in {inv.vault_file(summary.org)})")
+        out.print(f"  API keys      `{show} ANON_KEY` (kept in {inv.vault_file(summary.org)})")
         out.print(f"  Files on host {info.get('org_dir')}")
     out.print(f"\nchanged={outcome.result.changed} " + " ".join(f"{h}:ok={s.ok},changed={s.changed}" for h, s in sorted(outcome.result.stats.items())))
 
@@ -188,7 +244,7 @@ def uninstall(obj: Context, orgs: tuple[str, ...], purge: bool, confirm: str | N
     result = deploy.uninstall(inv, names, err, purge=purge, verbose=obj.verbose)
     require_success(result, "uninstall")
     for name in names:
-        out.print(f"{name}: removed" + (" with its data" if purge else f"; data kept under the org directory (reinstall with `sfp-server install --org {name}`)"))
+        out.print(f"{name}: removed" + (" with its data" if purge else f"; data kept under the org directory (reinstall with `{obj.command('install', '--org', name)}`)"))
 
 
 @cli.group()
@@ -240,7 +296,7 @@ def secrets_set(obj: Context, org: str, name: str, from_file: Any) -> None:
     inv = obj.inventory()
     select(inv, (org,), False)
     secrets_action.set_value(inv, org, name, from_file.read().rstrip("\n"))
-    out.print(f"{org}: {name} stored in {inv.vault_file(org)}; run `sfp-server install --org {org}` to apply it")
+    out.print(f"{org}: {name} stored in {inv.vault_file(org)}; run `{obj.command('install', '--org', org)}` to apply it")
 
 
 cli.add_command(sso_group)
@@ -249,23 +305,7 @@ cli.add_command(logs_group)
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except SfpError as exc:
-        err.print("[red]error:[/red] ", end="")
-        err.print(exc.message, markup=False, soft_wrap=True)
-        if exc.hint:
-            err.print(f"  → {exc.hint}", markup=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    cli.main()
 
 
 if __name__ == "__main__":

@@ -92,6 +92,12 @@ class Org:
         return f"sfp-{self.name}"
 
 
+class UnknownOrgError(SfpError):
+    """--org names no org of the inventory: an invalid argument, so nothing was changed (exit 2)."""
+
+    exit_code = 2
+
+
 class Inventory:
     def __init__(self, path: Path, vault_password_file: Path | None = None) -> None:
         self.path = path.resolve()
@@ -135,8 +141,12 @@ class Inventory:
             raise SfpError(f"cannot read the variables of {name}: {exc}", "check the files under host_vars/ and group_vars/") from None
 
     def unknown_org(self, name: str) -> SfpError:
+        # The known orgs go in the message itself: some commands (`sso check`) print only the message.
         known = ", ".join(self.org_names()) or "none"
-        return SfpError(f"unknown org {name!r} in {self.path}", f"orgs in this inventory: {known}")
+        return UnknownOrgError(
+            f"unknown org {name!r} in {self.path} (orgs in this inventory: {known})",
+            f"pass one of them with --org, or add {name} to hosts.yml under {ORG_GROUP} with its host_vars/{name}/main.yml",
+        )
 
     def org(self, name: str) -> Org:
         if name not in self.org_names():

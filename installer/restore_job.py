@@ -14,9 +14,11 @@ playbooks/restore.yml writes FILE (0600, removed afterwards: it holds the recove
 the S3 keys) and runs this module on the host. Nothing secret is on a command line.
 
 Config keys: org (the org whose set is restored: the source, which may differ from the target
-with --as-org), set_id, identity, backup (the `sfp_org.backup` block locating the store), keys
-(BACKUP_* values from the vault), project, org_dir, container, storage_dir, jobs, env_file
-(optional: AWS_* lines for `credentials.source: env`).
+with --as-org), set_id, identity, signing_public_keys (the keys the set must be signed with: the
+job checks the signature again itself, before it reads anything else of the set), allow_unsigned
+(only for sets made before sets were signed), backup (the `sfp_org.backup` block locating the
+store), keys (BACKUP_* values from the vault), project, org_dir, container, storage_dir, jobs,
+env_file (optional: AWS_* lines for `credentials.source: env`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class RestoreJobOutcome:
     storage_files: int = 0
     key_files: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    signed_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,11 +84,14 @@ def stop_all_but_db(cfg: dict[str, Any]) -> list[str]:
 
 
 def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, client: Any = None) -> RestoreJobOutcome:
-    from .backup import DockerExecDatabase, api
+    from .backup import DockerExecDatabase, Trust, api
 
     say = progress or (lambda _m: None)
     load_env_file(cfg)
     settings = settings_of(cfg)
+    trust = Trust(tuple(str(k) for k in cfg.get("signing_public_keys") or []), bool(cfg.get("allow_unsigned")))
+    # Before anything is stopped or moved: the set must be the org's (signature) and well formed.
+    api.show_set(settings.store, str(cfg["org"]), str(cfg["set_id"]), trust=trust, client=client)
     stopped = stop_all_but_db(cfg)
     say(f"stopped {', '.join(stopped) or 'nothing'} (the database stays up for the restore)")
     storage_dir = Path(cfg["storage_dir"])
@@ -96,7 +102,7 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
     say(f"restoring set {cfg['set_id']} of {cfg['org']} (every object is checked before anything is applied)")
     try:
         result = api.restore_set(settings.store, str(cfg["org"]), str(cfg["set_id"]), str(cfg["identity"]),
-                                 DockerExecDatabase(str(cfg["container"])), storage_dir=storage_dir,
+                                 DockerExecDatabase(str(cfg["container"])), trust=trust, storage_dir=storage_dir,
                                  jobs=int(cfg.get("jobs") or settings.jobs), workdir=None, client=client)
     except BaseException:
         # Nothing was applied to storage if the set was refused: put the fresh tree back.
@@ -107,7 +113,7 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
     shutil.rmtree(aside, ignore_errors=True)
     return RestoreJobOutcome(org=str(cfg["org"]), set_id=result.set_id, databases=list(result.databases),
                              storage_files=result.storage_files, key_files=list(result.key_files),
-                             timings=dict(result.timings))
+                             timings=dict(result.timings), signed_by=result.signed_by)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 from rich.console import Console
 from rich.status import Status
 
@@ -109,6 +110,11 @@ def _failure_message(res: dict[str, Any]) -> str:
     msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
     if isinstance(msg, list):
         msg = "; ".join(map(str, msg))
+    stderr = [line.strip() for line in str(res.get("stderr") or "").splitlines() if line.strip()]
+    if msg == "non-zero return code" and stderr:
+        # A command's generic message says nothing; the end of its stderr (a job's error and its
+        # hint, as the toolkit prints them) says what failed.
+        msg = f"{msg}: {' '.join(stderr[-2:])}"
     return str(msg).strip().splitlines()[0][:400] if str(msg).strip() else "failed"
 
 
@@ -124,6 +130,47 @@ def _env() -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
     }
     return env
+
+
+class _Data(str):
+    """A string of an extra variable: written with YAML's `!unsafe` tag."""
+
+
+class _ExtravarsDumper(yaml.SafeDumper):
+    pass
+
+
+_ExtravarsDumper.add_representer(_Data, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
+
+
+def _as_data(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Data(value)
+    if isinstance(value, dict):
+        return {k: _as_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_data(v) for v in value]
+    return value
+
+
+def _write_extravars(private: Path, extravars: dict[str, Any]) -> None:
+    """Extra variables go to `<private>/env/extravars` (0600, in 0700 directories), never to argv.
+
+    Given as `extravars=`, ansible-runner (with suppress_env_files, which keeps it from writing its
+    other env files) puts them on the ansible-playbook command line as `-e {json}`, where any local
+    user reads them with `ps`: a restore's recovery identity and S3 keys, for one. When this file
+    exists, its generate_ansible_command passes `-e @<private>/env/extravars` instead.
+
+    Every string value is tagged `!unsafe`: ansible-core templates extra variables (from a file as
+    from argv), so a value holding `{{ ... }}` (a secret, a name) would otherwise run as Jinja.
+    The CLI passes data, never templates.
+    """
+    env_dir = private / "env"
+    env_dir.mkdir(mode=0o700)
+    text = yaml.dump(_as_data(extravars), Dumper=_ExtravarsDumper, sort_keys=False, allow_unicode=True)
+    fd = os.open(env_dir / "extravars", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def run_playbook(
@@ -192,13 +239,15 @@ def run_playbook(
         progress.status = console.status(f"running {playbook}")
         progress.status.start()
     try:
+        if extravars:
+            _write_extravars(private, extravars)
         runner = ansible_runner.run(
             private_data_dir=str(private),
             project_dir=str(paths.playbooks_dir()),
             playbook=playbook,
             inventory=str(inventory),
             limit=",".join(limit) if limit else None,
-            extravars=extravars or {},
+            # Never `extravars=` (it lands on argv): they are in env/extravars (above).
             cmdline=shlex.join(cmdline) if cmdline else None,
             envvars=_env(),
             event_handler=handle,

@@ -171,6 +171,9 @@ DESCRIPTIONS: dict[str, str] = {s.name: s.description for s in SPECS} | {
     "BACKUP_S3_SECRET_ACCESS_KEY": "backup store secret access key (sfp_org.backup.store.credentials.source: vault)",
     "BACKUP_RECOVERY_IDENTITY": "the org's backup recovery key (age identity; keep a copy offline: `backup key`)",
     "BACKUP_RECOVERY_RECIPIENT": "public recipient of the recovery key; backup sets are encrypted to it",
+    "BACKUP_SIGNING_KEY": "Ed25519 key the org's backup job signs its sets with (never stored in the bucket)",
+    "BACKUP_SIGNING_PUBLIC_KEY": "its public half: verify and restore accept only sets it signed (in `backup key`'s file)",
+    "BACKUP_SIGNING_PREVIOUS_PUBLIC_KEYS": "earlier signing public keys whose sets still verify (after a restore onto a new controller)",
     "LOGS_S3_ACCESS_KEY_ID": "log export store access key id (sfp_org.logs.export)",
     "LOGS_S3_SECRET_ACCESS_KEY": "log export store secret access key (sfp_org.logs.export)",
 }

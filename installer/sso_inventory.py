@@ -2,8 +2,15 @@
 
 `sfp_org_sso` is kept in its own file, host_vars/<org>/sso.yml, written by `sfp-server sso`:
 the toolkit then never rewrites the operator's main.yml (PyYAML would drop its comments), and the
-file is still an ordinary Ansible host_vars file that can be edited by hand. Metadata files that
-`sso add --metadata-file` is given are copied to sso/<org>/<name>.xml in the inventory.
+file is still an ordinary Ansible host_vars file that can be edited by hand.
+
+Metadata files that `sso add --metadata-file` is given are copied to .sso-metadata/<org>/<name>.xml
+in the inventory directory. Ansible parses every file of an inventory directory with each enabled
+inventory plugin, except hidden entries (and host_vars/, group_vars/): a metadata file is
+untrusted data that can hide, say, an INI `[all:vars]` block in an XML comment, which the INI
+plugin would turn into connection variables (code on the controller). The leading dot keeps it
+out whatever the Ansible configuration. Older versions copied to sso/<org>/<name>.xml: every
+`sfp-server sso` command moves such copies (`migrate_metadata_copies`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from .sso import config
 SSO_VAR = "sfp_org_sso"
 SSO_FILE = "sso.yml"
 LOOPBACK_KEY = "allow_insecure_loopback"
+METADATA_DIR = ".sso-metadata"  # hidden: Ansible's inventory loader never reads dot-entries
+LEGACY_METADATA_DIR = "sso"
 HEADER = """\
 # Single sign-on of org {org}: written by `sfp-server sso add|remove` (edits by hand are kept when
 # they are valid). Schema: installer/schema/sso.yml. Secrets (SAML_PRIVATE_KEY, SSO_<NAME>_CLIENT_SECRET)
@@ -32,7 +41,58 @@ def sso_file(inventory: Path, org: str) -> Path:
 
 
 def metadata_copy(inventory: Path, org: str, name: str) -> Path:
-    return inventory / "sso" / org / f"{name}.xml"
+    return inventory / METADATA_DIR / org / f"{name}.xml"
+
+
+def legacy_metadata_copy(inventory: Path, org: str, name: str) -> Path:
+    """Where versions before .sso-metadata/ copied metadata: parsed as inventory by Ansible."""
+    return inventory / LEGACY_METADATA_DIR / org / f"{name}.xml"
+
+
+def write_metadata_copy(inventory: Path, org: str, name: str, data: bytes) -> Path:
+    """Keep the validated bytes (not a second read of the operator's file, which may have changed)."""
+    dest = metadata_copy(inventory, org, name)
+    if not dest.exists() or dest.read_bytes() != data:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+    return dest
+
+
+def migrate_metadata_copies(inventory: Path, org: str) -> list[str]:
+    """Move the org's metadata copies from sso/<org>/ (read as inventory) to .sso-metadata/<org>/
+    and point sso.yml at them. Returns the names of the providers moved."""
+    raw = read_raw(inventory, org)
+    moved: list[str] = []
+    for item in raw.get("saml") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            continue
+        name = item["name"]
+        old, new = legacy_metadata_copy(inventory, org, name), metadata_copy(inventory, org, name)
+        if item.get("metadata_file") != str(old.relative_to(inventory)):
+            continue
+        if old.exists():
+            new.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old, new)
+        elif not new.exists():
+            continue  # nothing to move; validation names the missing file
+        item["metadata_file"] = str(new.relative_to(inventory))
+        moved.append(name)
+    if moved:
+        write_raw(inventory, org, raw)
+    _remove_legacy_leftovers(inventory, org)
+    return moved
+
+
+def _remove_legacy_leftovers(inventory: Path, org: str) -> None:
+    """Drop sso/<org>/ (and sso/) once the moves left them empty; anything else in them stays."""
+    org_dir = inventory / LEGACY_METADATA_DIR / org
+    if org_dir.is_dir() and not any(org_dir.iterdir()):
+        org_dir.rmdir()
+    top = inventory / LEGACY_METADATA_DIR
+    if top.is_dir() and not any(top.iterdir()):
+        top.rmdir()
 
 
 def read_raw(inventory: Path, org: str) -> dict[str, Any]:

@@ -18,12 +18,17 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from . import catalog
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, SfpError
 from .inventory import MACHINE_DEFAULTS, ORG_GROUP, ORG_VAR, SECRETS_VAR, Inventory, Org
 
 # An org name becomes a DNS label (host names), a Compose project and container names.
 ORG_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
-EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")  # fullmatch: `$` would let a final newline by
+# No setting is more than one line of text. A line break or another control character in a URL,
+# a name or an address would split the line of the file it is rendered into (compose.yaml, .env,
+# the cron line, a mail header); schema patterns cannot refuse it, as their `$` matches before a
+# final newline.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Variables the toolkit reads besides the machine settings; any other `sfp_*` is most likely a typo.
 KNOWN_SFP_VARS = {ORG_VAR, SECRETS_VAR, "sfp_machine", "sfp_org_sso", *MACHINE_DEFAULTS}
 
@@ -53,13 +58,42 @@ def _schema_problem(where: str, var: str, err: ValidationError, sub_schema: dict
         allowed = err.schema.get("enum") or []
         return Problem(f"{where}: {loc}", f"unknown service {err.instance!r}", f"one of: {', '.join(allowed)}")
     description = (err.schema.get("description") or "").strip() or None
+    if err.validator == "format":
+        return Problem(f"{where}: {loc}", f"{err.instance!r} is not a valid {err.validator_value}", description)
+    if err.validator == "pattern":
+        return Problem(f"{where}: {loc}", f"{err.instance!r} is not accepted here", description or f"it must match {err.validator_value}")
     return Problem(f"{where}: {loc}", err.message, description)
 
 
+@cache
+def format_checker() -> FormatChecker:
+    """jsonschema's checks of `format`; "uri" needs an RFC 3986 parser (rfc3986-validator), without
+    which jsonschema would skip every URL check silently, so its absence is an error."""
+    checker = FormatChecker()
+    if "uri" not in checker.checkers:
+        raise SfpError("URL checks are unavailable: the package rfc3986-validator is not installed",
+                       "reinstall sfp-server (`pip install sfp-server` installs it), or `pip install rfc3986-validator`")
+    return checker
+
+
+def _control_characters(where: str, path: list[Any], value: Any) -> list[Problem]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _control_characters(where, [*path, k], v)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _control_characters(where, [*path, i], v)]
+    found = CONTROL.search(value) if isinstance(value, str) else None
+    if found:
+        # The value is not shown: a block such as backup.store.credentials may hold a secret.
+        return [Problem(f"{where}: {_field(path)}", f"contains a line break or another control character "
+                        f"({found.group()!r} at position {found.start()})", "write it on one line, without control characters")]
+    return []
+
+
 def check_schema(where: str, var: str, value: Any, name: str) -> list[Problem]:
-    validator = Draft202012Validator(schema(name), format_checker=FormatChecker())
+    validator = Draft202012Validator(schema(name), format_checker=format_checker())
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    return [_schema_problem(where, var, e, schema(name)) for e in errors]
+    problems = [_schema_problem(where, var, e, schema(name)) for e in errors]
+    return problems + _control_characters(where, [var] if var else [], value)
 
 
 def check_org(org: Org) -> list[Problem]:
@@ -93,7 +127,7 @@ def check_org(org: Org) -> list[Problem]:
         problems.append(Problem(f"settings of {org.name}: sfp_image_catalog", f"unknown image catalog {image_catalog!r}", f"one of: {', '.join(catalog.image_catalog_ids())}"))
 
     smtp = raw.get("smtp")
-    if isinstance(smtp, dict) and isinstance(smtp.get("admin_email"), str) and not EMAIL.match(smtp["admin_email"]):
+    if isinstance(smtp, dict) and isinstance(smtp.get("admin_email"), str) and not EMAIL.fullmatch(smtp["admin_email"]):
         problems.append(Problem(f"{where}: {ORG_VAR}.smtp.admin_email", f"{smtp['admin_email']!r} is not an email address", "write it as name@domain.example"))
 
     from . import sso_inventory  # single sign-on (host_vars/<org>/sso.yml), checked by the SSO library

@@ -15,6 +15,40 @@ from installer.vault import create_password_file
 
 REPO = Path(__file__).resolve().parent.parent
 
+# `-m "not stack"` must leave only tests that need no Docker engine (the fast loop, README
+# "Developing"). Marking happens here, in one place, so a new deploying test cannot forget it:
+# every test under a deploying suite's directory, every test elsewhere that uses a fixture which
+# starts containers on the local engine, and the standalone runs of the roles that query the engine.
+STACK_DIRS = frozenset({"stack", "backup_stack", "sso_stack", "logs_stack"})
+DOCKER_FIXTURES = frozenset({
+    "two_orgs",      # tests/stack/conftest.py: two orgs deployed with the test image catalog
+    "backup_org",    # tests/backup_stack/conftest.py
+    "remote_org",    # tests/backup_stack/conftest.py: an org deployed through sshd
+    "log_orgs",      # tests/logs_stack/conftest.py
+    "sso_orgs",      # tests/sso_stack/conftest.py
+    "stack",         # tests/logs/sfp_logs_stack.py: containers of two fake orgs
+    "db_container",  # tests/backup/test_docker_exec.py: a PostgreSQL container
+})
+# tests/roles/test_roles_standalone.py: the docker_engine and preflight roles ask the local engine
+# for its version, its containers and their ports.
+ENGINE_ROLE_TESTS = ("test_docker_engine", "test_preflight")
+
+
+def needs_docker(item: pytest.Item) -> bool:
+    path = Path(str(item.path)).resolve()
+    parts = path.relative_to(REPO).parts if path.is_relative_to(REPO) else ()
+    if len(parts) > 2 and parts[0] == "tests" and parts[1] in STACK_DIRS:
+        return True
+    if parts[:2] == ("tests", "roles") and item.name.startswith(ENGINE_ROLE_TESTS):
+        return True
+    return not DOCKER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_docker(item) and item.get_closest_marker("stack") is None:
+            item.add_marker(pytest.mark.stack)
+
 
 def write_yaml(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,12 @@ playbooks/backup.yml, whose role runs the same job on the host. list/show/verify
 talk to the object store and run on the controller.
 
 Restore, local and remote orgs alike: check on the controller what needs no change (the set
-exists, the recovery key opens it, its settings object verifies); with --to-host move the org's
+exists and is signed by the org's signing key, the recovery key opens it, its settings object
+verifies and holds only what the toolkit writes); with --to-host move the org's
 entry in hosts.yml to that machine group; refuse over an org present on its host unless --force
-(which first takes a safety backup and purges it); write the set's secrets back into the org's
-vault (API keys keep verifying); install the org (a fresh database initialised by the stack);
+(which first takes a safety backup and purges it); write the set's secrets (the names the toolkit
+knows) back into the org's vault (API keys keep verifying), and on a new controller what the
+offline key file holds (recovery identity, signing public key); install the org (a fresh database initialised by the stack);
 run installer.restore_job on the host (in process for local orgs, through playbooks/restore.yml
 otherwise): stop every service but the database, restore roles, databases and storage files
 with the library (which checks every object before applying anything); run the install again
@@ -33,7 +35,7 @@ from rich.console import Console
 from .. import backup_inventory as binv
 from .. import backup_job, restore_job, runner, validate
 from ..errors import SfpError
-from ..inventory import SECRETS_VAR, Inventory, Org
+from ..inventory import SECRETS_VAR, Inventory, Org, UnknownOrgError
 from . import deploy, secrets
 from . import status as status_action
 
@@ -47,9 +49,17 @@ def org_of(inv: Inventory, name: str) -> Org:
     return inv.org(name)
 
 
-def settings(inv: Inventory, name: str) -> Any:
+def settings(inv: Inventory, name: str, identity_file: Path | None = None, *, encrypting: bool = False) -> Any:
+    """The org's BackupSettings. Only a backup encrypts (`encrypting`): every other command reads the
+    store without the recipient, which a new controller may not have yet (disaster recovery with the
+    offline key file: the recipient is derived from `identity_file` when the vault has none)."""
     org = org_of(inv, name)
-    parsed = binv.parse(name, org.hostvars, secrets.read(inv, name))
+    values = secrets.read(inv, name)
+    if identity_file is not None and not values.get(binv.RECIPIENT):
+        from ..backup.keys import recipient_of
+
+        values[binv.RECIPIENT] = recipient_of(identity_file.read_text())
+    parsed = binv.parse(name, org.hostvars, values, placeholder_recipient=not encrypting)
     if parsed is None:
         raise SfpError(f"org {name!r} has no backup settings",
                        f"add a `backup:` block to sfp_org in host_vars/{name}/main.yml (see installer/schema/org.yml)")
@@ -80,8 +90,10 @@ def plain(value: Any) -> Any:
 
 
 def job_keys(raw: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
-    """The vault's BACKUP_* values a job needs: the recipient, and the S3 keys only with `credentials.source: vault`."""
-    wanted = [binv.RECIPIENT] + ([binv.ACCESS_KEY, binv.SECRET_KEY] if backup_job.credentials_source(raw) == "vault" else [])
+    """The vault's BACKUP_* values a job needs: the recipient, the signing key, and the S3 keys only with
+    `credentials.source: vault`."""
+    wanted = [binv.RECIPIENT, binv.SIGNING_KEY] + (
+        [binv.ACCESS_KEY, binv.SECRET_KEY] if backup_job.credentials_source(raw) == "vault" else [])
     return {k: values[k] for k in wanted if k in values}
 
 
@@ -100,36 +112,76 @@ def job_config(inv: Inventory, org: Org) -> dict[str, Any]:
         "backup": plain(raw),
         "keys": job_keys(raw, values),
         "org_config": plain(org.raw),
-        "secrets": {k: v for k, v in values.items() if k != binv.IDENTITY},
+        "secrets": {k: v for k, v in values.items() if k not in binv.NOT_IN_SETS},
         "env_file": env_file(org),
     }
 
 
 def ensure_recovery_key(inv: Inventory, name: str) -> list[str]:
-    """On an org's first install with backups configured: make its recovery key, keep it in the vault."""
+    """On an org's first install with backups configured: make its backup keys, keep them in the vault.
+
+    The recovery key (unless the block names a `recipient`: its identity is kept elsewhere) and the
+    signing key. A signing public key already in the vault without its private half (written by a
+    restore from the offline key file) becomes a previous key: the sets it signed still verify.
+    """
     org = org_of(inv, name)
     raw = binv.block(org.hostvars)
-    if raw is None or raw.get("recipient"):
+    if raw is None:
         return []
+    from ..backup import generate_recovery_key, generate_signing_key
+    from ..backup.keys import public_key_of
+
     values = secrets.read(inv, name)
-    if values.get(binv.IDENTITY):
-        return []
-    from ..backup import generate_recovery_key
+    added: list[str] = []
+    if not raw.get("recipient") and not values.get(binv.IDENTITY):
+        values[binv.IDENTITY], values[binv.RECIPIENT] = generate_recovery_key()
+        added += [binv.IDENTITY, binv.RECIPIENT]
+    if not values.get(binv.SIGNING_KEY):
+        earlier = binv.public_keys(values)
+        values[binv.SIGNING_KEY], values[binv.SIGNING_PUBLIC_KEY] = generate_signing_key()
+        if earlier:
+            values[binv.SIGNING_PREVIOUS] = " ".join(earlier)
+        added += [binv.SIGNING_KEY, binv.SIGNING_PUBLIC_KEY]
+    elif values.get(binv.SIGNING_PUBLIC_KEY) != public_key_of(values[binv.SIGNING_KEY]):
+        values[binv.SIGNING_PUBLIC_KEY] = public_key_of(values[binv.SIGNING_KEY])
+        added.append(binv.SIGNING_PUBLIC_KEY)
+    if added:
+        secrets._vault(inv).write(inv.vault_file(name), {SECRETS_VAR: values})
+    return added
 
-    identity, recipient = generate_recovery_key()
-    values[binv.IDENTITY], values[binv.RECIPIENT] = identity, recipient
-    secrets._vault(inv).write(inv.vault_file(name), {SECRETS_VAR: values})
-    return [binv.IDENTITY, binv.RECIPIENT]
 
-
-def identity(inv: Inventory, name: str, identity_file: Path | None = None) -> str:
+def key_material(inv: Inventory, name: str, identity_file: Path | None = None) -> tuple[str, list[str]]:
+    """(the recovery identity, the signing public keys of the key file) from --identity-file, else from the vault."""
     if identity_file is not None:
-        return identity_file.read_text()
+        from ..backup.keys import read_key_file
+
+        return read_key_file(identity_file.read_text())
     value = secrets.read(inv, name).get(binv.IDENTITY)
     if not value:
         raise SfpError(f"org {name!r} has no recovery key in its vault",
                        "pass --identity-file with the key kept offline (`backup key` printed it)")
-    return value
+    return value, []
+
+
+def identity(inv: Inventory, name: str, identity_file: Path | None = None) -> str:
+    return key_material(inv, name, identity_file)[0]
+
+
+def trust(inv: Inventory, name: str, file_keys: list[str], allow_unsigned: bool = False) -> Any:
+    """The signing keys a set of `name` must be signed with: the vault's (current, previous) and the key file's."""
+    from ..backup import Trust
+
+    keys = list(dict.fromkeys([*binv.public_keys(secrets.read(inv, name)), *file_keys]))
+    return Trust(tuple(keys), allow_unsigned)
+
+
+def key_text(inv: Inventory, name: str) -> tuple[str, bool]:
+    """The key file to keep offline (recovery identity and signing public keys), and whether it has a signing key."""
+    from ..backup.keys import key_file
+
+    values = secrets.read(inv, name)
+    keys = binv.public_keys(values)
+    return key_file(name, identity(inv, name), keys), bool(keys)
 
 
 # -- backup ------------------------------------------------------------------------------------
@@ -137,7 +189,7 @@ def run(inv: Inventory, name: str, console: Console, *, verbose: bool = False,
         progress: Callable[[str], None] | None = None) -> backup_job.JobOutcome:
     validate.validate(inv, [name])
     org = org_of(inv, name)
-    settings(inv, name)  # a clear error before anything starts
+    settings(inv, name, encrypting=True)  # a clear error before anything starts
     if is_local(org):
         return backup_job.run(job_config(inv, org), progress)
     return _run_remote(inv, name, console, verbose)
@@ -164,20 +216,26 @@ def list_sets(inv: Inventory, name: str) -> list[Any]:
     return api.list_sets(settings(inv, name).store, name, include_incomplete=True)
 
 
-def show(inv: Inventory, name: str, set_id: str) -> Any:
+def show(inv: Inventory, name: str, set_id: str, identity_file: Path | None = None) -> Any:
+    """The manifest; its signature is checked when a signing key of the org is known (else shown as unchecked)."""
     from ..backup import api
 
-    return api.show_set(settings(inv, name).store, name, set_id)
+    file_keys = key_material(inv, name, identity_file)[1] if identity_file is not None else []
+    known = trust(inv, name, file_keys)
+    return api.show_set(settings(inv, name, identity_file).store, name, set_id,
+                        trust=known if known.public_keys else None)
 
 
-def verify(inv: Inventory, name: str, set_id: str, identity_file: Path | None = None) -> Any:
+def verify(inv: Inventory, name: str, set_id: str, identity_file: Path | None = None, allow_unsigned: bool = False) -> Any:
     from ..backup import DockerExecDatabase, api
 
     org = org_of(inv, name)
+    ident, file_keys = key_material(inv, name, identity_file)
     tools = None
     if is_local(org) and _container_running(f"{org.project}-db"):
         tools = DockerExecDatabase(f"{org.project}-db")  # adds `pg_restore --list` on every dump
-    return api.verify_set(settings(inv, name).store, name, set_id, identity(inv, name, identity_file), tools=tools)
+    return api.verify_set(settings(inv, name, identity_file).store, name, set_id, ident,
+                          trust=trust(inv, name, file_keys, allow_unsigned), tools=tools)
 
 
 def prune(inv: Inventory, name: str, dry_run: bool = False) -> Any:
@@ -203,6 +261,8 @@ class RestoreOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     moved_from: list[str] = field(default_factory=list)
     machine: str = ""
+    ignored_secrets: list[str] = field(default_factory=list)
+    """Names in the set's secrets that are not the toolkit's: not written into the vault."""
 
 
 @dataclass
@@ -289,8 +349,13 @@ def _config_document(store: Any, manifest: Any, ident: str) -> dict[str, Any]:
     problem = check_object(s3.client(store), store, set_prefix(store.prefix, manifest.org, manifest.set_id), entry, key, sink=sink)
     if problem:
         raise SfpError(f"set {manifest.set_id}: {entry.key}: {problem}; nothing was changed", "restore an older verified set")
-    doc = yaml.safe_load(sink.getvalue()) or {}
-    return doc if isinstance(doc, dict) else {}
+    from ..backup.content import check_config_document
+
+    try:
+        doc = yaml.safe_load(sink.getvalue()) or {}
+    except yaml.YAMLError:
+        raise SfpError(f"set {manifest.set_id}: {entry.key} is not YAML; nothing was changed", "restore an older verified set") from None
+    return check_config_document(doc, manifest.org, manifest.set_id)
 
 
 def check_arguments(inv: Inventory, source: str, as_org: str | None) -> str:
@@ -300,14 +365,15 @@ def check_arguments(inv: Inventory, source: str, as_org: str | None) -> str:
     target_name = as_org or source
     if target_name not in inv.org_names():
         if as_org is not None:
-            raise SfpError(f"--as-org {as_org!r} is not an org of the inventory",
+            raise UnknownOrgError(f"--as-org {as_org!r} is not an org of the inventory",
                            f"add {as_org} to hosts.yml under the machine it should run on and write host_vars/{as_org}/main.yml "
                            "(its own ports; a backup block is optional), then run restore again")
         raise inv.unknown_org(source)
     return target_name
 
 
-def restore_job_config(inv: Inventory, source: str, target: Org, set_id: str, ident: str, src_settings: Any) -> dict[str, Any]:
+def restore_job_config(inv: Inventory, source: str, target: Org, set_id: str, ident: str, src_settings: Any,
+                       set_trust: Any) -> dict[str, Any]:
     """What installer.restore_job needs on the target's host (holds the identity: never logged, 0600 on disk)."""
     known = source in inv.org_names()
     source_hv = inv.org(source).hostvars if known else target.hostvars
@@ -316,6 +382,8 @@ def restore_job_config(inv: Inventory, source: str, target: Org, set_id: str, id
         "org": source,
         "set_id": set_id,
         "identity": ident,
+        "signing_public_keys": list(set_trust.public_keys),
+        "allow_unsigned": bool(set_trust.allow_unsigned),
         "backup": plain(binv.block(source_hv)),
         "keys": job_keys(binv.block(source_hv) or {}, keys),
         "project": target.project,
@@ -325,6 +393,31 @@ def restore_job_config(inv: Inventory, source: str, target: Org, set_id: str, id
         "jobs": src_settings.jobs,
         "env_file": env_file(target),
     }
+
+
+def vault_after_restore(restored: dict[str, str], current: dict[str, str], target: Org, *, same_org: bool,
+                        ident: str | None, file_keys: list[str]) -> dict[str, str]:
+    """The target's vault after a restore: the set's secrets, then the target's own backup keys on top.
+
+    Restoring an org itself from the offline key file (a new controller: no vault yet), the key
+    file also brings back what it holds: the recovery identity (unless the backup block names a
+    recipient, i.e. the identity is kept elsewhere) and the signing public keys, kept as previous
+    keys so the org's earlier sets still verify once install makes the new host's signing key.
+    """
+    values = {**restored, **{k: current[k] for k in binv.VAULT_KEYS if k in current}}
+    if not same_org:
+        return values
+    block = binv.block(target.hostvars) or {}
+    if ident is not None and not values.get(binv.IDENTITY) and not block.get("recipient"):
+        from ..backup.keys import recipient_of
+
+        values[binv.IDENTITY], values[binv.RECIPIENT] = ident.strip(), recipient_of(ident)
+    known = binv.public_keys(values)
+    earlier = [k for k in file_keys if k not in known]
+    if earlier:
+        previous = values.get(binv.SIGNING_PREVIOUS, "").split()
+        values[binv.SIGNING_PREVIOUS] = " ".join([*previous, *earlier])
+    return values
 
 
 def restore_data(inv: Inventory, target: Org, cfg: dict[str, Any], console: Console, *, verbose: bool = False,
@@ -347,7 +440,8 @@ def restore_data(inv: Inventory, target: Org, cfg: dict[str, Any], console: Cons
 
 def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_org: str | None = None,
             to_host: str | None = None, force: bool = False, identity_file: Path | None = None,
-            verbose: bool = False, say: Callable[[str], None] | None = None) -> RestoreOutcome:
+            allow_unsigned: bool = False, verbose: bool = False,
+            say: Callable[[str], None] | None = None) -> RestoreOutcome:
     from ..backup import api
 
     say = say or (lambda _m: None)
@@ -360,14 +454,22 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
     found = presence(inv, target, console, verbose) if group is None else None
     if found is not None and found.present and not force:
         raise _refuse(target_name, target.machine)
-    source_hv = inv.org(source).hostvars if source in inv.org_names() else target.hostvars
-    src_settings = binv.parse(source, source_hv, secrets.read(inv, source) if source in inv.org_names() else None)
+    known = source in inv.org_names()
+    source_hv = inv.org(source).hostvars if known else target.hostvars
+    key_org = source if known else target_name
+    ident, file_keys = key_material(inv, key_org, identity_file)
+    # A restore only decrypts: the recipient the settings require is not needed (a new controller
+    # restoring with the offline key file has none in its vault yet).
+    src_settings = binv.parse(source, source_hv, secrets.read(inv, source) if known else None, placeholder_recipient=True)
     if src_settings is None:
         raise SfpError(f"no backup settings to find {source}'s sets", f"add a backup block to sfp_org of {target_name}")
     store = src_settings.store
-    ident = identity(inv, source if source in inv.org_names() else target_name, identity_file)
+    set_trust = trust(inv, key_org, file_keys, allow_unsigned)
     set_id = api.resolve_set(store, source, set_ref)
-    manifest = api.show_set(store, source, set_id)
+    # The signature first, before any object is read: a set anyone else wrote into the bucket stops here.
+    manifest = api.show_set(store, source, set_id, trust=set_trust)
+    if manifest.authenticity == "unsigned":
+        say(f"WARNING: set {set_id} has no signature; restoring it only because --allow-unsigned was given")
     # Everything that can be checked before a change: the key opens the set, the settings object is intact.
     document = _config_document(store, manifest, ident)
     outcome = RestoreOutcome(org=target_name, source_org=source, set_id=set_id)
@@ -400,12 +502,14 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
         say(f"removing {target_name} and its data on {target.machine}")
         runner.require_success(deploy.uninstall(inv, [target_name], console, purge=True, verbose=verbose), "uninstall")
 
-    # Secrets first: the fresh stack is initialised with the backup's passwords and JWT secret.
-    restored = {str(k): str(v) for k, v in (document.get("secrets") or {}).items()}
-    current = secrets.read(inv, target_name)
-    keep = {k: current[k] for k in binv.VAULT_KEYS if k in current}
-    # The backup's secrets win, except the target's own recovery key and S3 keys.
-    values = {**restored, **keep}
+    # Secrets first: the fresh stack is initialised with the backup's passwords and JWT secret. Only
+    # the names the toolkit knows go back (even a signed set is not trusted to name vault entries).
+    restored, outcome.ignored_secrets = binv.restorable(document["secrets"], target.hostvars)
+    if outcome.ignored_secrets:
+        say(f"warning: left out {len(outcome.ignored_secrets)} secret(s) of set {set_id} that are not the toolkit's: "
+            f"{', '.join(outcome.ignored_secrets)}")
+    values = vault_after_restore(restored, secrets.read(inv, target_name), target, same_org=target_name == source,
+                                 ident=ident if identity_file is not None else None, file_keys=file_keys)
     secrets._vault(inv).write(inv.vault_file(target_name), {SECRETS_VAR: values})
     outcome.secrets_written = len(restored)
     say(f"wrote {len(restored)} secrets of set {set_id} into {inv.vault_file(target_name)}")
@@ -415,7 +519,7 @@ def restore(inv: Inventory, source: str, set_ref: str, console: Console, *, as_o
     first = deploy.install(inv, [target_name], console, verbose=verbose)
     runner.require_success(first.result, "install")
 
-    cfg = restore_job_config(inv, source, org_of(inv, target_name), set_id, ident, src_settings)
+    cfg = restore_job_config(inv, source, org_of(inv, target_name), set_id, ident, src_settings, set_trust)
     say(f"restoring set {set_id} (every object is checked before anything is applied)")
     data = restore_data(inv, org_of(inv, target_name), cfg, console, verbose=verbose, say=say)
     outcome.databases, outcome.storage_files = list(data["databases"]), int(data["storage_files"])

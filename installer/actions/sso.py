@@ -12,7 +12,7 @@ host, so every call goes through the playbook (roles/supabase_sso), for local an
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,10 @@ from ..errors import SfpError
 from ..inventory import SECRETS_VAR, Inventory, Org
 from ..sso import check as sso_check
 from ..sso import config as sso_config
+from ..sso import xmldsig
 from ..sso.oidc import validate_oidc_provider
 from ..sso.report import Findings
-from ..sso.saml import validate_saml_metadata
+from ..sso.saml import SamlMetadataReport, validate_saml_metadata
 from ..sso.sp import ServiceProviderInfo, generate_saml_private_key, service_provider_info
 from ..vault import Vault
 from . import secrets
@@ -59,6 +60,9 @@ def _org(inv: Inventory, org: str) -> Org:
 
 
 def settings(inv: Inventory, org: str) -> tuple[dict[str, Any], sso_config.SsoSettings]:
+    _org(inv, org)  # an unknown org is an error (exit 2), not an org without providers
+    # Every sso command moves metadata copies of older versions out of what Ansible parses as inventory.
+    sso_inventory.migrate_metadata_copies(inv.path, org)
     raw = sso_inventory.read_raw(inv.path, org)
     return raw, sso_inventory.parse(raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
 
@@ -81,7 +85,8 @@ def describe(inv: Inventory, org: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for s in parsed.saml:
         rows.append({"name": s.name, "kind": "saml", "metadata": s.metadata_url or s.metadata_file,
-                     "domains": list(s.domains), "expected_entity_id": s.expected_entity_id})
+                     "domains": list(s.domains), "expected_entity_id": s.expected_entity_id,
+                     "metadata_cert_sha256": xmldsig.certificate_sha256(s.metadata_cert) if s.metadata_cert else None})
     for o in parsed.oidc:
         rows.append({"name": o.name, "kind": "oidc", "provider": o.provider, "issuer": o.issuer or o.url,
                      "client_id": o.client_id, "client_secret_vault_key": o.client_secret_vault_key})
@@ -96,6 +101,7 @@ def show(inv: Inventory, org: str, name: str) -> dict[str, Any]:
     row = dict(rows[name])
     sp = sp_info(inv, org)
     if row["kind"] == "saml":
+        row["metadata_signature"] = _signature_now(inv, org, name)
         row["service_provider"] = {"entity_id": sp.saml_entity_id, "metadata_url": sp.saml_metadata_url,
                                    "acs_url": sp.saml_acs_url, "slo_url": sp.saml_slo_url}
         row["signing_key_vault_key"] = sso_config.SAML_PRIVATE_KEY_VAULT_KEY
@@ -105,6 +111,45 @@ def show(inv: Inventory, org: str, name: str) -> dict[str, Any]:
     needed = sso_config.SAML_PRIVATE_KEY_VAULT_KEY if row["kind"] == "saml" else row["client_secret_vault_key"]
     row["secret_in_vault"] = needed in present
     return row
+
+
+def _signature_now(inv: Inventory, org: str, name: str) -> str:
+    """The metadata's signature as fetched (or read) now, with the same rules as `sso check`."""
+    raw, parsed = settings(inv, org)
+    s = next(x for x in parsed.saml if x.name == name)
+    loopback = bool(raw.get(sso_inventory.LOOPBACK_KEY, False))
+    if s.metadata_url:
+        report = validate_saml_metadata(url=s.metadata_url, allow_insecure_loopback=loopback,
+                                        allow_hosts=parsed.allow_hosts, pinned_cert=s.metadata_cert)
+    else:
+        path = Path(s.metadata_file or "")
+        report = validate_saml_metadata(file=path if path.is_absolute() else inv.path / path, pinned_cert=s.metadata_cert)
+    if report.signature is not None:
+        return report.signature.detail
+    errors = report.findings.errors
+    return f"unknown: {errors[0].message}" if errors else "unknown"
+
+
+def _read_pinned_cert(path: Path) -> str:
+    """The certificate as sso.yml keeps it: base64 DER on one line."""
+    try:
+        return xmldsig.one_line(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SfpError(f"--metadata-cert {path}: not a readable PEM X.509 certificate ({exc})",
+                       "give the IdP's metadata signing certificate as a PEM file (-----BEGIN CERTIFICATE-----)") from None
+
+
+def _pinned_now(raw: dict[str, Any], name: str) -> str | None:
+    """A re-added provider keeps its pinned certificate: dropping a pin must be deliberate (sso.yml)."""
+    found = find(raw, name)
+    cert = found[1].get("metadata_cert") if found and found[0] == "saml" else None
+    return cert if isinstance(cert, str) and cert else None
+
+
+def _allowed_hosts(raw: dict[str, Any], extra: Sequence[str]) -> list[str]:
+    """sso.yml's allow_hosts plus --allow-host, each checked as a host name or address."""
+    given = sso_config.parse_sso_settings({"allow_hosts": list(extra)}, where="--allow-host").allow_hosts
+    return sorted(set(raw.get("allow_hosts") or []) | set(given))
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -172,14 +217,11 @@ def _registered(result: runner.RunResult, org: str) -> tuple[list[dict[str, Any]
 def _commit_and_apply(inv: Inventory, org: str, name: str, kind: str, new_raw: dict[str, Any],
                       secret_updates: dict[str, str], console: Console, *, verbose: bool,
                       warnings: list[str], rotate: list[str] | None = None,
-                      copy_metadata: tuple[Path, Path] | None = None) -> SsoOutcome:
+                      metadata: bytes | None = None) -> SsoOutcome:
     # Everything was validated: the inventory and the vault change only now.
     vault_changed = _store_secrets(inv, org, secret_updates) if secret_updates else []
-    if copy_metadata is not None:
-        src, dest = copy_metadata
-        if not dest.exists() or dest.read_bytes() != src.read_bytes():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+    if metadata is not None:
+        sso_inventory.write_metadata_copy(inv.path, org, name, metadata)
     inv_changed = sso_inventory.write_raw(inv.path, org, new_raw)
     # Re-read the inventory: the playbook and validation must see the new sso.yml.
     fresh = Inventory(inv.path, inv.vault_password_file)
@@ -199,6 +241,7 @@ def _prepare(inv: Inventory, org: str) -> dict[str, Any]:
 def add_saml(inv: Inventory, org: str, console: Console, *, name: str | None, metadata_url: str | None,
              metadata_file: Path | None, domains: list[str], attribute_mapping_file: Path | None = None,
              expected_entity_id: str | None = None, name_id_format: str | None = None,
+             metadata_cert_file: Path | None = None, allow_hosts: Sequence[str] = (),
              allow_insecure_loopback: bool = False, verbose: bool = False) -> SsoOutcome:
     if (metadata_url is None) == (metadata_file is None):
         raise SfpError("give exactly one of --metadata-url or --metadata-file", "nothing was changed")
@@ -206,41 +249,46 @@ def add_saml(inv: Inventory, org: str, console: Console, *, name: str | None, me
         raise SfpError("--domain is required (repeatable)", "users whose email is in these domains sign in with this IdP")
     raw = _prepare(inv, org)
     name = name or domains[0].lower().replace(".", "-")
-    # 1. The IdP: fetched and validated before anything changes.
-    report = validate_saml_metadata(url=metadata_url, file=metadata_file, expected_entity_id=expected_entity_id,
-                                    allow_insecure_loopback=allow_insecure_loopback)
+    pinned = _read_pinned_cert(metadata_cert_file) if metadata_cert_file is not None else _pinned_now(raw, name)
+    hosts = _allowed_hosts(raw, allow_hosts)
+    # 1. The IdP: fetched and validated (its signature too, when a certificate is pinned) before anything changes.
+    report: SamlMetadataReport = validate_saml_metadata(
+        url=metadata_url, file=metadata_file, expected_entity_id=expected_entity_id,
+        allow_insecure_loopback=allow_insecure_loopback, allow_hosts=hosts, pinned_cert=pinned)
     report.raise_for_errors()
     # 2. The new setting, checked by the library together with the org's other providers.
     item: dict[str, Any] = {"name": name}
-    copy: tuple[Path, Path] | None = None
     if metadata_url:
         item["metadata_url"] = metadata_url
     else:
-        assert metadata_file is not None
-        dest = sso_inventory.metadata_copy(inv.path, org, name)
-        item["metadata_file"] = str(dest.relative_to(inv.path))
-        copy = (metadata_file, dest)
+        item["metadata_file"] = str(sso_inventory.metadata_copy(inv.path, org, name).relative_to(inv.path))
     item["domains"] = sorted({d.strip().lower() for d in domains})
     item["expected_entity_id"] = expected_entity_id or report.entity_id
     if attribute_mapping_file is not None:
         item["attribute_mapping"] = _load_mapping(attribute_mapping_file)
     if name_id_format:
         item["name_id_format"] = name_id_format
+    if pinned:
+        item["metadata_cert"] = pinned
     new_raw = _upsert(raw, "saml", item)
     if allow_insecure_loopback:
         new_raw[sso_inventory.LOOPBACK_KEY] = True
+    if hosts:
+        new_raw["allow_hosts"] = hosts
     sso_inventory.parse(new_raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
     # 3. The org's SP signing key: generated once, kept.
     current = secrets.read(inv, org)
     updates = {} if current.get(sso_config.SAML_PRIVATE_KEY_VAULT_KEY) else {
         sso_config.SAML_PRIVATE_KEY_VAULT_KEY: generate_saml_private_key()}
     return _commit_and_apply(inv, org, name, "saml", new_raw, updates, console, verbose=verbose,
-                             warnings=_findings_text(report.findings), copy_metadata=copy)
+                             warnings=_findings_text(report.findings),
+                             metadata=report.raw if metadata_file is not None else None)
 
 
 def add_oidc(inv: Inventory, org: str, console: Console, *, provider: str, issuer: str | None, client_id: str,
              client_secret: str, name: str | None = None, url: str | None = None, scopes: list[str] | None = None,
-             allow_insecure_loopback: bool = False, verbose: bool = False) -> SsoOutcome:
+             allow_hosts: Sequence[str] = (), allow_insecure_loopback: bool = False,
+             verbose: bool = False) -> SsoOutcome:
     if not client_secret:
         raise SfpError("the client secret file is empty", "put the client secret from the IdP's application settings in it")
     raw = _prepare(inv, org)
@@ -250,9 +298,10 @@ def add_oidc(inv: Inventory, org: str, console: Console, *, provider: str, issue
     if provider == "keycloak" and not url:
         url = issuer  # GoTrue's keycloak provider wants the realm URL, which is the issuer
     # 1. The IdP's discovery document, issuer, JWKS: refused before anything changes.
+    hosts = _allowed_hosts(raw, allow_hosts)
     warnings: list[str] = []
     if issuer:
-        rep = validate_oidc_provider(issuer, allow_insecure_loopback=allow_insecure_loopback)
+        rep = validate_oidc_provider(issuer, allow_insecure_loopback=allow_insecure_loopback, allow_hosts=hosts)
         rep.raise_for_errors()
         warnings = _findings_text(rep.findings)
     item: dict[str, Any] = {"name": name, "provider": provider}
@@ -266,6 +315,8 @@ def add_oidc(inv: Inventory, org: str, console: Console, *, provider: str, issue
     new_raw = _upsert(raw, "oidc", item)
     if allow_insecure_loopback:
         new_raw[sso_inventory.LOOPBACK_KEY] = True
+    if hosts:
+        new_raw["allow_hosts"] = hosts
     parsed = sso_inventory.parse(new_raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
     key = next(o.client_secret_vault_key for o in parsed.oidc if o.name == name)
     current = secrets.read(inv, org)

@@ -3,7 +3,9 @@
 Pipelines run in parallel (databases bounded by `jobs`). The manifest is written only after
 every object is complete; on any failure the run aborts its multipart uploads and deletes the
 objects it finished, so an interrupted or failed run never leaves something that looks valid
-(a SIGKILL leaves unfinished uploads and a manifest-less prefix, which `cleanup` removes).
+(a SIGKILL leaves unfinished uploads and a manifest-less prefix, which `cleanup` removes). The
+manifest is signed with the org's signing key (manifest.sig, written just before it), so verify
+and restore can tell the org's sets from anything else written into the bucket.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ from ..errors import SfpError
 from . import db as dbtools
 from . import s3
 from .config import BackupSettings
-from .keys import parse_recipient
+from .keys import parse_recipient, parse_signing_key, sign_manifest
 from .manifest import (
     GLOBALS_KEY,
     MANIFEST,
     SECRETS_KEY,
+    SIGNATURE,
     STORAGE_KEY,
     Manifest,
     ObjectEntry,
     database_key,
+    is_plain_identifier,
     new_set_id,
     set_prefix,
     utcnow,
@@ -112,6 +116,7 @@ def run_backup(
     storage_dir: Path | None,
     org_config: dict[str, Any],
     secrets: dict[str, str],
+    signing_key: str,
     release: str | None = None,
     images: dict[str, str] | None = None,
     postgres_major: int | None = None,
@@ -120,14 +125,25 @@ def run_backup(
     in_flight: int = IN_FLIGHT,
     zstd_threads: int | None = None,
 ) -> BackupResult:
-    """Make one complete set for `org`, or raise SfpError and leave no set behind."""
+    """Make one complete set for `org`, signed with `signing_key` (see keys.py), or raise SfpError
+    and leave no set behind."""
     started = time.monotonic()
     created = utcnow()
     store = settings.store
     recipient = parse_recipient(settings.recipient)
+    parse_signing_key(signing_key)  # a bad key fails before anything is dumped
+    # The signing key never goes into the bucket, whatever name the caller's secrets give it.
+    secrets = {k: v for k, v in secrets.items() if v.strip() != signing_key.strip()}
     cli = client or s3.client(store, max_connections=settings.jobs * in_flight + in_flight + 4)
     s3.check_bucket(cli, store)
     names = dbtools.databases(database)
+    odd = [n for n in names if not is_plain_identifier(n)]
+    if odd:
+        # Restore refuses such names (a client tool may read one as a connection string): a set
+        # holding one would not restore whole, so none is made.
+        raise SfpError(f"database(s) {', '.join(repr(n) for n in odd)} on {database.description} have names that are not "
+                       "plain identifiers (letters, digits, _ and $, not starting with a digit, at most 63 bytes); no set was written",
+                       "rename them, e.g. ALTER DATABASE \"odd name\" RENAME TO odd_name, then back up again")
     if postgres_major is None:
         postgres_major = dbtools.server_major(database)
     set_id = new_set_id()
@@ -199,6 +215,10 @@ def run_backup(
             postgres_major=postgres_major, timings={**timings, "total_seconds": round(time.monotonic() - started, 3)},
         )
         body = (json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n").encode()
+        # The signature first: a manifest (what makes a set exist) is never there without it.
+        signature = sign_manifest(body, signing_key)
+        s3.put_small(cli, store, prefix + SIGNATURE, signature, f"writing the signature of set {set_id}")
+        done.append(prefix + SIGNATURE)
         s3.put_small(cli, store, prefix + MANIFEST, body, f"writing the manifest of set {set_id}")
     except BaseException:
         procs.stop_all()
@@ -209,4 +229,4 @@ def run_backup(
             pass  # unreachable store: cleanup() removes the manifest-less prefix later
         raise
     return BackupResult(org=org, set_id=set_id, manifest=manifest, seconds=round(time.monotonic() - started, 3),
-                        size=manifest.size + len(body))
+                        size=manifest.size + len(body) + len(signature))

@@ -56,7 +56,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "recipient": {"type": "string", "description": "the org's age recovery recipient (age1…), made by `generate_recovery_key`"},
-        "schedule": {"type": "string", "description": "cron expression, e.g. '17 3 * * *'"},
+        "schedule": {"type": "string", "description": "cron expression (five fields, or @hourly, @daily, @weekly, @monthly, @yearly), e.g. '17 3 * * *'"},
         "retention": {
             "type": "object",
             "additionalProperties": False,
@@ -166,8 +166,9 @@ def parse_settings(data: Any, source: str = "backup") -> BackupSettings:
     schedule = data.get("schedule", BackupSettings.schedule)
     why = cron_problem(schedule)
     if why:
-        problems.append(Problem(f"{source}.schedule", f"{schedule!r} is not a cron expression: {why}",
-                                "five fields: minute hour day-of-month month day-of-week, e.g. '17 3 * * *'"))
+        problems.append(Problem(f"{source}.schedule", f"{schedule!r} is not a backup schedule: {why}",
+                                "five cron fields (minute hour day-of-month month day-of-week), e.g. '17 3 * * *', "
+                                "or @hourly, @daily, @weekly, @monthly, @yearly; the same schedule drives cron and systemd"))
     webhook = data.get("webhook_url") or None
     if webhook is not None:
         parsed = urlparse(webhook)

@@ -1,59 +1,50 @@
-"""Validation of a five-field cron expression (the schedule a systemd timer or cron job gets).
+"""The backup schedule's grammar, shared with roles/backup: one implementation, kept in the role.
 
-Written here because it is a few lines and no cron library is a dependency: it checks the
-syntax and ranges cron(5) accepts, so a typo is caught at validation time, not at 3 a.m.
+The role must refuse a bad schedule on its own (plain ansible-playbook, no toolkit on the
+controller), so the code lives in its filter plugin, roles/backup/filter_plugins/sfp_backup.py:
+pure functions over cronsim that also render the cron line and the systemd timer's OnCalendar.
+This module loads that file by its path (the roles travel inside the wheel too, see paths), so
+`sfp-server validate` accepts exactly the schedules the role installs, and they fire at the same
+times under cron and under systemd.
 """
 
 from __future__ import annotations
 
-import re
+import importlib.util
+import sys
+from functools import cache
+from types import ModuleType
+from typing import Any
 
-MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-# (name, low, high, names mapped to numbers)
-FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(_MONTHS)}),
-    ("day of week", 0, 7, {d: i for i, d in enumerate(_DAYS)}),
-)
-_ITEM = re.compile(r"^(?P<range>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>[0-9]+))?$")
+from .. import paths
+
+_MODULE = "sfp_backup_schedule"
 
 
-def _value(token: str, name: str, low: int, high: int, names: dict[str, int]) -> int:
-    if token.isdigit():
-        number = int(token)
-    elif token in names:
-        number = names[token]
-    else:
-        raise ValueError(f"{name}: {token!r} is not a number" + (f" or a name ({', '.join(names)})" if names else ""))
-    if not low <= number <= high:
-        raise ValueError(f"{name}: {number} is outside {low}-{high}")
-    return number
+@cache
+def _schedules() -> ModuleType:
+    path = paths.roles_dir() / "backup" / "filter_plugins" / "sfp_backup.py"
+    spec = importlib.util.spec_from_file_location(_MODULE, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the backup schedule code from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MODULE] = module  # registered before it runs, as an import would
+    spec.loader.exec_module(module)
+    return module
 
 
-def cron_problem(expression: str) -> str | None:
-    """None if `expression` is a valid cron schedule, else what is wrong with it."""
-    text = expression.strip().lower()
-    if text.startswith("@"):
-        return None if text in MACROS else f"unknown macro {expression!r} (one of: {', '.join(sorted(MACROS))})"
-    parts = text.split()
-    if len(parts) != 5:
-        return f"needs 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}"
-    for part, (name, low, high, names) in zip(parts, FIELDS, strict=True):
-        for item in part.split(","):
-            match = _ITEM.match(item)
-            if not match:
-                return f"{name}: cannot read {item!r}"
-            try:
-                if match["range"] != "*":
-                    bounds = [_value(t, name, low, high, names) for t in match["range"].split("-")]
-                    if len(bounds) == 2 and bounds[0] > bounds[1]:
-                        return f"{name}: range {match['range']!r} runs backwards"
-                if match["step"] is not None and int(match["step"]) == 0:
-                    return f"{name}: step 0 is not allowed"
-            except ValueError as exc:
-                return str(exc)
-    return None
+def cron_problem(expression: Any) -> str | None:
+    """None if `expression` is a schedule cron and systemd read alike, else what is wrong with it."""
+    return _schedules().schedule_problem(expression) or None
+
+
+def on_calendar(expression: Any) -> list[str]:
+    """The systemd OnCalendar expressions that fire when cron would run `expression`."""
+    result: list[str] = _schedules().on_calendar(expression)
+    return result
+
+
+def cron_schedule(expression: Any) -> str:
+    """The five normalised fields the cron file gets (macros expanded)."""
+    result: str = _schedules().cron_schedule(expression)
+    return result

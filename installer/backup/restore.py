@@ -1,12 +1,15 @@
 """Disaster-recovery restore of one set into a fresh cluster and an empty storage directory.
 
-Nothing is applied before every object of the set has been downloaded (parallel ranged GETs)
+The manifest comes from `s3.read_manifest` with a Trust: its signature was checked before this
+module reads anything else of the set. Nothing is applied before every object of the set has been downloaded (parallel ranged GETs)
 and its stored bytes checked against the manifest (size, sha256); a damaged set is refused
 whole, naming the objects, and a wrong key is refused on the small objects before any change.
 Then: roles (psql); each database restored while it is decrypted (schema and data from the
 stream, the post-data section with `pg_restore -j N` from a copy written on the way; age's
 authenticated chunks and the plaintext sha256 are checked as it flows); the storage tree with its
-xattrs. The org's settings and secrets are returned to the caller.
+xattrs. The org's settings and secrets are returned to the caller. Even a signed set is held to
+what the toolkit writes (content.py): role statements only in the roles script, the toolkit's own
+key files only, database names that are plain identifiers.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import re
 import shutil
 import subprocess
 import tempfile
@@ -32,8 +34,9 @@ from ..errors import SfpError
 from . import db as dbtools
 from . import s3
 from .config import ObjectStore
+from .content import check_config_document, globals_script, key_files
 from .keys import check_identity
-from .manifest import Manifest, ObjectEntry, set_prefix
+from .manifest import Manifest, ObjectEntry, manifest_problems, set_prefix
 from .storage_tar import extract_tar
 from .verify import ProcessSink, ThreadSink, check_object
 
@@ -42,8 +45,6 @@ _CHUNK = 1024 * 1024
 # at the default -j 2 that is 512 MiB at most, within the database container's default 2 GiB.
 POST_DATA_OPTIONS = "-c maintenance_work_mem=256MB"
 _TRANSFER = TransferConfig(multipart_threshold=64 * _CHUNK, multipart_chunksize=16 * _CHUNK, max_concurrency=4)
-
-_CREATE_ROLE = re.compile(r'^CREATE ROLE (?P<name>"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*);$')
 
 
 @dataclass
@@ -58,23 +59,8 @@ class RestoreResult:
     key_files: list[str] = field(default_factory=list)
     """Files of the database's environment put back (KEY_FILES); the server was restarted to read them."""
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def _role_name(token: str) -> str:
-    return token[1:-1].replace('""', '"') if token.startswith('"') else token
-
-
-def globals_script(text: str, existing_roles: set[str]) -> str:
-    """pg_dumpall's globals without `CREATE ROLE` for roles the target already has (its bootstrap
-    superuser, and the roles an image's init scripts make): their `ALTER ROLE` lines still apply
-    the attributes and password of the backup, and ON_ERROR_STOP stays usable for everything else."""
-    out = []
-    for line in text.splitlines():
-        match = _CREATE_ROLE.match(line)
-        if match and _role_name(match["name"]) in existing_roles:
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
+    signed_by: str | None = None
+    """The signing public key that verified the set (None: unsigned, accepted with allow_unsigned)."""
 
 
 def _fetch(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry, workdir: Path) -> tuple[ObjectEntry, Path | str]:
@@ -176,6 +162,10 @@ def restore_manifest(
     workdir: Path | None = None,
     databases: list[str] | None = None,
 ) -> RestoreResult:
+    problems = manifest_problems(manifest, manifest.org, manifest.set_id)
+    if problems:
+        raise SfpError(f"set {manifest.set_id} of {manifest.org} is refused, nothing was restored: {'; '.join(problems)}",
+                       "restore an older set (`backup list`), and check who can write to the bucket")
     check_identity(identity, manifest.recipient, manifest.set_id)
     if storage_dir is not None and storage_dir.exists() and any(storage_dir.iterdir()):
         raise SfpError(f"storage directory {storage_dir} is not empty",
@@ -208,15 +198,25 @@ def restore_manifest(
             _decrypt(store, prefix, entry, identity, files[entry.key], buffer)
             return buffer.getvalue()
 
-        document = yaml.safe_load(small("config")) or {}
+        # Even a signed set is held to what the toolkit writes: a compromised job signs too.
+        try:
+            document = check_config_document(yaml.safe_load(small("config")) or {}, manifest.org, manifest.set_id)
+        except yaml.YAMLError:
+            raise SfpError(f"the settings object of set {manifest.set_id} is not YAML, nothing was changed",
+                           "restore an older verified set (`backup list`), and check the bucket") from None
         result = RestoreResult(org=manifest.org, set_id=manifest.set_id, manifest=manifest,
                                org_config=document.get("config") or {}, secrets=document.get("secrets") or {})
-        globals_sql = small("globals").decode()
+        try:
+            globals_sql = small("globals").decode()
+        except UnicodeDecodeError:
+            raise SfpError(f"the roles script of set {manifest.set_id} is not UTF-8 text, nothing was changed",
+                           "restore an older verified set (`backup list`), and check the bucket") from None
+        roles = set(dbtools.query(target, "SELECT rolname FROM pg_roles"))
+        script = globals_script(globals_sql, roles)  # refuses anything but role statements, before any change
 
         t = time.monotonic()
-        roles = set(dbtools.query(target, "SELECT rolname FROM pg_roles"))
         dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB],
-                    input=globals_script(globals_sql, roles).encode())
+                    input=script.encode())
         timings["globals_seconds"] = round(time.monotonic() - t, 3)
 
         for e in manifest.databases():
@@ -227,13 +227,13 @@ def restore_manifest(
             result.databases.append(str(e.database))
             timings[f"restore_{e.database}_seconds"] = round(time.monotonic() - t, 3)
 
-        files_of_set = {str(k): str(v) for k, v in (document.get("key_files") or {}).items()}
+        files_of_set = key_files(document)  # only db.KEY_FILES, at the toolkit's own paths
         if files_of_set and result.databases:
             # After the data: the fresh server generated its own key at first start; the restored
             # rows (Vault secrets) need the backup's, which the server reads when it starts.
             t = time.monotonic()
-            for path, text in sorted(files_of_set.items()):
-                target.replace_file(path, text.encode("utf-8", "surrogateescape"))
+            for path, data in sorted(files_of_set.items()):
+                target.replace_file(path, data)
                 result.key_files.append(path)
             target.restart()
             timings["key_files_seconds"] = round(time.monotonic() - t, 3)
@@ -246,6 +246,9 @@ def restore_manifest(
                 _decrypt(store, prefix, storage, identity, files[storage.key], tar)
             finally:
                 tar.finish()
+            if isinstance(tar.error, SfpError):  # a refused archive: its rule and hint, not "writable"
+                raise SfpError(f"cannot unpack the storage files of {manifest.set_id}: {tar.error.message}",
+                               tar.error.hint)
             if tar.error is not None:
                 raise SfpError(f"cannot unpack the storage files of {manifest.set_id}: {tar.error}",
                                f"check that {storage_dir} is writable and has room")

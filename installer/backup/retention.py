@@ -7,7 +7,9 @@ N most recent periods that have a set. A set is kept if any rule keeps it.
 
 The newest complete set that passed verification (or, if none ever did, the newest complete
 set) is never deleted, whatever the policy: a prune cannot leave an org without a backup.
-Incomplete sets (no manifest) are not retention's business: `cleanup` removes them.
+Incomplete sets (no manifest) are not retention's business: `cleanup` removes them. Sets dated
+in the future (beyond the clock tolerance) are left out too: counted, one would take a period's
+place or the "newest" protection from the real sets; they are kept and reported instead.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ class Selection:
     keep: dict[str, list[str]] = field(default_factory=dict)
     """set_id → the reasons it is kept (daily, weekly, …, newest-verified)."""
     delete: list[str] = field(default_factory=list)
+    future: list[str] = field(default_factory=list)
+    """Complete sets dated in the future: neither kept by a rule nor deleted; reported."""
 
 
 def select(sets: list[s3.SetInfo], policy: Retention) -> Selection:
-    """Pure: which complete sets `policy` keeps and which it deletes. Incomplete sets are ignored."""
-    complete = sorted((s for s in sets if s.complete), key=lambda s: (s.created, s.set_id), reverse=True)
+    """Pure: which complete sets `policy` keeps and which it deletes. Incomplete and future-dated sets are ignored."""
+    complete = sorted((s for s in sets if s.complete and not s.future), key=lambda s: s.order, reverse=True)
     result = Selection()
     for rule, period in PERIODS.items():
         remaining = int(getattr(policy, f"keep_{rule}"))
@@ -56,6 +60,7 @@ def select(sets: list[s3.SetInfo], policy: Retention) -> Selection:
     if protected is not None:
         result.keep.setdefault(protected.set_id, []).append("newest-verified" if verified else "newest")
     result.delete = [s.set_id for s in complete if s.set_id not in result.keep]
+    result.future = [s.set_id for s in sets if s.complete and s.future]
     return result
 
 
@@ -64,6 +69,8 @@ class PruneReport:
     kept: dict[str, list[str]]
     deleted: list[str]
     dry_run: bool
+    future: list[str] = field(default_factory=list)
+    """Complete sets dated in the future, left alone (see select)."""
 
 
 def prune(cli: Any, store: ObjectStore, org: str, policy: Retention, dry_run: bool = False) -> PruneReport:
@@ -80,4 +87,5 @@ def prune(cli: Any, store: ObjectStore, org: str, policy: Retention, dry_run: bo
             s3.delete_keys(cli, store, [manifest], f"deleting the manifest of set {set_id}")
             s3.delete_keys(cli, store, [k for k in info.keys if k != manifest], f"deleting the objects of set {set_id}")
             deleted.append(set_id)
-    return PruneReport(kept=selection.keep, deleted=selection.delete if dry_run else deleted, dry_run=dry_run)
+    return PruneReport(kept=selection.keep, deleted=selection.delete if dry_run else deleted, dry_run=dry_run,
+                       future=selection.future)

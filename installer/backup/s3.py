@@ -20,7 +20,20 @@ from botocore.config import Config  # type: ignore[import-untyped]
 
 from ..errors import SfpError
 from .config import ObjectStore
-from .manifest import MANIFEST, VERIFIED, Manifest, is_set_id, org_prefix, set_prefix, set_time
+from .keys import Trust, check_signature
+from .manifest import (
+    CLOCK_TOLERANCE,
+    MANIFEST,
+    SIGNATURE,
+    VERIFIED,
+    Manifest,
+    is_set_id,
+    manifest_problems,
+    org_prefix,
+    set_order,
+    set_prefix,
+    set_time,
+)
 
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken",
                      "Forbidden", "403", "AuthorizationHeaderMalformed", "InvalidClientTokenId"}
@@ -106,17 +119,26 @@ def check_bucket(cli: Any, store: ObjectStore) -> None:
 class SetInfo:
     set_id: str
     created: datetime
+    """When the set says it was made (from its id)."""
     complete: bool
     """manifest.json is present."""
     verified_at: datetime | None
     size: int
     objects: int
     keys: list[str] = field(repr=False, default_factory=list)
+    uploaded: datetime | None = None
+    """When its newest object was stored (the store's LastModified): what cleanup ages by."""
+    future: bool = False
+    """Dated later than the time of listing (beyond CLOCK_TOLERANCE): never `latest`, kept out of retention, reported."""
+
+    @property
+    def order(self) -> tuple[datetime, int, str]:
+        return set_order(self.set_id)
 
     def to_json(self) -> dict[str, Any]:
         return {"set_id": self.set_id, "created": self.created.isoformat(), "complete": self.complete,
                 "verified_at": self.verified_at.isoformat() if self.verified_at else None,
-                "size": self.size, "objects": self.objects}
+                "size": self.size, "objects": self.objects, "future": self.future}
 
 
 def _list(cli: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
@@ -125,8 +147,9 @@ def _list(cli: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
-def scan(cli: Any, store: ObjectStore, org: str) -> list[SetInfo]:
-    """Every set prefix of the org, complete or not, oldest first."""
+def scan(cli: Any, store: ObjectStore, org: str, now: datetime | None = None) -> list[SetInfo]:
+    """Every set prefix of the org, complete or not, oldest first (by time, then counter: see manifest.set_order)."""
+    now = now or datetime.now(UTC)
     base = org_prefix(store.prefix, org)
     grouped: dict[str, list[dict[str, Any]]] = {}
     with s3_errors(store, f"listing the sets of {org}"):
@@ -135,18 +158,22 @@ def scan(cli: Any, store: ObjectStore, org: str) -> list[SetInfo]:
             if is_set_id(set_id):
                 grouped.setdefault(set_id, []).append(obj)
     sets = []
-    for set_id in sorted(grouped):
+    for set_id in sorted(grouped, key=set_order):
         objs = grouped[set_id]
         names = {o["Key"][len(base) + len(set_id) + 1:]: o for o in objs}
         verified = names.get(VERIFIED)
+        created = set_time(set_id)
+        stamps = [o["LastModified"].astimezone(UTC) for o in objs if o.get("LastModified") is not None]
         sets.append(SetInfo(
             set_id=set_id,
-            created=set_time(set_id),
+            created=created,
             complete=MANIFEST in names,
             verified_at=verified["LastModified"].astimezone(UTC) if verified and MANIFEST in names else None,
             size=sum(o["Size"] for o in objs),
             objects=len(objs),
             keys=[o["Key"] for o in objs],
+            uploaded=max(stamps) if stamps else None,
+            future=created > now + CLOCK_TOLERANCE,
         ))
     return sets
 
@@ -155,21 +182,57 @@ def list_complete(cli: Any, store: ObjectStore, org: str) -> list[SetInfo]:
     return [s for s in scan(cli, store, org) if s.complete]
 
 
-def read_manifest(cli: Any, store: ObjectStore, org: str, set_id: str) -> Manifest:
-    key = set_prefix(store.prefix, org, set_id) + MANIFEST
+# A manifest lists a few objects per database: anything near this is not one (and is not read whole).
+_SMALL_LIMIT = 8 * 1024 * 1024
+
+
+def _get(cli: Any, store: ObjectStore, key: str, action: str) -> bytes | None:
+    """A small object's bytes, or None when it does not exist."""
     try:
-        with s3_errors(store, f"reading the manifest of {set_id}"):
-            body = cli.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+        with s3_errors(store, action):
+            body = cli.get_object(Bucket=store.bucket, Key=key)["Body"]
+            data = bytes(body.read(_SMALL_LIMIT + 1))
+            body.close()
     except SfpError as exc:
         if "NoSuchKey" in exc.message or "404" in exc.message:
-            raise SfpError(f"set {set_id} of {org} has no manifest: it is incomplete or does not exist",
-                           "list the complete sets with `backup list` and pick one of them") from None
+            return None
         raise
+    if len(data) > _SMALL_LIMIT:
+        raise SfpError(f"{key} is larger than {_SMALL_LIMIT} bytes: not an object a backup job writes",
+                       "restore an older set (`backup list`), and check who can write to the bucket")
+    return data
+
+
+def read_manifest(cli: Any, store: ObjectStore, org: str, set_id: str, trust: Trust | None) -> Manifest:
+    """The manifest of <prefix>/<org>/<set_id>/, authenticated: its signature (manifest.sig) is
+    checked against `trust` before the bytes are even parsed, then the manifest must name this
+    org and set and list only objects the toolkit writes. Raises SfpError saying what to do.
+
+    `trust=None` reads without checking the signature: only for showing a manifest when no
+    signing key of the org is known; nothing may be downloaded or applied on such a read.
+    """
+    where = set_prefix(store.prefix, org, set_id)
+    body = _get(cli, store, where + MANIFEST, f"reading the manifest of {set_id}")
+    if body is None:
+        raise SfpError(f"set {set_id} of {org} has no manifest: it is incomplete or does not exist",
+                       "list the complete sets with `backup list` and pick one of them")
+    signed_by = None
+    if trust is not None:
+        signature = _get(cli, store, where + SIGNATURE, f"reading the signature of {set_id}")
+        signed_by = check_signature(body, signature, trust, org=org, set_id=set_id, bucket=store.bucket)
     try:
         data = json.loads(body)
     except ValueError:
         raise SfpError(f"the manifest of {set_id} is not JSON", "the set is damaged; use an older set") from None
-    return Manifest.from_json(data, f"manifest of {set_id}")
+    manifest = Manifest.from_json(data, f"manifest of {set_id}")
+    problems = manifest_problems(manifest, org, set_id)
+    if problems:
+        raise SfpError(f"set {set_id} of {org} is refused, nothing was downloaded: {'; '.join(problems)}",
+                       "restore an older set (`backup list`), and check who can write to the bucket")
+    if trust is not None:
+        manifest.authenticity = "signed" if signed_by else "unsigned"
+        manifest.signed_by = signed_by
+    return manifest
 
 
 def delete_keys(cli: Any, store: ObjectStore, keys: list[str], action: str) -> None:
@@ -194,13 +257,20 @@ class CleanupReport:
 
 def cleanup(cli: Any, store: ObjectStore, org: str, grace: timedelta = timedelta(hours=24),
             now: datetime | None = None, dry_run: bool = False) -> CleanupReport:
-    """Abort multipart uploads and remove manifest-less sets older than `grace` (a run may still be going)."""
+    """Abort multipart uploads and remove manifest-less sets whose newest object was stored more than
+    `grace` ago (a run may still be going)."""
     now = now or datetime.now(UTC)
     base = org_prefix(store.prefix, org)
     report = CleanupReport()
     with s3_errors(store, f"listing unfinished uploads of {org}"):
         paginator = cli.get_paginator("list_multipart_uploads")
-        uploads = [u for page in paginator.paginate(Bucket=store.bucket, Prefix=base) for u in page.get("Uploads", [])]
+        try:
+            uploads = [u for page in paginator.paginate(Bucket=store.bucket, Prefix=base) for u in page.get("Uploads", [])]
+        except botocore.exceptions.ClientError as exc:
+            # rclone's S3 server answers NoSuchUpload for a bucket that never had a multipart upload.
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+            uploads = []
     for upload in uploads:
         initiated = upload.get("Initiated")
         if initiated is not None and now - initiated.astimezone(UTC) < grace:
@@ -209,8 +279,10 @@ def cleanup(cli: Any, store: ObjectStore, org: str, grace: timedelta = timedelta
         if not dry_run:
             with s3_errors(store, f"aborting the unfinished upload of {upload['Key']}"):
                 cli.abort_multipart_upload(Bucket=store.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for info in scan(cli, store, org):
-        if info.complete or now - info.created < grace:
+    for info in scan(cli, store, org, now=now):
+        # Aged by when its objects were stored, not by the date its id claims (a planted id in the
+        # past would get a running backup removed; one in the future would never be removed).
+        if info.complete or info.uploaded is None or now - info.uploaded < grace:
             continue
         report.removed_sets.append(info.set_id)
         if not dry_run:

@@ -1,8 +1,9 @@
 """Verification: every object of a set re-downloaded and checked end to end.
 
-For each object: size and sha256 of the encrypted bytes against the manifest, then age
+The manifest's signature is checked first (s3.read_manifest, by the caller). For each object: size and sha256 of the encrypted bytes against the manifest, then age
 decryption and zstd decompression with the sha256 of the plaintext checked too, and a content
-check (`pg_restore --list` for dumps, a full tar read for storage, YAML for the secrets). All
+check (`pg_restore --list` for dumps, a full tar read for storage, the rules of content.py for
+the secrets object and the roles script, so a set restore would refuse does not verify). All
 objects are checked and every failing one is named. A passed verification writes verified.json.
 """
 
@@ -26,6 +27,7 @@ from ..errors import SfpError
 from . import db as dbtools
 from . import s3
 from .config import ObjectStore
+from .content import check_config_document, globals_script
 from .keys import check_identity
 from .manifest import VERIFIED, Manifest, ObjectEntry, set_prefix, utcnow
 from .storage_tar import list_tar
@@ -47,6 +49,9 @@ class VerifyReport:
     set_id: str
     objects: list[ObjectCheck] = field(default_factory=list)
     verified_at: str | None = None
+    authenticity: str = "signed"
+    """signed, or unsigned (accepted with allow_unsigned)."""
+    signed_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -149,7 +154,7 @@ class ThreadSink(io.RawIOBase):
 
 
 def _content_check(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry, identity: x25519.Identity,
-                   tools: dbtools.Database | None) -> str | None:
+                   tools: dbtools.Database | None, org: str, set_id: str) -> str | None:
     if entry.kind == "database" and tools is not None:
         argv, env = tools.argv("pg_restore", ["--list"])
         with open(os.devnull, "wb") as devnull:
@@ -170,25 +175,42 @@ def _content_check(cli: Any, store: ObjectStore, prefix: str, entry: ObjectEntry
         if problem is None and tar.error is not None:
             problem = f"is not a readable tar: {tar.error}"
         return problem
-    if entry.kind == "config":
+    if entry.kind in ("config", "globals"):
         buffer = io.BytesIO()
         problem = check_object(cli, store, prefix, entry, identity, buffer)
         if problem is None:
-            data = yaml.safe_load(buffer.getvalue())
-            if not isinstance(data, dict) or "secrets" not in data:
-                problem = "does not hold the org's settings and secrets"
+            problem = _small_content_problem(entry.kind, buffer.getvalue(), org, set_id)
         return problem
     return check_object(cli, store, prefix, entry, identity)
 
 
+def _small_content_problem(kind: str, data: bytes, org: str, set_id: str) -> str | None:
+    """What restore would refuse in the settings object or the roles script (content.py), as a problem."""
+    try:
+        if kind == "config":
+            document = yaml.safe_load(data)
+            if not isinstance(document, dict) or "secrets" not in document:
+                return "does not hold the org's settings and secrets"
+            check_config_document(document, org, set_id)
+        else:
+            globals_script(data.decode(), set())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return f"is not readable: {type(exc).__name__}"
+    except SfpError as exc:
+        return exc.message
+    return None
+
+
 def verify_manifest(cli: Any, store: ObjectStore, manifest: Manifest, identity: x25519.Identity,
                     tools: dbtools.Database | None = None, record: bool = True) -> VerifyReport:
+    """Check every object of a manifest read with s3.read_manifest (its signature already checked)."""
     check_identity(identity, manifest.recipient, manifest.set_id)
     prefix = set_prefix(store.prefix, manifest.org, manifest.set_id)
-    report = VerifyReport(org=manifest.org, set_id=manifest.set_id)
+    report = VerifyReport(org=manifest.org, set_id=manifest.set_id, authenticity=manifest.authenticity,
+                          signed_by=manifest.signed_by)
     for entry in manifest.objects:
         try:
-            problem = _content_check(cli, store, prefix, entry, identity, tools)
+            problem = _content_check(cli, store, prefix, entry, identity, tools, manifest.org, manifest.set_id)
         except SfpError as exc:
             if "NoSuchKey" in exc.message:
                 problem = "is missing from the bucket"

@@ -1,12 +1,14 @@
 """`sfp-server backup …` and `sfp-server restore`: scheduled-backup companions and disaster recovery.
 
 Argument parsing and output only; the work is in installer.actions.backup. The recovery key is
-printed only by `backup key` (on request, like `secrets show`); S3 keys are never printed.
+printed only by `backup key` (on request, like `secrets show`, in a key file that also holds the
+signing public key); the signing key's private half and S3 keys are never printed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..actions import backup as action
-from ..backup_job import human, raise_on_sigterm
+from ..backup_job import future_warning, human, raise_on_sigterm
+from ..errors import SfpError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -25,7 +28,17 @@ out = Console(highlight=False, soft_wrap=True)
 org_required = click.option("--org", required=True, metavar="ORG", help="The org whose backups are meant.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 identity_option = click.option("--identity-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                               help="The recovery key kept offline (default: the one in the org's vault).")
+                               help="The key file kept offline, as `backup key` wrote it: recovery key and signing "
+                                    "public key (default: the org's vault).")
+allow_unsigned_option = click.option(
+    "--allow-unsigned", is_flag=True,
+    help="Also accept a set that has no signature (made before sets were signed). Anyone who can write to the "
+         "bucket can make such a set: use only for a set you know is yours. A set whose signature fails is always refused.")
+
+
+def _unsigned_warning(set_id: str) -> None:
+    err.print(f"[bold red]WARNING:[/bold red] set {set_id} has NO signature: nothing proves this org's backup job made it "
+              "(accepted only because of --allow-unsigned)")
 
 
 def _when(value: Any) -> str:
@@ -68,30 +81,49 @@ def list_cmd(obj: Any, org: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"set_id": s.set_id, "created": _when(s.created), "complete": s.complete,
                                 "verified_at": _when(s.verified_at) if s.verified_at else None,
-                                "size_bytes": s.size, "objects": s.objects} for s in sets], indent=2))
+                                "size_bytes": s.size, "objects": s.objects, "future": s.future} for s in sets], indent=2))
         return
     if not sets:
         out.print(f"{org}: no backups yet (`sfp-server backup run --org {org}`)")
         return
-    table = Table("set", "created", "state", "verified", "size", "objects")
+    out.print(sets_table(sets))
     for s in sets:
-        table.add_row(s.set_id, _when(s.created), "complete" if s.complete else "[red]incomplete[/red]",
-                      _when(s.verified_at), human(s.size), str(s.objects))
-    out.print(table)
+        if s.future:
+            err.print(f"[yellow]warning:[/yellow] set {s.set_id} is dated in the future: it is never taken as latest; "
+                      "check the clock of the host that made it, or whether someone else wrote it (`backup verify ID`)")
+
+
+def sets_table(sets: list[Any]) -> Table:
+    """The operator copies the set id into `restore --backup ID`: its column is as wide as the longest
+    id shown and never wraps or truncates; in a narrow terminal the other columns wrap instead."""
+    table = Table()
+    table.add_column("set", no_wrap=True, min_width=max((len(s.set_id) for s in sets), default=0))
+    for header in ("created", "state", "verified", "size", "objects"):
+        table.add_column(header, overflow="fold")  # wrapped, never cut off
+    for s in sets:
+        state = "complete" if s.complete else "[red]incomplete[/red]"
+        if getattr(s, "future", False):
+            state += " [red]future-dated[/red]"
+        table.add_row(s.set_id, _when(s.created), state, _when(s.verified_at), human(s.size), str(s.objects))
+    return table
 
 
 @backup.command("show")
 @org_required
 @click.argument("set_id", default="latest")
+@identity_option
 @json_option
 @click.pass_obj
-def show_cmd(obj: Any, org: str, set_id: str, as_json: bool) -> None:
-    """One set's manifest: release, Postgres major, objects with sizes and checksums."""
-    m = action.show(obj.inventory(), org, set_id)
+def show_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, as_json: bool) -> None:
+    """One set's manifest (its signature checked when the org's signing key is known): release, Postgres major, objects."""
+    m = action.show(obj.inventory(), org, set_id, identity_file)
     if as_json:
-        click.echo(json.dumps(m.to_json(), indent=2))
+        click.echo(json.dumps({**m.to_json(), "authenticity": m.authenticity, "signed_by": m.signed_by}, indent=2))
         return
     out.print(f"set {m.set_id} of {m.org}: created {m.created}, finished {m.finished}, toolkit {m.toolkit_version}")
+    out.print("signature: " + {"signed": f"[green]verified[/green] (signing key {m.signed_by})",
+                                "unchecked": "[yellow]not checked[/yellow] (no signing key of the org is known)"}
+              .get(m.authenticity, m.authenticity))
     out.print(f"release {m.release or '-'}, postgres {m.postgres_major or '-'}, recipient {m.recipient}")
     table = Table("object", "kind", "size", "plaintext", "sha256")
     for o in m.objects:
@@ -103,14 +135,19 @@ def show_cmd(obj: Any, org: str, set_id: str, as_json: bool) -> None:
 @org_required
 @click.argument("set_id", default="latest")
 @identity_option
+@allow_unsigned_option
 @json_option
 @click.pass_obj
-def verify_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, as_json: bool) -> None:
-    """Download and check every object of a set (default: latest); exit 1 naming each damaged object."""
-    report = action.verify(obj.inventory(), org, set_id, identity_file)
+def verify_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, allow_unsigned: bool, as_json: bool) -> None:
+    """Check a set's signature, then download and check every object (default: latest); exit 1 naming what is wrong."""
+    report = action.verify(obj.inventory(), org, set_id, identity_file, allow_unsigned)
+    if report.authenticity == "unsigned":
+        _unsigned_warning(report.set_id)
     if as_json:
         click.echo(json.dumps(asdict(report), indent=2, default=str))
         return
+    if report.signed_by:
+        out.print(f"  [green]ok[/green] signature (signing key {report.signed_by})")
     for o in report.objects:
         out.print(f"  {'[green]ok[/green]' if o.ok else '[red]BAD[/red]'} {o.key}" + (f": {o.problem}" if o.problem else ""))
     out.print(f"{org}: set {report.set_id} verified ({len(report.objects)} objects)")
@@ -129,16 +166,37 @@ def prune_cmd(obj: Any, org: str, dry_run: bool, as_json: bool) -> None:
         return
     verb = "would delete" if dry_run else "deleted"
     out.print(f"{org}: {verb} {len(report.deleted)} set(s){': ' + ', '.join(report.deleted) if report.deleted else ''}")
+    for set_id in report.future:
+        err.print(f"[yellow]warning:[/yellow] {future_warning(org, set_id)}")
 
 
 @backup.command("key")
 @org_required
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the key file here (mode 0600, not overwritten) instead of printing it.")
 @click.pass_obj
-def key_cmd(obj: Any, org: str) -> None:
-    """Print the org's recovery key (age identity) to keep OFFLINE; without it no set can be restored elsewhere."""
+def key_cmd(obj: Any, org: str, output: Path | None) -> None:
+    """Print the org's key file to keep OFFLINE: the recovery key (an age identity) and the signing public key.
+
+    Without it no set can be restored on a new controller: `restore --identity-file FILE` reads both
+    (the recovery key opens the sets, the signing public key proves they are the org's).
+    """
     inv = obj.inventory()
     action.org_of(inv, org)
-    click.echo(action.identity(inv, org))
+    text, signed = action.key_text(inv, org)
+    if not signed:
+        err.print(f"[yellow]warning:[/yellow] {org} has no signing key yet: run `sfp-server install --org {org}`, "
+                  "then `backup key` again so the key file holds the signing public key")
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SfpError(f"{output} exists; it was not overwritten", "name a new file, or remove the old one first") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    err.print(f"{org}: key file written to {output} (0600); keep it OFFLINE")
 
 
 @click.command("restore")
@@ -152,19 +210,21 @@ def key_cmd(obj: Any, org: str) -> None:
                                                   "add it to hosts.yml and host_vars first). Works with --to-host.")
 @click.option("--force", is_flag=True, help="Replace an existing org: a safety backup is taken first.")
 @identity_option
+@allow_unsigned_option
 @click.pass_obj
 def restore(obj: Any, org: str, set_ref: str, to_host: str | None, as_org: str | None, force: bool,
-            identity_file: Path | None) -> None:
+            identity_file: Path | None, allow_unsigned: bool) -> None:
     """Rebuild an org from a backup: same secrets (API keys stay valid), database, storage files; then check health.
 
     Works for orgs on this machine and on hosts reached over SSH (the restore runs on the org's host;
     its toolkit interpreter is backup__python). Refuses to replace an org present on its host
     unless --force, which first takes a safety backup. After losing a machine: add the new machine
-    to hosts.yml and run `restore --org ORG --backup latest --to-host NEW-MACHINE`.
+    to hosts.yml and run `restore --org ORG --backup latest --to-host NEW-MACHINE`. Only a set signed
+    with the org's signing key is restored (see --allow-unsigned); its signature is checked first.
     """
     inv = obj.inventory()
     outcome = action.restore(inv, org, set_ref, err, as_org=as_org, to_host=to_host, force=force,
-                             identity_file=identity_file, verbose=obj.verbose,
+                             identity_file=identity_file, allow_unsigned=allow_unsigned, verbose=obj.verbose,
                              say=lambda m: err.print(f"  {m}", markup=False))
     if outcome.moved_from:
         out.print(f"{outcome.org} now runs on machine {outcome.machine} (moved in hosts.yml from {', '.join(outcome.moved_from)})")

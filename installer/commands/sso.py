@@ -72,6 +72,9 @@ def _print_sp(o: action.SsoOutcome) -> None:
 @click.option("--attribute-mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="SAML: YAML/JSON file, e.g. {keys: {email: {name: mail}}}.")
 @click.option("--expected-entity-id", metavar="ID", help="SAML: refuse metadata with another entityID (default: pin the one found).")
+@click.option("--metadata-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="PEM",
+              help="SAML: the IdP's metadata signing certificate; the metadata must be signed with it "
+                   "(checked on every fetch; kept when the provider is added again).")
 @click.option("--name-id-format", metavar="URN", help="SAML: NameID format to request.")
 @click.option("--provider", type=click.Choice([*BUILTIN_PROVIDERS, "custom"]), help="OIDC: GoTrue built-in provider, or custom.")
 @click.option("--issuer", metavar="URL", help="OIDC: the issuer (discovery is validated).")
@@ -79,12 +82,16 @@ def _print_sp(o: action.SsoOutcome) -> None:
 @click.option("--client-id", metavar="ID", help="OIDC: the client id registered at the IdP.")
 @click.option("--client-secret-file", type=click.File("r"), metavar="FILE", help="OIDC: file holding the client secret ('-': standard input).")
 @click.option("--scope", "scopes", multiple=True, help="OIDC custom: scope to request (repeatable).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="HOST",
+              help="Let this IdP host resolve to a link-local or cloud metadata-service address, refused "
+                   "otherwise (repeatable; recorded in sso.yml).")
 @loopback_option
 @click.pass_obj
 def add(obj: Any, org: str, kind: str | None, name: str | None, metadata_url: str | None, metadata_file: Path | None,
         domains: tuple[str, ...], attribute_mapping: Path | None, expected_entity_id: str | None,
-        name_id_format: str | None, provider: str | None, issuer: str | None, provider_url: str | None,
-        client_id: str | None, client_secret_file: Any, scopes: tuple[str, ...], allow_insecure_loopback: bool) -> None:
+        metadata_cert: Path | None, name_id_format: str | None, provider: str | None, issuer: str | None,
+        provider_url: str | None, client_id: str | None, client_secret_file: Any, scopes: tuple[str, ...],
+        allow_hosts: tuple[str, ...], allow_insecure_loopback: bool) -> None:
     """Validate an IdP, record it for the org, apply it and print what the IdP side needs."""
     if kind is None:
         raise click.UsageError("choose --saml or --oidc")
@@ -95,11 +102,12 @@ def add(obj: Any, org: str, kind: str | None, name: str | None, metadata_url: st
         outcome = action.add_saml(
             inv, org, err, name=name, metadata_url=metadata_url, metadata_file=metadata_file, domains=list(domains),
             attribute_mapping_file=attribute_mapping, expected_entity_id=expected_entity_id,
-            name_id_format=name_id_format, allow_insecure_loopback=allow_insecure_loopback, verbose=obj.verbose,
+            name_id_format=name_id_format, metadata_cert_file=metadata_cert, allow_hosts=allow_hosts,
+            allow_insecure_loopback=allow_insecure_loopback, verbose=obj.verbose,
         )
     else:
-        if metadata_url or metadata_file or domains:
-            raise click.UsageError("--metadata-url/--metadata-file/--domain are for --saml")
+        if metadata_url or metadata_file or domains or metadata_cert:
+            raise click.UsageError("--metadata-url/--metadata-file/--metadata-cert/--domain are for --saml")
         if not provider or not client_id or client_secret_file is None:
             raise click.UsageError("--oidc needs --provider, --client-id and --client-secret-file")
         if provider == "custom" and not issuer:
@@ -107,7 +115,8 @@ def add(obj: Any, org: str, kind: str | None, name: str | None, metadata_url: st
         secret = client_secret_file.read().strip()
         outcome = action.add_oidc(
             inv, org, err, provider=provider, issuer=issuer, client_id=client_id, client_secret=secret, name=name,
-            url=provider_url, scopes=list(scopes), allow_insecure_loopback=allow_insecure_loopback, verbose=obj.verbose,
+            url=provider_url, scopes=list(scopes), allow_hosts=allow_hosts, allow_insecure_loopback=allow_insecure_loopback,
+            verbose=obj.verbose,
         )
     _print_outcome(outcome)
     _print_sp(outcome)
@@ -140,7 +149,8 @@ def list_cmd(obj: Any, org: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def show_cmd(obj: Any, org: str, name: str, as_json: bool) -> None:
-    """One provider's settings and the service-provider URLs to give the IdP (no secrets)."""
+    """One provider's settings, its SAML metadata's signature as fetched now, and the
+    service-provider URLs to give the IdP (no secrets)."""
     row = action.show(obj.inventory(), org, name)
     if as_json:
         click.echo(json.dumps(row, indent=2))
@@ -181,7 +191,7 @@ def check_cmd(obj: Any, org: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"org": org, "exit_status": report.exit_status, "items": [
             {"kind": i.kind, "name": i.name, "source": i.source, "status": i.status, "drifted": i.drifted,
-             "findings": [{"level": f.level, "message": f.message, "hint": f.hint} for f in i.findings.items]}
+             "signature": i.signature, "findings": [{"level": f.level, "message": f.message, "hint": f.hint} for f in i.findings.items]}
             for i in report.items]}, indent=2))
     else:
         click.echo(report.text())

@@ -29,6 +29,7 @@ class IdpCheck:
     findings: Findings = field(default_factory=Findings)
     fingerprint: str | None = None  # SAML: current metadata fingerprint (store it after apply)
     drifted: bool = False
+    signature: str | None = None  # SAML: unsigned / signed, not verified / verified with the pinned certificate
 
     @property
     def status(self) -> Literal["ok", "warning", "error"]:
@@ -55,6 +56,8 @@ class CheckReport:
         lines: list[str] = []
         for i in self.items:
             lines.append(f"[{i.status.upper()}] {i.kind} {i.name} ({i.source})")
+            if i.signature:
+                lines.append(f"    metadata signature: {i.signature}")
             lines += [f"    {f}" for f in i.findings.items]
         return "\n".join(lines)
 
@@ -70,7 +73,8 @@ def check_all(
     session: requests.Session | None = None,
 ) -> CheckReport:
     """Check each SAML metadata (reachability, certificates, validUntil, entityID, drift) and
-    each OIDC provider with a known issuer (discovery, issuer, JWKS, clock skew).
+    each OIDC provider with a known issuer (discovery, issuer, JWKS, clock skew). A SAML provider
+    with a pinned certificate (metadata_cert) must have metadata whose signature verifies with it.
 
     `applied_fingerprints` maps SAML provider name -> the fingerprint (or raw sha256) recorded
     when its metadata was last applied to GoTrue; a difference is reported as drift.
@@ -81,13 +85,16 @@ def check_all(
     for s in settings.saml:
         if s.metadata_url:
             r = validate_saml_metadata(url=s.metadata_url, expected_entity_id=s.expected_entity_id, timeout=timeout,
-                                       allow_insecure_loopback=allow_insecure_loopback, now=now, session=session)
+                                       allow_insecure_loopback=allow_insecure_loopback, now=now, session=session,
+                                       allow_hosts=settings.allow_hosts, pinned_cert=s.metadata_cert)
         else:
             path = Path(s.metadata_file or "")
             if base_dir is not None and not path.is_absolute():
                 path = base_dir / path
-            r = validate_saml_metadata(file=path, expected_entity_id=s.expected_entity_id, now=now)
-        item = IdpCheck("saml", s.name, r.source, r.findings, r.fingerprint)
+            r = validate_saml_metadata(file=path, expected_entity_id=s.expected_entity_id, now=now,
+                                       pinned_cert=s.metadata_cert)
+        item = IdpCheck("saml", s.name, r.source, r.findings, r.fingerprint,
+                        signature=r.signature.detail if r.signature else None)
         stored = applied.get(s.name)
         if stored and r.fingerprint and stored not in (r.fingerprint, r.raw_sha256):
             item.drifted = True
@@ -103,6 +110,6 @@ def check_all(
             report.items.append(item)  # plain OAuth2 built-in (github, ...): nothing to discover
             continue
         orep = validate_oidc_provider(issuer, allow_insecure_loopback=allow_insecure_loopback, timeout=timeout,
-                                      now=now, session=session)
+                                      now=now, session=session, allow_hosts=settings.allow_hosts)
         report.items.append(IdpCheck("oidc", o.name, issuer, orep.findings))
     return report

@@ -6,7 +6,10 @@ Inventory shape::
       sso:
         saml:
           - name: acme-okta
-            metadata_url: https://acme.okta.com/app/xyz/sso/saml/metadata   # or metadata_file: files/acme.xml
+            metadata_url: https://acme.okta.com/app/xyz/sso/saml/metadata   # or metadata_file (outside what
+                                                # Ansible parses as inventory: .sso-metadata/<org>/<name>.xml)
+            metadata_cert: MIIC...             # optional: the metadata must be signed with this certificate
+                                                # (base64 DER on one line; PEM accepted)
             domains: [acme.com]
             expected_entity_id: http://www.okta.com/xyz        # optional
             attribute_mapping: {keys: {email: {name: mail}}}   # optional, GoTrue's format
@@ -20,6 +23,7 @@ Inventory shape::
             # client_secret_vault_key names another one
         saml_allow_encrypted_assertions: false      # optional
         saml_relay_state_validity_period: 2m        # optional, Go duration
+        allow_hosts: [idp.internal.example]         # optional: may resolve to link-local addresses
 
 Secrets never appear in the generated compose environment: it carries `${NAME}` references
 and `gotrue_dotenv` returns the values for the org's .env file.
@@ -27,6 +31,7 @@ and `gotrue_dotenv` returns the values for the org's .env file.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from installer.errors import ConfigError, Problem, SfpError
-from installer.sso import _net
+from installer.sso import _net, xmldsig
 from installer.sso.sp import check_saml_private_key, service_provider_info
 
 # GoTrue v2.196.0 internal/conf/configuration.go `ProviderConfiguration` (OAuthProviderConfiguration
@@ -66,7 +71,9 @@ NAME_ID_FORMATS = (
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_SSO_VAULT_KEY = re.compile(r"^SSO_[A-Z0-9_]+\Z")
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class SamlProviderSettings:
     expected_entity_id: str | None = None
     attribute_mapping: dict[str, Any] = field(default_factory=dict)
     name_id_format: str = ""
+    metadata_cert: str | None = None  # base64 DER: the metadata must be signed with it (verified on every fetch)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class SsoSettings:
     oidc: tuple[OidcProviderSettings, ...] = ()
     saml_allow_encrypted_assertions: bool = False
     saml_relay_state_validity_period: str | None = None
+    allow_hosts: tuple[str, ...] = ()  # IdP hosts that may resolve to link-local / metadata-service addresses
 
     @property
     def vault_keys(self) -> list[str]:
@@ -199,7 +208,8 @@ def parse_sso_settings(data: Mapping[str, Any] | None, *, where: str = "sfp_org.
     c = _Collector()
     if not isinstance(data, Mapping):
         raise ConfigError([Problem(where, "must be a mapping with saml: and/or oidc: lists")])
-    _unknown_keys(c, data, {"saml", "oidc", "saml_allow_encrypted_assertions", "saml_relay_state_validity_period"}, where)
+    _unknown_keys(c, data, {"saml", "oidc", "saml_allow_encrypted_assertions", "saml_relay_state_validity_period",
+                            "allow_hosts"}, where)
 
     names: set[str] = set()
     saml: list[SamlProviderSettings] = []
@@ -210,7 +220,7 @@ def parse_sso_settings(data: Mapping[str, Any] | None, *, where: str = "sfp_org.
             c.add(w, "must be a mapping")
             continue
         _unknown_keys(c, item, {"name", "metadata_url", "metadata_file", "domains", "expected_entity_id",
-                                "attribute_mapping", "name_id_format"}, w)
+                                "attribute_mapping", "name_id_format", "metadata_cert"}, w)
         name = _name(c, item, w, names)
         url = c.url_field(item, "metadata_url", w, allow_insecure_loopback=allow_insecure_loopback)
         path = c.str_field(item, "metadata_file", w)
@@ -239,7 +249,7 @@ def parse_sso_settings(data: Mapping[str, Any] | None, *, where: str = "sfp_org.
             name=name or "", domains=tuple(domains), metadata_url=url, metadata_file=path,
             expected_entity_id=c.str_field(item, "expected_entity_id", w),
             attribute_mapping=_attribute_mapping(c, item.get("attribute_mapping"), f"{w}.attribute_mapping"),
-            name_id_format=nif,
+            name_id_format=nif, metadata_cert=_pinned_certificate(c, item, w),
         ))
 
     oidc: list[OidcProviderSettings] = []
@@ -275,6 +285,12 @@ def parse_sso_settings(data: Mapping[str, Any] | None, *, where: str = "sfp_org.
             c.add(f"{w}.scopes", "must be a list of scope names")
             scopes = []
         secret_key = c.str_field(item, "client_secret_vault_key", w) or default_secret_key(name or "")
+        if not _SSO_VAULT_KEY.match(secret_key):
+            # Any other vault name would hand one of the org's own secrets (the service_role key,
+            # the database password) to the identity provider as a client secret.
+            c.add(f"{w}.client_secret_vault_key", f"{secret_key!r} is not an SSO secret's name",
+                  "name a vault key of the form SSO_<NAME> (letters, digits, _), or leave it out for "
+                  "the default SSO_<NAME>_CLIENT_SECRET")
         oidc.append(OidcProviderSettings(
             name=name or "", provider=provider or "", client_id=c.str_field(item, "client_id", w, required=True) or "",
             issuer=issuer, url=url, client_secret_vault_key=secret_key, scopes=tuple(scopes),
@@ -289,11 +305,44 @@ def parse_sso_settings(data: Mapping[str, Any] | None, *, where: str = "sfp_org.
     settings = SsoSettings(
         saml=tuple(saml), oidc=tuple(oidc),
         saml_allow_encrypted_assertions=c.bool_field(data, "saml_allow_encrypted_assertions", where),
-        saml_relay_state_validity_period=period,
+        saml_relay_state_validity_period=period, allow_hosts=_allow_hosts(c, data.get("allow_hosts"), where),
     )
     if c.problems:
         raise ConfigError(c.problems)
     return settings
+
+
+def _pinned_certificate(c: _Collector, item: Mapping[str, Any], where: str) -> str | None:
+    text = c.str_field(item, "metadata_cert", where)
+    if text is None:
+        return None
+    try:
+        return xmldsig.one_line(text)
+    except ValueError as exc:
+        c.add(f"{where}.metadata_cert", f"is not an X.509 certificate ({exc})",
+              "give the IdP's metadata signing certificate as base64 DER on one line (the body of its PEM "
+              "file); `sfp-server sso add ... --metadata-cert FILE.pem` writes it")
+        return None
+
+
+def _allow_hosts(c: _Collector, value: Any, where: str) -> tuple[str, ...]:
+    hosts: list[str] = []
+    for j, h in enumerate(_list(c, value, f"{where}.allow_hosts")):
+        host = _net.normalize_host(h) if isinstance(h, str) else ""
+        if not (_HOSTNAME.match(host) or _is_ip(host)):
+            c.add(f"{where}.allow_hosts[{j}]", f"{h!r} is not a host name or IP address",
+                  "name the host only: no scheme, port or path")
+            continue
+        hosts.append(host)
+    return tuple(sorted(set(hosts)))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _list(c: _Collector, value: Any, where: str) -> list[Any]:

@@ -11,6 +11,7 @@ internal/models/custom_oauth_provider.go GetDiscoveryURL uses TrimRight(issuer, 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -62,11 +63,13 @@ def validate_oidc_provider(
     timeout: float = _net.DEFAULT_TIMEOUT,
     now: datetime | None = None,
     session: requests.Session | None = None,
+    allow_hosts: Collection[str] = (),
 ) -> OidcReport:
     """Check the provider at `issuer`; every problem is a finding, nothing raises.
 
     `allow_insecure_loopback` lets http:// URLs to 127.0.0.0/8, ::1 or localhost through (tests);
-    everything else must be https. `now` overrides the local clock (tests).
+    everything else must be https. Link-local and cloud metadata-service addresses are refused
+    unless their host is in `allow_hosts`. `now` overrides the local clock (tests).
     """
     report = OidcReport(issuer=issuer, discovery_url=discovery_url(issuer))
     f = report.findings
@@ -83,7 +86,8 @@ def validate_oidc_provider(
 
     try:
         resp = _net.http_get(report.discovery_url, what="OIDC discovery document", timeout=timeout,
-                             accept="application/json", session=session)
+                             accept="application/json", session=session,
+                             allow_insecure_loopback=allow_insecure_loopback, allow_hosts=allow_hosts)
     except SfpError as exc:
         f.error(exc.message, exc.hint)
         return report
@@ -123,7 +127,7 @@ def validate_oidc_provider(
     jwks_uri = doc.get("jwks_uri")
     if isinstance(jwks_uri, str) and jwks_uri and "jwks_uri" not in missing:
         _check_jwks(jwks_uri, report, timeout=timeout, session=session,
-                    allow_insecure_loopback=allow_insecure_loopback)
+                    allow_insecure_loopback=allow_insecure_loopback, allow_hosts=allow_hosts)
     return report
 
 
@@ -160,13 +164,14 @@ def _clock_skew(resp: _net.Response, local: datetime, report: OidcReport) -> Non
 
 
 def _check_jwks(jwks_uri: str, report: OidcReport, *, timeout: float, session: requests.Session | None,
-                allow_insecure_loopback: bool) -> None:
+                allow_insecure_loopback: bool, allow_hosts: Collection[str]) -> None:
     f = report.findings
     if _net.url_scheme_problem(jwks_uri, "jwks_uri", allow_insecure_loopback=allow_insecure_loopback):
         return  # already reported
     try:
         resp = _net.http_get(jwks_uri, what="JWKS (the IdP's signing keys)", timeout=timeout,
-                             accept="application/json", session=session)
+                             accept="application/json", session=session,
+                             allow_insecure_loopback=allow_insecure_loopback, allow_hosts=allow_hosts)
     except SfpError as exc:
         f.error(exc.message, exc.hint)
         return

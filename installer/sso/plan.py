@@ -141,17 +141,21 @@ def _desired_saml(settings: SsoSettings, *, skip: Collection[str], base_dir: Pat
             continue
         if s.metadata_url:
             report = saml.validate_saml_metadata(url=s.metadata_url, expected_entity_id=s.expected_entity_id,
-                                                 timeout=timeout, allow_insecure_loopback=allow_insecure_loopback)
+                                                 timeout=timeout, allow_insecure_loopback=allow_insecure_loopback,
+                                                 allow_hosts=settings.allow_hosts, pinned_cert=s.metadata_cert)
         else:
             path = Path(s.metadata_file or "")
             if base_dir is not None and not path.is_absolute():
                 path = base_dir / path
-            report = saml.validate_saml_metadata(file=path, expected_entity_id=s.expected_entity_id)
+            report = saml.validate_saml_metadata(file=path, expected_entity_id=s.expected_entity_id,
+                                                 pinned_cert=s.metadata_cert)
         if not report.ok:
             raise SfpError(f"SAML provider {s.name}: " + "; ".join(str(f) for f in report.findings.errors),
                            "fix the IdP's metadata (or the setting) and run again; nothing was sent to Auth")
-        # GoTrue fetches (and refreshes) an https metadata URL itself; anything else is sent inline.
-        url = s.metadata_url if s.metadata_url and s.metadata_url.startswith("https://") else None
+        # GoTrue fetches (and refreshes) an https metadata URL itself; anything else is sent inline. So
+        # is metadata whose signature was verified here: GoTrue would refresh it without the check.
+        pinned = s.metadata_cert is not None
+        url = s.metadata_url if s.metadata_url and s.metadata_url.startswith("https://") and not pinned else None
         out.append((s.name, gotrue_admin.DesiredSamlProvider(
             metadata_xml=report.raw.decode("utf-8"), domains=list(s.domains),
             attribute_mapping=dict(s.attribute_mapping), metadata_url=url, name_id_format=s.name_id_format,

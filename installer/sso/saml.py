@@ -15,7 +15,10 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import stat
 import xml.etree.ElementTree as ET
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +29,7 @@ import requests
 from cryptography import x509
 
 from installer.errors import SfpError
-from installer.sso import _net
+from installer.sso import _net, xmldsig
 from installer.sso.report import Finding, Findings
 
 NS_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -62,7 +65,8 @@ class SamlMetadataReport:
     sso_services: list[SingleSignOnService] = field(default_factory=list)
     signing_certificates: list[SigningCertificate] = field(default_factory=list)
     valid_until: datetime | None = None
-    signed: bool = False  # the document carries a ds:Signature (not verified here)
+    signed: bool = False  # the root element carries a ds:Signature (verified only when a certificate is pinned)
+    signature: xmldsig.SignatureStatus | None = None  # None: the document could not be parsed
     findings: Findings = field(default_factory=Findings)
     raw: bytes = field(default=b"", repr=False)
 
@@ -100,26 +104,40 @@ def fetch_saml_metadata(
     timeout: float = _net.DEFAULT_TIMEOUT,
     allow_insecure_loopback: bool = False,
     session: requests.Session | None = None,
+    allow_hosts: Collection[str] = (),
 ) -> bytes:
-    """GET the IdP metadata. https only (GoTrue refuses other metadata_url schemes)."""
+    """GET the IdP metadata. https only (GoTrue refuses other metadata_url schemes), every
+    redirect checked, no link-local or metadata-service address unless its host is in `allow_hosts`."""
     problem = _net.url_scheme_problem(url, "SAML metadata URL", allow_insecure_loopback=allow_insecure_loopback)
     if problem:
         raise SfpError(problem, "use the https URL of the IdP's metadata, or give the metadata as a file")
     resp = _net.http_get(url, what="SAML metadata", timeout=timeout, session=session,
-                         accept="application/samlmetadata+xml, application/xml;q=0.9, */*;q=0.1")
+                         accept="application/samlmetadata+xml, application/xml;q=0.9, */*;q=0.1",
+                         allow_insecure_loopback=allow_insecure_loopback, allow_hosts=allow_hosts)
     if resp.status != 200:
         raise SfpError(f"fetching SAML metadata from {url} answered HTTP {resp.status}",
                        "check the metadata URL in the IdP's admin console; it must answer 200 with XML")
     return resp.body
 
 
-def read_saml_metadata_file(path: str | Path) -> bytes:
+def read_saml_metadata_file(path: str | Path, *, max_bytes: int = _net.MAX_BYTES) -> bytes:
+    """The file's bytes; refused when it is not a regular file or is larger than `max_bytes` (as a URL is)."""
     p = Path(path)
+    not_regular = SfpError(f"SAML metadata file {p} is not a regular file", "give the path of the IdP's metadata XML file")
     try:
-        return p.read_bytes()
+        if not stat.S_ISREG(p.stat().st_mode):  # before open(): opening a FIFO would wait for a writer
+            raise not_regular
+        with p.open("rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise not_regular
+            data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise SfpError(f"cannot read SAML metadata file {p}: {exc.strerror}",
                        "check the metadata_file path in the inventory (relative paths are resolved by the caller)") from None
+    if len(data) > max_bytes:
+        raise SfpError(f"SAML metadata file {p} is larger than {max_bytes // (1024 * 1024)} MiB; refusing to read it",
+                       "check that the file is the IdP's metadata XML itself, not an archive or a log")
+    return data
 
 
 def validate_saml_metadata(
@@ -131,15 +149,19 @@ def validate_saml_metadata(
     allow_insecure_loopback: bool = False,
     now: datetime | None = None,
     session: requests.Session | None = None,
+    allow_hosts: Collection[str] = (),
+    pinned_cert: str | None = None,
 ) -> SamlMetadataReport:
-    """Fetch (URL) or read (file) and validate metadata; a failure to get it is an error finding."""
+    """Fetch (URL) or read (file) and validate metadata; a failure to get it is an error finding.
+
+    With `pinned_cert` (PEM), the metadata must carry a signature that verifies with it."""
     if (url is None) == (file is None):
         raise ValueError("give exactly one of url or file")
     source = url if url is not None else str(file)
     try:
         if url is not None:
             raw = fetch_saml_metadata(url, timeout=timeout, allow_insecure_loopback=allow_insecure_loopback,
-                                      session=session)
+                                      session=session, allow_hosts=allow_hosts)
         else:
             assert file is not None
             raw = read_saml_metadata_file(file)
@@ -147,7 +169,8 @@ def validate_saml_metadata(
         report = SamlMetadataReport(source=source)
         report.findings.error(exc.message, exc.hint)
         return report
-    return parse_saml_metadata(raw, source=source, expected_entity_id=expected_entity_id, now=now)
+    return parse_saml_metadata(raw, source=source, expected_entity_id=expected_entity_id, now=now,
+                               pinned_cert=pinned_cert)
 
 
 def parse_saml_metadata(
@@ -156,8 +179,12 @@ def parse_saml_metadata(
     source: str = "metadata",
     expected_entity_id: str | None = None,
     now: datetime | None = None,
+    pinned_cert: str | None = None,
 ) -> SamlMetadataReport:
-    """Parse untrusted metadata XML safely and check everything GoTrue and the IdP flow need."""
+    """Parse untrusted metadata XML safely and check everything GoTrue and the IdP flow need.
+
+    The signature is verified when `pinned_cert` (PEM) is given: unsigned metadata, or a signature
+    that does not verify with that certificate, is an error. Without it the state is only reported."""
     data = raw.encode() if isinstance(raw, str) else raw
     report = SamlMetadataReport(source=source, raw=data, raw_sha256=hashlib.sha256(data).hexdigest())
     f = report.findings
@@ -178,7 +205,7 @@ def parse_saml_metadata(
     if entity is None:
         return report
 
-    report.signed = entity.find(f"{{{NS_DS}}}Signature") is not None or root.find(f"{{{NS_DS}}}Signature") is not None
+    _signature(data, root, pinned_cert, report)
     report.entity_id = (entity.get("entityID") or "").strip() or None
     if report.entity_id is None:
         f.error("metadata has no entityID", "export the IdP's metadata again; the EntityDescriptor must carry entityID")
@@ -221,6 +248,27 @@ def parse_saml_metadata(
 
     _certificates(idp, report, now)
     return report
+
+
+def _signature(data: bytes, root: ET.Element, pinned_cert: str | None, report: SamlMetadataReport) -> None:
+    try:
+        status = xmldsig.check(data, root, pinned_cert)
+    except ValueError as exc:  # the pinned certificate itself (config validation catches it earlier)
+        report.findings.error(f"the pinned metadata signing certificate cannot be read: {exc}",
+                              "pin the IdP's metadata signing certificate as one PEM certificate")
+        return
+    report.signature, report.signed = status, status.signed
+    if pinned_cert is None or status.state == "verified":
+        return
+    if status.state == "unsigned":
+        report.findings.error(f"metadata is {status.detail}, but a signing certificate is pinned for it",
+                              "ask the IdP for signed metadata, or remove the pinned certificate (metadata_cert) "
+                              "if this IdP does not sign its metadata")
+    else:
+        report.findings.error(f"metadata {status.detail}",
+                              "the metadata was altered or signed by someone else: do not use it; if the IdP "
+                              "rotated its metadata signing certificate, confirm it with the IdP administrator "
+                              "and pin the new one (sfp-server sso add ... --metadata-cert FILE)")
 
 
 def _parse_untrusted_xml(data: bytes, f: Findings) -> ET.Element | None:

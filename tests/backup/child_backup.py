@@ -16,7 +16,7 @@ def main() -> None:
     settings = BackupSettings(store=ObjectStore(**spec["store"]), recipient=spec["recipient"], jobs=1)
     database = LocalDatabase(**{**spec["database"], "bindir": Path(spec["database"]["bindir"])})
     result = api.run_backup(settings, spec["org"], database, storage_dir=None, org_config={}, secrets={},
-                            part_size=5 * 1024 * 1024, in_flight=1, zstd_threads=1)
+                            signing_key=spec["signing_key"], part_size=5 * 1024 * 1024, in_flight=1, zstd_threads=1)
     print(result.set_id)
 
 

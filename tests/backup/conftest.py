@@ -1,4 +1,5 @@
-"""Session fixtures: one rclone S3 server, one seeded source cluster, the org's recovery key."""
+"""Session fixtures: one rclone S3 server, one seeded source cluster, the org's recovery key; the
+org's signing key (SIGNING_KEY signs every set the tests make, TRUST accepts its sets)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from installer.backup import BackupSettings, Retention, generate_recovery_key
+from installer.backup import BackupSettings, Retention, Trust, generate_recovery_key, generate_signing_key
 
 from .seed import seed
 from .support import PgCluster, RcloneS3
@@ -78,6 +79,9 @@ def storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_settings(store, recipient: str, **kw) -> BackupSettings:  # type: ignore[no-untyped-def]
     return BackupSettings(store=store, recipient=recipient, retention=kw.pop("retention", Retention()), jobs=kw.pop("jobs", 2), **kw)
 
+
+SIGNING_KEY, SIGNING_PUBLIC_KEY = generate_signing_key()
+TRUST = Trust((SIGNING_PUBLIC_KEY,))
 
 SECRETS = {"POSTGRES_PASSWORD": "pg-secret-value-123", "JWT_SECRET": "jwt-secret-value-abcdefghijklmnopqrstuvwxyz",
            "ANON_KEY": "anon.key.value"}

@@ -1,5 +1,5 @@
 """Realistic data for the round trip: Supabase-like roles, schemas with owners, an extension,
-RLS, grants, default privileges, large objects, several databases (one with an awkward name)
+RLS, grants, default privileges, large objects, several databases (one with a non-ASCII name)
 and a few MB of rows."""
 
 GLOBALS = r"""
@@ -17,7 +17,7 @@ ALTER ROLE authenticator SET statement_timeout = '8s';
 ALTER ROLE supabase_auth_admin SET search_path = auth;
 CREATE DATABASE app OWNER app_owner;
 ALTER DATABASE app SET work_mem = '8MB';
-CREATE DATABASE "odd name-ü" OWNER supabase_admin;
+CREATE DATABASE "odd_name_ü" OWNER supabase_admin;
 GRANT CONNECT ON DATABASE app TO authenticated;
 REVOKE CONNECT ON DATABASE app FROM PUBLIC;
 """
@@ -105,4 +105,4 @@ def seed(cluster) -> None:  # type: ignore[no-untyped-def]
     cluster.psql(GLOBALS)
     cluster.psql(POSTGRES_DB)
     cluster.psql(APP_DB, "app")
-    cluster.psql(ODD_DB, "odd name-ü")
+    cluster.psql(ODD_DB, "odd_name_ü")

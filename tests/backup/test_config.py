@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from installer.backup import generate_recovery_key, parse_settings
+from installer.backup.content import globals_script
 from installer.backup.cron import cron_problem
 from installer.backup.manifest import database_key, is_set_id, new_set_id, set_time
 from installer.backup.report import metrics_path, read_metrics, write_metrics
-from installer.backup.restore import globals_script
 from installer.errors import ConfigError
 
 RECIPIENT = generate_recovery_key()[1]

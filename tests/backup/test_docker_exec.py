@@ -19,7 +19,7 @@ import pytest
 from installer.backup import DockerExecDatabase, api
 from installer.backup import db as dbtools
 
-from .conftest import ORG_CONFIG, SECRETS, make_settings
+from .conftest import ORG_CONFIG, SECRETS, SIGNING_KEY, TRUST, make_settings
 from .support import RcloneS3
 
 pytestmark = pytest.mark.stack
@@ -82,14 +82,14 @@ def test_docker_exec_backup_restore(db_container: Callable[[], DockerExecDatabas
     dbtools.run(source, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"], input=SEED.encode())
     store = s3_server.store("docker")
     result = api.run_backup(make_settings(store, recipient), "acme", source, storage_dir=None, org_config=ORG_CONFIG,
-                            secrets=SECRETS)
+                            secrets=SECRETS, signing_key=SIGNING_KEY)
     assert result.manifest.postgres_major == 17
-    assert api.verify_set(store, "acme", result.set_id, identity, tools=source).ok
+    assert api.verify_set(store, "acme", result.set_id, identity, trust=TRUST, tools=source).ok
 
     # A fresh container of the same image: its init made the Supabase roles already (with other
     # passwords); the restore keeps them and applies the backup's attributes and password hashes.
     target = db_container()
-    restored = api.restore_set(store, "acme", result.set_id, identity, target, storage_dir=None, jobs=2, workdir=tmp_path)
+    restored = api.restore_set(store, "acme", result.set_id, identity, target, trust=TRUST, storage_dir=None, jobs=2, workdir=tmp_path)
     assert restored.secrets == SECRETS and sorted(restored.databases) == ["app", "postgres"]
     assert dumpall(target) == dumpall(source)
     # pg_restore -j read a copy inside the container; nothing is left there.

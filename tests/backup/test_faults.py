@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from installer.backup import api, generate_recovery_key, s3
 from installer.backup.report import metrics_path, read_metrics
 from installer.errors import SfpError
 
-from .conftest import ORG_CONFIG, SECRETS, make_settings
+from .conftest import ORG_CONFIG, SECRETS, SIGNING_KEY, TRUST, make_settings
 from .support import PG_BINDIR, PgCluster, RcloneS3, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 def acme_set(s3_server: RcloneS3, source_cluster: PgCluster, recovery_key: tuple[str, str]) -> tuple[Any, str]:
     store = s3_server.store("faults")
     result = api.run_backup(make_settings(store, recovery_key[1]), "acme", source_cluster.database(), storage_dir=None,
-                            org_config=ORG_CONFIG, secrets=SECRETS)
+                            org_config=ORG_CONFIG, secrets=SECRETS, signing_key=SIGNING_KEY)
     return store, result.set_id
 
 
@@ -67,7 +67,7 @@ def test_unreachable_store_fails_clearly_and_leaves_sets(acme_set: tuple[Any, st
     settings = make_settings(dead, recovery_key[1], webhook_url=url)
     with pytest.raises(SfpError) as err:
         api.run_backup(settings, "acme", source_cluster.database(), storage_dir=None, org_config=ORG_CONFIG,
-                       secrets=SECRETS, metrics_dir=tmp_path)
+                       secrets=SECRETS, signing_key=SIGNING_KEY, metrics_dir=tmp_path)
     assert "unreachable" in err.value.message and dead.endpoint_url in err.value.message
     assert err.value.hint and "endpoint" in err.value.hint
     assert read_metrics(metrics_path(tmp_path, "acme"))["sfp_backup_last_failure_timestamp_seconds"] > 0
@@ -83,7 +83,7 @@ def test_refused_credentials_fail_clearly(acme_set: tuple[Any, str], source_clus
     wrong = dataclasses.replace(store, secret_access_key="not-the-right-secret-key-0000")
     with pytest.raises(SfpError) as err:
         api.run_backup(make_settings(wrong, recovery_key[1]), "acme", source_cluster.database(), storage_dir=None,
-                       org_config={}, secrets=SECRETS)
+                       org_config={}, secrets=SECRETS, signing_key=SIGNING_KEY)
     assert "refused the credentials" in err.value.message
     assert "not-the-right-secret" not in str(err.value)
     with pytest.raises(SfpError, match="refused the credentials"):
@@ -95,7 +95,7 @@ def test_missing_bucket(s3_server: RcloneS3, source_cluster: PgCluster, recovery
     store = dataclasses.replace(s3_server.store("faults"), bucket="no-such-bucket")
     with pytest.raises(SfpError, match="bucket 'no-such-bucket' does not exist"):
         api.run_backup(make_settings(store, recovery_key[1]), "acme", source_cluster.database(), storage_dir=None,
-                       org_config={}, secrets={})
+                       org_config={}, secrets={}, signing_key=SIGNING_KEY)
 
 
 def test_database_down_fails_without_a_set(s3_server: RcloneS3, recovery_key: tuple[str, str]) -> None:
@@ -104,7 +104,7 @@ def test_database_down_fails_without_a_set(s3_server: RcloneS3, recovery_key: tu
     cluster.destroy()
     with pytest.raises(SfpError, match="psql failed"):
         api.run_backup(make_settings(store, recovery_key[1]), "acme", cluster.database(), storage_dir=None,
-                       org_config={}, secrets={})
+                       org_config={}, secrets={}, signing_key=SIGNING_KEY)
     assert api.list_sets(store, "acme", include_incomplete=True) == []
 
 
@@ -112,11 +112,11 @@ def test_wrong_recovery_key(acme_set: tuple[Any, str], fresh_cluster: PgCluster,
     store, set_id = acme_set
     other_identity, _ = generate_recovery_key()
     with pytest.raises(SfpError, match="recovery key does not match set"):
-        api.verify_set(store, "acme", set_id, other_identity)
+        api.verify_set(store, "acme", set_id, other_identity, trust=TRUST)
     with pytest.raises(SfpError, match="recovery key does not match set"):
-        api.restore_set(store, "acme", set_id, other_identity, fresh_cluster.database(), storage_dir=None)
+        api.restore_set(store, "acme", set_id, other_identity, fresh_cluster.database(), trust=TRUST, storage_dir=None)
     with pytest.raises(SfpError, match="not an age identity"):
-        api.verify_set(store, "acme", set_id, "AGE-SECRET-KEY-1NOTAKEY")
+        api.verify_set(store, "acme", set_id, "AGE-SECRET-KEY-1NOTAKEY", trust=TRUST)
     assert "app" not in fresh_cluster.psql("SELECT datname FROM pg_database")
 
 
@@ -128,9 +128,13 @@ def test_unknown_or_incomplete_set_is_refused(acme_set: tuple[Any, str], s3_serv
     stray = "sfp/acme/20200101T000000Z-abcdef/db/postgres.pgdump.zst.age"
     cli.put_object(Bucket=store.bucket, Key=stray, Body=b"partial")
     with pytest.raises(SfpError, match="not a complete set"):
-        api.restore_set(store, "acme", "20200101T000000Z-abcdef", recovery_key[0], fresh_cluster.database(), storage_dir=None)
+        api.restore_set(store, "acme", "20200101T000000Z-abcdef", recovery_key[0], fresh_cluster.database(), trust=TRUST,
+                        storage_dir=None)
     assert "20200101T000000Z-abcdef" not in [s.set_id for s in api.list_sets(store, "acme")]
-    report = api.cleanup(store, "acme", grace=timedelta(hours=1))
+    # Aged by upload time, not by the 2020 its id claims: just written, it may be a running backup.
+    assert api.cleanup(store, "acme", grace=timedelta(hours=1)).removed_sets == []
+    later = datetime.now(UTC) + timedelta(hours=2)
+    report = api.cleanup(store, "acme", grace=timedelta(hours=1), now=later)
     assert report.removed_sets == ["20200101T000000Z-abcdef"]
     assert "Contents" not in cli.list_objects_v2(Bucket=store.bucket, Prefix="sfp/acme/20200101T000000Z-abcdef/")
 
@@ -155,20 +159,20 @@ def test_flipped_byte_is_caught_by_verify_and_restore(s3_server: RcloneS3, sourc
     identity, recipient = recovery_key
     store = s3_server.store("flip")
     result = api.run_backup(make_settings(store, recipient), "acme", source_cluster.database(), storage_dir=storage_dir,
-                            org_config={}, secrets=SECRETS)
-    assert api.verify_set(store, "acme", result.set_id, identity).ok
+                            org_config={}, secrets=SECRETS, signing_key=SIGNING_KEY)
+    assert api.verify_set(store, "acme", result.set_id, identity, trust=TRUST).ok
     assert api.list_sets(store, "acme")[0].verified_at is not None
     set_dir = f"sfp/acme/{result.set_id}/"
     app = set_dir + "db/app.pgdump.zst.age"
     _flip(store, app)
     with pytest.raises(SfpError) as err:
-        api.verify_set(store, "acme", result.set_id, identity, tools=source_cluster.database())
+        api.verify_set(store, "acme", result.set_id, identity, trust=TRUST, tools=source_cluster.database())
     assert "db/app.pgdump.zst.age" in err.value.message and "sha256" in err.value.message
     assert "db/postgres.pgdump.zst.age" not in err.value.message  # only the damaged object is named
     assert api.list_sets(store, "acme")[0].verified_at is None  # the earlier verification no longer counts
 
     with pytest.raises(SfpError) as err:
-        api.restore_set(store, "acme", result.set_id, identity, fresh_cluster.database(),
+        api.restore_set(store, "acme", result.set_id, identity, fresh_cluster.database(), trust=TRUST,
                         storage_dir=tmp_path / "st", workdir=tmp_path)
     assert "db/app.pgdump.zst.age" in err.value.message and "nothing was restored" in err.value.message
     assert fresh_cluster.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner'").strip() == "0"
@@ -179,7 +183,7 @@ def test_flipped_byte_is_caught_by_verify_and_restore(s3_server: RcloneS3, sourc
     _flip(store, set_dir + "storage/objects.tar.zst.age", 20)
     _rewrite(store, set_dir + "config/secrets.yaml.zst.age", lambda data: data[:-1])
     with pytest.raises(SfpError) as err:
-        api.verify_set(store, "acme", result.set_id, identity)
+        api.verify_set(store, "acme", result.set_id, identity, trust=TRUST)
     assert "storage/objects.tar.zst.age" in err.value.message and "config/secrets.yaml.zst.age" in err.value.message
     assert "db/app.pgdump.zst.age" not in err.value.message
     assert "truncated" in err.value.message
@@ -194,9 +198,10 @@ def test_killed_backup_leaves_no_set_and_cleanup_reports_it(s3_server: RcloneS3,
         cluster.psql("CREATE EXTENSION pgcrypto; CREATE TABLE blob (id int, b bytea);"
                      "INSERT INTO blob SELECT i, gen_random_bytes(1024) FROM generate_series(1, 60000) i;")
         db = cluster.database()
-        first = api.run_backup(make_settings(store, recipient), "acme", db, storage_dir=None, org_config={}, secrets={})
+        first = api.run_backup(make_settings(store, recipient), "acme", db, storage_dir=None, org_config={}, secrets={},
+                               signing_key=SIGNING_KEY)
         cli = s3.client(store)
-        spec = {"org": "acme", "recipient": recipient, "store": dataclasses.asdict(store),
+        spec = {"org": "acme", "recipient": recipient, "signing_key": SIGNING_KEY, "store": dataclasses.asdict(store),
                 "database": {"host": db.host, "port": db.port, "user": db.user, "password_env": db.password_env,
                              "bindir": str(PG_BINDIR)}}
         child = subprocess.Popen([sys.executable, "-m", "tests.backup.child_backup", json.dumps(spec)], cwd=REPO,
@@ -227,9 +232,10 @@ def test_killed_backup_leaves_no_set_and_cleanup_reports_it(s3_server: RcloneS3,
             assert report.removed_sets == [killed_set]
         assert [s.set_id for s in api.list_sets(store, "acme", include_incomplete=True)] == [first.set_id]
 
-        second = api.run_backup(make_settings(store, recipient), "acme", db, storage_dir=None, org_config={}, secrets={})
+        second = api.run_backup(make_settings(store, recipient), "acme", db, storage_dir=None, org_config={}, secrets={},
+                                signing_key=SIGNING_KEY)
         assert [s.set_id for s in api.list_sets(store, "acme")] == [first.set_id, second.set_id]
-        assert api.verify_set(store, "acme", second.set_id, identity).ok
+        assert api.verify_set(store, "acme", second.set_id, identity, trust=TRUST).ok
     finally:
         cluster.destroy()
 
@@ -247,7 +253,7 @@ def test_failing_dump_leaves_nothing_behind(s3_server: RcloneS3, recovery_key: t
         cluster.psql("SELECT pg_reload_conf()")
         with pytest.raises(SfpError) as err:
             api.run_backup(make_settings(store, recovery_key[1], jobs=2), "acme", cluster.database(), storage_dir=None,
-                           org_config={}, secrets={})
+                           org_config={}, secrets={}, signing_key=SIGNING_KEY)
         assert "pg_dump of database 'zzz' failed" in err.value.message
         assert api.list_sets(store, "acme", include_incomplete=True) == []
         cli = s3.client(store)

@@ -13,7 +13,7 @@ from installer.backup import api
 from installer.backup.manifest import FORMAT, GLOBALS_KEY, SECRETS_KEY, STORAGE_KEY
 from installer.backup.report import metrics_path, read_metrics
 
-from .conftest import ORG_CONFIG, SECRETS, make_settings
+from .conftest import ORG_CONFIG, SECRETS, SIGNING_KEY, TRUST, make_settings
 from .support import PgCluster, RcloneS3
 
 # pg_dumpall output differs between two dumps of the same cluster only by the random key of the
@@ -55,7 +55,7 @@ def test_backup_verify_restore_roundtrip(s3_server: RcloneS3, source_cluster: Pg
     before = source_cluster.dumpall()
 
     result = api.run_backup(settings, "acme", source_cluster.database(), storage_dir=storage_dir, org_config=ORG_CONFIG,
-                            secrets=SECRETS, release="1.2.3", images={"db": "supabase/postgres:17.4.1"},
+                            secrets=SECRETS, signing_key=SIGNING_KEY, release="1.2.3", images={"db": "supabase/postgres:17.4.1"},
                             metrics_dir=tmp_path / "metrics", part_size=5 * 1024 * 1024)
 
     # The manifest says what the format promises.
@@ -64,8 +64,8 @@ def test_backup_verify_restore_roundtrip(s3_server: RcloneS3, source_cluster: Pg
     assert m.release == "1.2.3" and m.images == {"db": "supabase/postgres:17.4.1"} and m.postgres_major == 15
     keys = {o.key for o in m.objects}
     assert {GLOBALS_KEY, STORAGE_KEY, SECRETS_KEY, "db/postgres.pgdump.zst.age", "db/app.pgdump.zst.age",
-            "db/odd%20name-%C3%BC.pgdump.zst.age"} == keys
-    assert sorted(str(o.database) for o in m.databases()) == ["app", "odd name-ü", "postgres"]
+            "db/odd_name_%C3%BC.pgdump.zst.age"} == keys
+    assert sorted(str(o.database) for o in m.databases()) == ["app", "odd_name_ü", "postgres"]
     raw = json.loads((s3_server.root / "roundtrip" / "sfp" / "acme" / result.set_id / "manifest.json").read_text())
     assert raw["format"] == 1 and all(len(o["sha256"]) == 64 and len(o["plaintext_sha256"]) == 64 for o in raw["objects"])
     # Nothing secret in the bucket in clear: the secrets document is encrypted.
@@ -80,15 +80,15 @@ def test_backup_verify_restore_roundtrip(s3_server: RcloneS3, source_cluster: Pg
     sets = api.list_sets(store, "acme")
     assert [s.set_id for s in sets] == [result.set_id] and sets[0].complete and sets[0].verified_at is None
 
-    report = api.verify_set(store, "acme", "latest", identity, tools=source_cluster.database())
+    report = api.verify_set(store, "acme", "latest", identity, trust=TRUST, tools=source_cluster.database())
     assert report.ok and len(report.objects) == len(m.objects)
     assert api.list_sets(store, "acme")[0].verified_at is not None
 
     target_storage = tmp_path / "restored-storage"
-    restored = api.restore_set(store, "acme", result.set_id, identity, fresh_cluster.database(),
+    restored = api.restore_set(store, "acme", result.set_id, identity, fresh_cluster.database(), trust=TRUST,
                                storage_dir=target_storage, jobs=2, workdir=tmp_path)
     assert restored.secrets == SECRETS and restored.org_config == ORG_CONFIG
-    assert sorted(restored.databases) == ["app", "odd name-ü", "postgres"]
+    assert sorted(restored.databases) == ["app", "odd_name_ü", "postgres"]
 
     after = fresh_cluster.dumpall()
     assert normalise(after) == normalise(before)

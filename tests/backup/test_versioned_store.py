@@ -12,7 +12,7 @@ from moto.server import ThreadedMotoServer
 from installer.backup import api, s3
 from installer.backup.config import ObjectStore, Retention
 
-from .conftest import SECRETS, make_settings
+from .conftest import SECRETS, SIGNING_KEY, TRUST, make_settings
 from .support import PgCluster, free_port
 
 pytestmark = pytest.mark.slow
@@ -37,11 +37,11 @@ def test_backup_and_prune_on_locked_versioned_bucket(moto_store: ObjectStore, so
                                                      recovery_key: tuple[str, str]) -> None:
     identity, recipient = recovery_key
     first = api.run_backup(make_settings(moto_store, recipient), "acme", source_cluster.database(), storage_dir=None,
-                           org_config={}, secrets=SECRETS)
+                           org_config={}, secrets=SECRETS, signing_key=SIGNING_KEY)
     older = dataclasses.replace(moto_store, checksum_mode="when_required")
     second = api.run_backup(make_settings(older, recipient), "acme", source_cluster.database(), storage_dir=None,
-                            org_config={}, secrets=SECRETS)
-    assert api.verify_set(moto_store, "acme", second.set_id, identity).ok
+                            org_config={}, secrets=SECRETS, signing_key=SIGNING_KEY)
+    assert api.verify_set(moto_store, "acme", second.set_id, identity, trust=TRUST).ok
     assert [s.set_id for s in api.list_sets(moto_store, "acme")] == [first.set_id, second.set_id]
 
     report = api.prune(moto_store, "acme", Retention(0, 0, 0, 0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -19,9 +20,12 @@ from pathlib import Path
 import jwt
 import requests
 
-from installer.actions import deploy
+from installer.actions import deploy, secrets
 from installer.inventory import Inventory
-from tests.backup_stack.conftest import ORG, BackupDeployment, logical_dump, quiet, storage_tree
+from installer.secrets import verify_api_key
+from installer.vault import create_password_file
+from tests.backup.support import ACCESS_KEY, SECRET_KEY
+from tests.backup_stack.conftest import BUCKET, ORG, BackupDeployment, logical_dump, quiet, storage_tree
 from tests.stack.conftest import docker, inspect, project_containers
 
 DB = f"sfp-{ORG}-db"
@@ -126,6 +130,10 @@ def test_backup_run_list_verify(backup_org: BackupDeployment) -> None:
     status = cli(inv, "status", "--org", ORG, "--json")
     row = json.loads(status.stdout)[0]
     assert row["last_backup_success"] and row["last_backup_size_bytes"] > 0
+    # The set is signed (manifest.sig beside the manifest), with the key of the job's config.
+    set_dir = backup_org.s3.root / BUCKET / "sfp" / ORG / set_id.group(1)
+    assert (set_dir / "manifest.sig").is_file() and (set_dir / "manifest.json").is_file()
+    assert "signature: verified" in cli(inv, "backup", "show", "--org", ORG).stdout
     STATE.update(set_id=set_id.group(1), dump=logical_dump(ORG), tree=storage_tree(backup_org.org_dir / "volumes" / "storage"),
                  root_key=root_key())
 
@@ -165,3 +173,62 @@ def test_purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDe
                        headers={"Authorization": f"Bearer {values['SERVICE_ROLE_KEY']}", "apikey": values["SERVICE_ROLE_KEY"]})
     assert got.status_code == 200 and got.content == OBJECTS["avatars/ada/face.png"][0]
     assert docker("inspect", "-f", "{{.State.Health.Status}}", f"sfp-{ORG}-db").stdout.strip() == "healthy"
+
+
+def test_disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_org: BackupDeployment, tmp_path: Path) -> None:
+    """The controller is lost with the machine: a new inventory directory holds hosts.yml, the org's
+    main.yml (its backup block), the S3 keys and the key file kept offline, and no vault of the org.
+    Restore reads the recipient and the signing public key from the key file and writes the set's
+    secrets back into the new vault: the same data, files and API keys."""
+    old_inv = backup_org.inventory.path
+    key = tmp_path / f"{ORG}.key"
+    kept = cli(old_inv, "backup", "key", "--org", ORG, "--output", str(key))
+    assert kept.returncode == 0, kept.stderr
+    old_values = backup_org.secrets()
+    purged = cli(old_inv, "uninstall", "--org", ORG, "--purge", "--confirm", ORG)
+    assert purged.returncode == 0, purged.stderr
+
+    new_inv = tmp_path / "new-controller"
+    (new_inv / "host_vars" / ORG).mkdir(parents=True)
+    shutil.copy(old_inv / "hosts.yml", new_inv / "hosts.yml")
+    shutil.copytree(old_inv / "group_vars", new_inv / "group_vars")
+    for name in ("main.yml", "backup.yml"):  # the org's settings; backup.yml: where this test machine keeps cron files
+        shutil.copy(old_inv / "host_vars" / ORG / name, new_inv / "host_vars" / ORG / name)
+    create_password_file(new_inv / ".vault-pass")
+    for name, value in (("BACKUP_S3_ACCESS_KEY_ID", ACCESS_KEY), ("BACKUP_S3_SECRET_ACCESS_KEY", SECRET_KEY)):
+        done = subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(new_inv), "secrets", "set", "--org", ORG, name],
+                              input=value, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+    fresh = Inventory(new_inv, new_inv / ".vault-pass")
+    assert set(secrets.read(fresh, ORG)) == {"BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY"}
+
+    listed = cli(new_inv, "backup", "list", "--org", ORG, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert STATE["set_id"] in [s["set_id"] for s in json.loads(listed.stdout)]
+    done = cli(new_inv, "restore", "--org", ORG, "--backup", "latest", "--identity-file", str(key), timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"set {STATE['set_id']}" in done.stdout and "healthy" in done.stdout
+
+    assert logical_dump(ORG) == STATE["dump"]
+    assert storage_tree(backup_org.org_dir / "volumes" / "storage") == STATE["tree"]
+    assert root_key() == STATE["root_key"]
+    values = secrets.read(Inventory(new_inv, new_inv / ".vault-pass"), ORG)
+    for name in ("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "POSTGRES_PASSWORD", "BACKUP_RECOVERY_IDENTITY",
+                 "BACKUP_RECOVERY_RECIPIENT"):
+        assert values[name] == old_values[name], name
+    # The old host's signing key stays trusted for the sets it made; the new host signs with its own.
+    assert values["BACKUP_SIGNING_PREVIOUS_PUBLIC_KEYS"] == old_values["BACKUP_SIGNING_PUBLIC_KEY"]
+    assert values["BACKUP_SIGNING_PUBLIC_KEY"] != old_values["BACKUP_SIGNING_PUBLIC_KEY"]
+    for name in ("ANON_KEY", "SERVICE_ROLE_KEY"):
+        assert verify_api_key(values[name], values)["role"] in ("anon", "service_role")
+    api = f"http://127.0.0.1:{backup_org.ports['api']}"
+    assert requests.get(f"{api}/auth/v1/health", headers={"apikey": values["ANON_KEY"]}, timeout=10).status_code == 200
+    got = requests.get(f"{api}/storage/v1/object/avatars/ada/face.png", timeout=10,
+                       headers={"Authorization": f"Bearer {values['SERVICE_ROLE_KEY']}", "apikey": values["SERVICE_ROLE_KEY"]})
+    assert got.status_code == 200 and got.content == OBJECTS["avatars/ada/face.png"][0]
+    # The new controller backs up with the new host's key, and still verifies the old host's set.
+    again = cli(new_inv, "backup", "run", "--org", ORG)
+    assert again.returncode == 0, again.stderr
+    assert cli(new_inv, "backup", "verify", "--org", ORG).returncode == 0
+    old_set = cli(new_inv, "backup", "verify", "--org", ORG, str(STATE["set_id"]))
+    assert old_set.returncode == 0 and f"set {STATE['set_id']} verified" in old_set.stdout, old_set.stderr

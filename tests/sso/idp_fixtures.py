@@ -32,12 +32,18 @@ class Route:
     status: int
     body: bytes
     content_type: str = "application/xml"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def redirect(location: str, status: int = 302) -> Route:
+    return Route(status, b"", "text/plain", {"Location": location})
 
 
 class LoopbackHTTP:
-    """Serves `routes` (path -> Route) on 127.0.0.1:<free port> in a daemon thread."""
+    """Serves `routes` (path -> Route) on 127.0.0.1:<free port> in a daemon thread; over TLS when
+    given a (certificate, key) pair (see `make_tls_cert`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: list[str] = []
         outer = self
@@ -49,6 +55,8 @@ class LoopbackHTTP:
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
                 self.send_header("Content-Length", str(len(route.body)))
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(route.body)
 
@@ -56,12 +64,20 @@ class LoopbackHTTP:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -94,6 +110,29 @@ def make_key_and_cert(directory: Path, *, not_before: datetime, not_after: datet
                                            serialization.NoEncryption()))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_path, cert_path
+
+
+def make_tls_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed server certificate for 127.0.0.1 (trust it with REQUESTS_CA_BUNDLE)."""
+    import ipaddress
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
 
 
 # -- SAML IdP (pysaml2) -----------------------------------------------------------------
@@ -150,6 +189,26 @@ def build_saml_idp(directory: Path, http: LoopbackHTTP, *, cert_valid_days: floa
     xml = metadata.decode() if isinstance(metadata, bytes) else metadata
     http.routes[path] = Route(200, xml.encode())
     return SamlIdP(entity_id, xml, entity_id, cert_path, key_path)
+
+
+def with_inventory_payload(xml: str, sentinel: Path, host: str) -> str:
+    """Metadata that still validates, with an INI inventory hidden in an XML comment: parsed as
+    inventory, it sets connection variables whose templates run commands on the controller
+    (`touch sentinel`), and `sfp_pwned` on every host and on `host`."""
+    import sys
+
+    decl, rest = xml.split("?>", 1)
+    payload = (
+        "\n<!--\n"
+        "[all:vars]\n"
+        f"ansible_python_interpreter=\"sh -c 'touch {sentinel}' #\"\n"
+        "sfp_pwned=all\n"
+        "[sfp_orgs]\n"
+        f"{host} sfp_pwned=host ansible_python_interpreter=\"{{{{ lookup('pipe', 'touch {sentinel}; "
+        f"echo {sys.executable}') }}}}\"\n"
+        "-->"
+    )
+    return f"{decl}?>{payload}{rest}"
 
 
 # -- OIDC IdP (node oidc-provider) ------------------------------------------------------

@@ -101,6 +101,17 @@ def test_every_bad_field_is_named_at_once() -> None:
     assert "oops" not in str(exc.value)
 
 
+@pytest.mark.parametrize("key", ["SERVICE_ROLE_KEY", "POSTGRES_PASSWORD", "JWT_SECRET", "SSO_", "sso_kc"])
+def test_a_client_secret_names_only_an_sso_vault_key(key: str) -> None:
+    # Naming another vault key would send one of the org's own secrets to the IdP as a client secret.
+    bad = {"oidc": [{"name": "kc", "provider": "keycloak", "url": "https://kc.example.com/realms/a", "client_id": "x",
+                     "client_secret_vault_key": key}]}
+    with pytest.raises(ConfigError) as exc:
+        parse_sso_settings(bad)
+    where = {p.where: p.message for p in exc.value.problems}
+    assert "is not an SSO secret's name" in where["sfp_org.sso.oidc[0].client_secret_vault_key"]
+
+
 def test_gotrue_env_uses_references_and_dotenv_holds_values(saml_key: str) -> None:
     s = parse_sso_settings(VALID)
     secrets = {"SAML_PRIVATE_KEY": saml_key, "SSO_KC_CLIENT_SECRET": "kc-secret", "SSO_CORP_CLIENT_SECRET": "corp-secret"}

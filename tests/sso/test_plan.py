@@ -10,7 +10,7 @@ import pytest
 from installer.errors import SfpError
 from installer.sso import config
 from installer.sso.plan import plan
-from tests.sso.idp_fixtures import SamlIdP
+from tests.sso.idp_fixtures import LoopbackHTTP, Route, SamlIdP, make_tls_cert
 
 API = "http://127.0.0.1:18000"
 
@@ -77,3 +77,26 @@ def saml_idp_file(tmp_path: Path) -> SamlIdP:
         return build_saml_idp(tmp_path, http)
     finally:
         http.close()
+
+
+def test_pinned_metadata_is_sent_inline_even_from_an_https_url(saml_idp_file: SamlIdP, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # GoTrue refreshes a metadata URL itself, without the signature check: with a pin it gets the
+    # verified document instead. Served over real TLS (trusted for this test only).
+    cert, key = make_tls_cert(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    https = LoopbackHTTP(tls=(cert, key))
+    try:
+        https.routes["/md"] = Route(200, saml_idp_file.metadata_xml.encode())
+        item = {"name": "corp", "metadata_url": https.url("/md"), "domains": ["corp.example"]}
+
+        def body(**extra: str) -> dict[str, object]:
+            s = config.parse_sso_settings({"saml": [{**item, **extra}]}, where="sfp_org_sso")
+            [request] = plan(s, empty(), api_url=API).requests
+            return request.body or {}
+
+        assert body()["metadata_url"] == https.url("/md") and "metadata_xml" not in body()
+        pinned = body(metadata_cert=saml_idp_file.cert_path.read_text())
+        assert pinned["metadata_xml"] == saml_idp_file.metadata_xml and "metadata_url" not in pinned
+    finally:
+        https.close()

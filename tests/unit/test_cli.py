@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import shlex
 import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
+from rich.console import Console
 
 from installer import secrets as gen
 from installer.actions import secrets
+from installer.backup.s3 import SetInfo
+from installer.cli import cli
+from installer.commands.backup import sets_table
 from installer.inventory import Inventory
 
 
@@ -100,3 +109,70 @@ def test_wrong_vault_password_is_a_clear_error(make_inventory: Callable[..., Pat
     done = sfp("-i", str(inv), "--vault-password-file", str(other), "secrets", "show", "--org", "acme", "ANON_KEY")
     assert done.returncode != 0
     assert "cannot decrypt" in done.stderr and "--vault-password-file" in done.stderr
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under root with its mode and bytes: what "nothing was changed" compares."""
+    return {str(p.relative_to(root)): (p.stat().st_mode, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("args", [
+    ["install", "--org", "nosuch"],
+    ["install", "--org", "acme", "--org", "nosuch"],
+    ["uninstall", "--org", "nosuch", "--purge", "--confirm", "nosuch"],
+    ["status", "--org", "nosuch"],
+    ["validate", "--org", "nosuch"],
+    ["secrets", "ensure", "--org", "nosuch"],
+    ["secrets", "show", "--org", "nosuch", "ANON_KEY"],
+    ["secrets", "set", "--org", "nosuch", "SMTP_PASS"],
+    ["backup", "run", "--org", "nosuch"],
+    ["backup", "list", "--org", "nosuch"],
+    ["restore", "--org", "nosuch", "--backup", "latest"],
+    ["restore", "--org", "acme", "--backup", "latest", "--as-org", "nosuch"],
+    ["sso", "list", "--org", "nosuch"],
+    ["sso", "check", "--org", "nosuch"],
+    ["logs", "--org", "nosuch"],
+    ["logs", "export", "--org", "nosuch", "--since", "1h", "--until", "0s"],
+], ids=" ".join)
+def test_unknown_org_exits_2_naming_the_known_orgs(make_inventory: Callable[..., Path], args: list[str]) -> None:
+    inv = make_inventory()
+    before = tree(inv)
+    result = CliRunner().invoke(cli, ["-i", str(inv), *args], input="secret value\n")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "'nosuch'" in result.stderr
+    if "--as-org" not in args:  # that one names the files to write instead
+        assert "unknown org 'nosuch'" in result.stderr and "acme, globex" in result.stderr
+    assert "Traceback" not in result.output
+    assert tree(inv) == before, "an unknown org must change nothing"
+
+
+def test_printed_next_command_runs_as_typed(make_inventory: Callable[..., Path], tmp_path: Path) -> None:
+    make_inventory()  # tmp_path/inv
+    # The console script as an operator types it from this directory (the quickstart: .venv/bin/sfp-server).
+    program = os.path.relpath(Path(sys.executable).parent / "sfp-server", tmp_path)
+    done = subprocess.run([program, "-i", "inv", "secrets", "set", "--org", "acme", "SMTP_PASS"], cwd=tmp_path,
+                          input="p@ss\n", capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    hint = re.search(r"run `([^`]+)` to apply it", done.stdout)
+    assert hint, done.stdout
+    argv = shlex.split(hint.group(1))
+    assert argv == [program, "-i", "inv", "install", "--org", "acme"]
+    # Typed in the same directory it parses: --help stops before anything runs.
+    again = subprocess.run([*argv, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "Install or update org stacks" in again.stdout, again.stderr
+
+
+@pytest.mark.parametrize("ids", [
+    ["20261202T030211Z-a1b2c3", "20261203T030207Z-0f9e8d"],
+    ["20261202T030211Z-a1b2c3", "20261204T030211.123456Z-0f0f0f"],  # a longer format: width follows the ids
+])
+def test_backup_list_shows_whole_set_ids_in_80_columns(ids: list[str]) -> None:
+    created = datetime(2026, 12, 2, 3, 2, 11, tzinfo=UTC)
+    sets = [SetInfo(set_id=i, created=created, complete=n == 0, verified_at=created if n == 0 else None,
+                    size=1_234_567_890 // (n + 1), objects=7 + n) for n, i in enumerate(ids)]
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(sets_table(sets))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for set_id in ids:  # whole, on one line: what `restore --backup ID` needs
+        assert any(set_id in line for line in text.splitlines()), text

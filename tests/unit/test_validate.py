@@ -118,3 +118,63 @@ def test_orgs_file_without_sfp_org(make_inventory: Callable[..., Path]) -> None:
     write_yaml(inv / "host_vars" / "acme" / "main.yml", {"other": 1})
     found = problems_of(inv)
     assert any("host_vars/acme: sfp_org: is missing" in p for p in found), found
+
+
+# -- URLs, addresses and paths: checked formats, one line each (issue #10 part E) -----------------
+
+@pytest.mark.parametrize("key, value, field, why", [
+    ("site_url", "https://app.example/a b", "sfp_org.site_url", "is not a valid uri"),
+    ("site_url", "https://app.example/${SERVICE_ROLE_KEY}", "sfp_org.site_url", "is not a valid uri"),
+    # `$` in the schema's patterns and in the URI parser matches before a final newline.
+    ("site_url", "https://app.example/\n", "sfp_org.site_url", "line break"),
+    ("public_url", "https://api.example\n", "sfp_org.public_url", "line break"),
+    ("public_url", "https://api example", "sfp_org.public_url", "is not accepted here"),
+    ("site_url", "javascript:alert(1)", "sfp_org.site_url", "is not accepted here"),
+    ("additional_redirect_urls", ["https://ok.example/cb", "javascript://x%0aalert(1)"],
+     "sfp_org.additional_redirect_urls.1", "is not accepted here"),
+    ("additional_redirect_urls", ["data://text/html,x"], "sfp_org.additional_redirect_urls.0", "is not accepted here"),
+    # GOTRUE_URI_ALLOW_LIST is comma-separated: a comma would smuggle in a second URL.
+    ("additional_redirect_urls", ["https://ok.example/cb,https://evil.example"],
+     "sfp_org.additional_redirect_urls.0", "is not accepted here"),
+    ("smtp", {"host": "smtp.example.com", "port": 25, "admin_email": "ops@example.com\nBcc: all@example.com"},
+     "sfp_org.smtp.admin_email", "line break"),
+    ("smtp", {"host": "smtp.example.com; rm -rf /", "port": 25, "admin_email": "ops@example.com"},
+     "sfp_org.smtp.host", "is not accepted here"),
+    ("studio", {"default_project": "Main\r\nEVIL: 1"}, "sfp_org.studio.default_project", "line break"),
+    ("logs", {"export": {"bucket": "logs-bucket", "endpoint_url": "https://s3.example/ x"}},
+     "sfp_org.logs.export.endpoint_url", "is not"),
+])
+def test_urls_and_addresses_are_refused_naming_the_field(make_inventory: Callable[..., Path], key: str, value: object,
+                                                          field: str, why: str) -> None:
+    found = problems_of(make_inventory({"acme": org_config(8000, 5432, 6543, **{key: value})}))
+    assert any(f"host_vars/acme: {field}:" in p and why in p for p in found), found
+
+
+def test_a_control_character_is_reported_without_the_value(make_inventory: Callable[..., Path]) -> None:
+    # Blocks such as backup.store.credentials may hold a secret: the problem names the field only.
+    found = problems_of(make_inventory({"acme": org_config(8000, 5432, 6543, studio={"default_organization": "s3cr3t\nx"})}))
+    assert any("sfp_org.studio.default_organization" in p and "'\\n' at position 6" in p for p in found), found
+    assert not any("s3cr3t" in p for p in found), found
+
+
+def test_uri_format_is_enforced_by_jsonschema() -> None:
+    from installer.validate import format_checker
+
+    checker = format_checker()
+    assert "uri" in checker.checkers
+    assert checker.conforms("https://app.example/callback?next=/home", "uri")
+    assert not checker.conforms("https://app.example/a b", "uri")
+
+
+def test_usual_urls_stay_valid(make_inventory: Callable[..., Path]) -> None:
+    inv = make_inventory({"acme": org_config(8000, 5432, 6543, site_url="https://app.example/callback?x=1",
+                                             additional_redirect_urls=["https://*.example.com/**", "myapp://callback",
+                                                                       "http://localhost:3000/**"],
+                                             smtp={"host": "10.0.0.25", "port": 25, "admin_email": "ops@example.com"})})
+    assert [o.name for o in validate(Inventory(inv, inv / ".vault-pass"))] == ["acme"]
+
+
+def test_base_dir_is_a_plain_path(make_inventory: Callable[..., Path]) -> None:
+    # It is written into cron lines, unit files and shell commands on the host.
+    found = problems_of(make_inventory(settings={"sfp_base_dir": "/opt/my sfp"}))
+    assert any("sfp_base_dir" in p and "is not accepted here" in p for p in found), found

@@ -1,9 +1,11 @@
 -- sfp-test/postgres baseline: what the upstream supabase/postgres image has created by the time
 -- the mounted init scripts run. Executed once, by supabase_admin, on a freshly made cluster, in
--- the database POSTGRES_DB. The entrypoint passes the initial password as the psql variable `pw`
--- (not `pgpass`: the project's own scripts \set that one themselves).
+-- the database POSTGRES_DB. The initial password is read from the environment into the psql
+-- variable `pw` (not `pgpass`: the project's own scripts \set that one themselves); never from
+-- psql's command line (`-v pw=...`), which every user of the host can read with `ps`.
 
 \set ON_ERROR_STOP on
+\getenv pw POSTGRES_PASSWORD
 
 BEGIN;
 

@@ -97,7 +97,8 @@ if [ "$POSTGRES_DB" != postgres ]; then
     "${psql_run[@]}" -d postgres -v db="$POSTGRES_DB" <<< 'CREATE DATABASE :"db";'
 fi
 log "running the baseline"
-"${psql_run[@]}" -q -d "$POSTGRES_DB" -v pw="$POSTGRES_PASSWORD" -f /usr/local/share/sfp-test/baseline.sql
+# The password reaches psql in its environment (baseline.sql: \getenv), not on its command line.
+"${psql_run[@]}" -q -d "$POSTGRES_DB" -f /usr/local/share/sfp-test/baseline.sql
 
 for dir in /docker-entrypoint-initdb.d/init-scripts /docker-entrypoint-initdb.d/migrations; do
     [ -d "$dir" ] || continue
