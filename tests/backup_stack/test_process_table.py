@@ -33,7 +33,6 @@ pytestmark = pytest.mark.stack
 # Wide enough to catch a process that lives a few tens of milliseconds (docker exec, ssh, a shell);
 # the positive control below proves it with processes of 50 ms.
 INTERVAL = 0.005
-STATE: dict[str, str] = {}
 
 
 def cli(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,9 +57,15 @@ def sampler(d: RemoteDeployment) -> ProcSampler:
     return ProcSampler(INTERVAL, ignore_pids=[d.s3.proc.pid], ignore=s3_test_server)
 
 
-def no_leaks(seen: ProcSampler, values: dict[str, str]) -> None:
+def assert_watched_and_clean(seen: ProcSampler, done: subprocess.CompletedProcess[str], values: dict[str, str],
+                             steps: tuple[str, ...]) -> None:
+    """The sampler saw every step of the chain, and no secret was on any command line or in the output."""
+    for step in steps:
+        assert seen.saw(step), (step, seen.command_lines())
     leaks = seen.leaks(values)
     assert not leaks, json.dumps(leaks, indent=1)
+    for name, value in values.items():
+        assert value not in done.stdout + done.stderr, name
 
 
 def test_the_sampler_catches_a_secret_on_a_command_line() -> None:
@@ -68,26 +73,18 @@ def test_the_sampler_catches_a_secret_on_a_command_line() -> None:
     assert caught == runs
 
 
-def test_remote_backup_run_puts_no_secret_on_a_command_line(remote_org: RemoteDeployment) -> None:
+def test_remote_backup_run_and_restore_put_no_secret_on_a_command_line(remote_org: RemoteDeployment) -> None:
+    # One test, not two: the restore needs the set this backup makes, and tests must not depend on order.
+    inv = remote_org.inventory.path
     values = secrets_of(remote_org)
     with sampler(remote_org) as seen:
-        done = cli(remote_org.inventory.path, "-v", "backup", "run", "--org", REMOTE_ORG)
+        done = cli(inv, "-v", "backup", "run", "--org", REMOTE_ORG)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "complete" in done.stdout
     # The sampler watched the whole chain: the playbook on the controller, the job on the host and
     # the dump inside the org's database container.
-    for step in ("ansible-playbook", "/env/extravars", "installer.backup_job", "pg_dump"):
-        assert seen.saw(step), (step, seen.command_lines())
-    no_leaks(seen, values)
-    for name, value in values.items():
-        assert value not in done.stdout + done.stderr, name
-    STATE["backed_up"] = "yes"
+    assert_watched_and_clean(seen, done, values, ("ansible-playbook", "/env/extravars", "installer.backup_job", "pg_dump"))
 
-
-def test_remote_restore_puts_no_secret_on_a_command_line(remote_org: RemoteDeployment) -> None:
-    assert STATE.get("backed_up"), "needs the backup of the test before"
-    inv = remote_org.inventory.path
-    values = secrets_of(remote_org)
     purged = cli(inv, "uninstall", "--org", REMOTE_ORG, "--purge", "--confirm", REMOTE_ORG)
     assert purged.returncode == 0, purged.stderr
     assert project_containers(f"sfp-{REMOTE_ORG}") == []
@@ -97,8 +94,5 @@ def test_remote_restore_puts_no_secret_on_a_command_line(remote_org: RemoteDeplo
     assert "healthy" in done.stdout
     # The restore's playbook got the recovery identity and the S3 keys (backup__restore_config) from
     # its private extravars file; the job on the host read them from its 0600 config.
-    for step in ("ansible-playbook", "/env/extravars", "installer.restore_job", "pg_restore"):
-        assert seen.saw(step), (step, seen.command_lines())
-    no_leaks(seen, values)
-    for name, value in values.items():
-        assert value not in done.stdout + done.stderr, name
+    assert_watched_and_clean(seen, done, values,
+                             ("ansible-playbook", "/env/extravars", "installer.restore_job", "pg_restore"))
