@@ -4,7 +4,7 @@ Starts an org of 4 containers (sfp-test/standin:1 running a generator) that prin
 total, in the auth (logrus JSON), kong (access log), storage (pino JSON) and db (PostgreSQL stderr,
 with multi-line statements) formats, then exit. Then times, for the last hour:
 
-  ours:     python -m installer.logs --org ORG --since 1h --json > /dev/null
+  ours:     sfp-server -i INV logs --org ORG --since 1h --json > /dev/null  (INV: a one-org inventory)
             (discover, `docker logs` per container, parse, merge by time, mask, JSON)
   baseline: docker logs --timestamps --since 1h C  for each container, one after the other, > /dev/null
 
@@ -21,9 +21,12 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "sfp-test/standin:1"
@@ -106,10 +109,23 @@ def peak_rss_kib(pid: int, stop: threading.Event, result: list[int]) -> None:
         time.sleep(0.02)
 
 
+def inventory(org: str, where: Path) -> Path:
+    """A one-org inventory on this machine: what `sfp-server logs` needs to find the org's engine."""
+    hosts = {"all": {"children": {"sfp_orgs": {"children": {"machine_local": {
+        "vars": {"ansible_connection": "local"}, "hosts": {org: None}}}}}}}
+    (where / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    return where
+
+
 def time_ours(org: str) -> tuple[float, int, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return _time_ours(org, inventory(org, Path(tmp)))
+
+
+def _time_ours(org: str, inv: Path) -> tuple[float, int, int]:
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "installer.logs", "--org", org, "--since", "1h", "--json"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "installer.cli", "-i", str(inv), "logs", "--org", org, "--since", "1h",
+                             "--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     rss = [0]
     stop = threading.Event()
     th = threading.Thread(target=peak_rss_kib, args=(proc.pid, stop, rss), daemon=True)

@@ -26,8 +26,12 @@ import copy
 import re
 from typing import Any
 
-from .errors import ConfigError, Problem, SfpError
-from .inventory import ORG_VAR, SECRETS_VAR
+from . import secrets as generated
+from . import settings
+from .errors import ConfigError, Problem
+from .inventory import ORG_GROUP, ORG_VAR, SECRETS_VAR, Inventory
+from .sso.config import SAML_PRIVATE_KEY_VAULT_KEY
+from .sso_inventory import SSO_VAR
 
 IDENTITY = "BACKUP_RECOVERY_IDENTITY"
 RECIPIENT = "BACKUP_RECOVERY_RECIPIENT"
@@ -41,6 +45,10 @@ VAULT_KEYS = (IDENTITY, RECIPIENT, ACCESS_KEY, SECRET_KEY, SIGNING_KEY, SIGNING_
 NOT_IN_SETS = (IDENTITY, SIGNING_KEY)
 # A syntactically valid recipient for validating an org whose key is made on its first install.
 _PLACEHOLDER: str | None = None
+# Paths on the org's host that `sfp_org.backup.paths` leaves out are derived from the org (see
+# installer/schema/backup.yml); the backup role's defaults derive them the same way.
+METRICS_SUBDIR = "backup/metrics"
+ENV_FILE = "/etc/sfp/backup-{org}.env"
 
 
 def block(hostvars: dict[str, Any]) -> dict[str, Any] | None:
@@ -55,6 +63,22 @@ def configured(hostvars: dict[str, Any]) -> bool:
     return block(hostvars) is not None
 
 
+def _path(raw: dict[str, Any] | None, key: str) -> str | None:
+    paths = (raw or {}).get("paths")
+    value = paths.get(key) if isinstance(paths, dict) else None
+    return str(value) if value else None
+
+
+def metrics_dir(org_dir: str, raw: dict[str, Any] | None) -> str:
+    """Where the org's host keeps the job's Prometheus textfile metric (`paths.metrics_dir`)."""
+    return _path(raw, "metrics_dir") or f"{org_dir.rstrip('/')}/{METRICS_SUBDIR}"
+
+
+def env_file(org: str, raw: dict[str, Any] | None) -> str:
+    """Where the org's host keeps AWS_* for `credentials.source: env` (`paths.env_file`)."""
+    return _path(raw, "env_file") or ENV_FILE.format(org=org)
+
+
 def settings_data(raw: dict[str, Any], secrets: dict[str, str], *, placeholder_recipient: bool = False) -> dict[str, Any]:
     """The block with the vault's recipient and S3 keys filled in (the form parse_settings takes)."""
     data = copy.deepcopy(raw)
@@ -64,6 +88,7 @@ def settings_data(raw: dict[str, Any], secrets: dict[str, str], *, placeholder_r
         elif placeholder_recipient:
             global _PLACEHOLDER
             if _PLACEHOLDER is None:
+                # lazy: installer.backup adds ~220 ms of CPU to every CLI start (this module is always loaded)
                 from .backup import generate_recovery_key
 
                 _PLACEHOLDER = generate_recovery_key()[1]
@@ -89,7 +114,7 @@ def parse(org: str, hostvars: dict[str, Any], secrets: dict[str, str] | None = N
     raw = block(hostvars)
     if raw is None:
         return None
-    from .backup import parse_settings
+    from .backup import parse_settings  # lazy: see settings_data
 
     values = _secrets(hostvars) if secrets is None else secrets
     data = settings_data(raw, values, placeholder_recipient=placeholder_recipient)
@@ -108,12 +133,15 @@ def parse(org: str, hostvars: dict[str, Any], secrets: dict[str, str] | None = N
 def check(org: str, hostvars: dict[str, Any]) -> list[Problem]:
     """Validation hook for installer.validate: every field through the library's parse_settings.
 
-    The recovery key is made on the first install, so a missing one is not a problem here.
+    The recovery key is made on the first install, so a missing one is not a problem here. The
+    block's schema problems that the org's own check names already (org.yml refers to backup.yml)
+    are left out, so each is reported once.
     """
     try:
         parse(org, hostvars, placeholder_recipient=True)
     except ConfigError as exc:
-        return exc.problems
+        named = set(settings.check(f"host_vars/{org}", f"{ORG_VAR}.backup", block(hostvars), "backup"))
+        return [p for p in exc.problems if p not in named]
     return []
 
 
@@ -132,10 +160,6 @@ def restorable_names(hostvars: dict[str, Any]) -> set[str]:
     """Every vault name a restore may write from a set: the toolkit's generated and operator-set
     secrets, the SAML signing key, plus the client-secret names the target's own sso.yml uses.
     The backup keys are not among them: they are the target's own (or come from the key file)."""
-    from . import secrets as generated
-    from .sso.config import SAML_PRIVATE_KEY_VAULT_KEY
-    from .sso_inventory import SSO_VAR
-
     names = set(generated.NAMES) | set(generated.OPERATOR_SET) | {SAML_PRIVATE_KEY_VAULT_KEY}
     sso = hostvars.get(SSO_VAR)
     for provider in (sso.get("oidc") or []) if isinstance(sso, dict) else []:
@@ -152,113 +176,19 @@ def restorable(values: dict[str, str], hostvars: dict[str, Any]) -> tuple[dict[s
 
 
 # -- machines (restore --to-host) ----------------------------------------------------------------
-def machine_groups(inv: Any) -> dict[str, str]:
+def machine_groups(inv: Inventory) -> dict[str, str]:
     """Every name a machine goes by in the inventory -> its group under sfp_orgs.
 
     A machine is a child group of sfp_orgs (inventory.example): its group name, its `sfp_machine`
     or `ansible_host` written in hosts.yml, and the machine name of each org already in it.
     """
-    from .inventory import ORG_GROUP
-
-    top = inv._inv.groups.get(ORG_GROUP)
     names: dict[str, str] = {}
-    for group in (top.child_groups if top is not None else []):
-        names.setdefault(group.name, group.name)
-        gvars = group.get_vars()
+    for group, gvars, hosts in inv.child_groups(ORG_GROUP):
+        names.setdefault(group, group)
         for key in ("sfp_machine", "ansible_host"):
             if gvars.get(key):
-                names.setdefault(str(gvars[key]), group.name)
-        for host in group.get_hosts():
-            names.setdefault(inv.org(host.name).machine, group.name)
+                names.setdefault(str(gvars[key]), group)
+        for host in hosts:
+            names.setdefault(inv.org(host).machine, group)
     return names
 
-
-def _org_groups(data: Any) -> dict[str, Any] | None:
-    root = data.get("all", {}).get("children", {}) if isinstance(data, dict) and "all" in data else data
-    orgs = root.get(ORG_GROUP_NAME) if isinstance(root, dict) else None
-    children = orgs.get("children") if isinstance(orgs, dict) else None
-    return children if isinstance(children, dict) else None
-
-
-ORG_GROUP_NAME = "sfp_orgs"
-
-
-def _hosts_normal(data: Any) -> Any:
-    """`hosts:` null and `hosts: {}` mean the same to Ansible."""
-    if isinstance(data, dict):
-        return {k: ({} if k == "hosts" and v is None else _hosts_normal(v)) for k, v in data.items()}
-    return data
-
-
-def moved_hosts_text(text: str, org: str, to_group: str) -> tuple[str, list[str]]:
-    """hosts.yml with the org's entry moved into machine group `to_group`, comments and layout kept.
-
-    Returns (new text, the groups it left). A plain line edit, then proved: the new file must
-    parse to exactly the old inventory with the org moved; anything else raises (move it by hand).
-    """
-    import re
-
-    import yaml
-
-    def by_hand(why: str) -> SfpError:
-        return SfpError(f"cannot move {org} to machine group {to_group} in hosts.yml automatically: {why}",
-                        f"move the line `{org}:` under `{to_group}: hosts:` in hosts.yml yourself, then run restore again")
-
-    data = yaml.safe_load(text)
-    groups = _org_groups(data)
-    if groups is None or not isinstance(groups.get(to_group, {}), dict | None):
-        raise by_hand("no sfp_orgs children mapping")
-    left = [g for g, body in groups.items() if isinstance(body, dict) and org in (body.get("hosts") or {})]
-    if any((groups[g]["hosts"] or {}).get(org) is not None for g in left):
-        raise by_hand(f"{org} has variables written in hosts.yml")
-    expected = copy.deepcopy(data)
-    exp_groups = _org_groups(expected)
-    assert exp_groups is not None
-    for g in left:
-        del exp_groups[g]["hosts"][org]
-    target = exp_groups.get(to_group) or {}
-    exp_groups[to_group] = target
-    target["hosts"] = {**(target.get("hosts") or {}), org: None}
-
-    lines = text.splitlines(keepends=True)
-    host_line = re.compile(rf"^(\s+){re.escape(org)}:\s*(?:null|~)?\s*(#.*)?$")
-    comments = [m[2] for ln in lines if (m := host_line.match(ln.rstrip("\n"))) and m[2]]
-    lines = [ln for ln in lines if not host_line.match(ln.rstrip("\n"))]
-    group_re = re.compile(rf"^(\s+){re.escape(to_group)}:\s*(#.*)?$")
-    starts = [i for i, ln in enumerate(lines) if group_re.match(ln.rstrip("\n"))]
-    if len(starts) != 1:
-        raise by_hand(f"the group {to_group} is not written once as `{to_group}:` on its own line")
-    g_indent = len(group_re.match(lines[starts[0]].rstrip("\n"))[1])  # type: ignore[index]
-    hosts_at = None
-    for i in range(starts[0] + 1, len(lines)):
-        stripped = lines[i].strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        indent = len(lines[i]) - len(lines[i].lstrip())
-        if indent <= g_indent:
-            break
-        if re.match(r"^hosts:\s*(\{\}|null|~)?\s*(#.*)?$", stripped):
-            hosts_at = (i, indent)
-            break
-    if hosts_at is None:
-        lines.insert(starts[0] + 1, " " * (g_indent + 2) + "hosts:\n")
-        hosts_at = (starts[0] + 1, g_indent + 2)
-    i, indent = hosts_at
-    lines[i] = " " * indent + "hosts:\n"
-    lines.insert(i + 1, " " * (indent + 2) + f"{org}:" + (f"  {comments[0]}" if comments else "") + "\n")
-    new = "".join(lines)
-    # Empty host mappings left behind become `{}` (a bare `hosts:` line is null).
-    new_lines = new.splitlines(keepends=True)
-    for k, ln in enumerate(new_lines):
-        if re.match(r"^\s+hosts:\s*(#.*)?$", ln.rstrip("\n")):
-            nxt = next((m for m in new_lines[k + 1:] if m.strip() and not m.strip().startswith("#")), "")
-            if len(nxt) - len(nxt.lstrip()) <= len(ln) - len(ln.lstrip()):
-                new_lines[k] = ln.rstrip("\n").replace("hosts:", "hosts: {}", 1) + "\n"
-    new = "".join(new_lines)
-    try:
-        got = yaml.safe_load(new)
-    except yaml.YAMLError:
-        got = None
-    if _hosts_normal(got) != _hosts_normal(expected):
-        raise by_hand("the edited file would not be the same inventory with only the org moved")
-    return new, left

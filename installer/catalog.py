@@ -87,15 +87,3 @@ def load_release(release_id: str) -> Release:
 def image_catalog_ids() -> list[str]:
     return ["upstream", *sorted(p.stem for p in paths.image_catalogs_dir().glob("*.yml"))]
 
-
-def load_image_catalog(catalog_id: str) -> dict[str, Any] | None:
-    """The replacement images of a non-upstream catalog; None for `upstream`."""
-    if catalog_id == "upstream":
-        return None
-    path = paths.image_catalogs_dir() / f"{catalog_id}.yml"
-    if not path.is_file():
-        raise SfpError(
-            f"unknown image catalog {catalog_id!r}",
-            f"set sfp_image_catalog to one of: {', '.join(image_catalog_ids())}",
-        )
-    return _load_yaml(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,43 +20,15 @@ from .actions import init as init_action
 from .actions import secrets as secrets_action
 from .actions import status as status_action
 from .commands.backup import COMMANDS as backup_commands
+from .commands.common import Context, program
 from .commands.logs import logs as logs_group
 from .commands.sso import sso as sso_group
 from .errors import SfpError
-from .inventory import Inventory, select
+from .inventory import select
 from .runner import require_success
-from .vault import password_file
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
-
-
-def program() -> list[str]:
-    """How the operator ran us, so that printed commands work when pasted into the same shell."""
-    argv0 = sys.argv[0] if sys.argv else ""
-    if Path(argv0).name == "sfp-server":
-        on_path = shutil.which("sfp-server")
-        if on_path and Path(on_path).resolve() == Path(argv0).resolve():
-            return ["sfp-server"]
-        return [argv0]  # e.g. .venv/bin/sfp-server, as typed
-    return [sys.executable, "-m", "installer.cli"]
-
-
-class Context:
-    def __init__(self, inventory: Path, vault_password_file: str | None, verbose: bool,
-                 global_args: list[str] | None = None) -> None:
-        self.inventory_path = inventory
-        self.vault_password_file = vault_password_file
-        self.verbose = verbose
-        self.global_args = global_args or []
-        """-i/--vault-password-file as given on the command line (not from the environment)."""
-
-    def inventory(self) -> Inventory:
-        return Inventory(self.inventory_path, password_file(self.inventory_path, self.vault_password_file))
-
-    def command(self, *args: str) -> str:
-        """A follow-up command to print: runnable as typed, with this run's program and inventory."""
-        return escape(shlex.join([*program(), *self.global_args, *args]))
 
 
 class SfpGroup(click.Group):
@@ -269,8 +240,7 @@ def secrets_ensure(obj: Context, orgs: tuple[str, ...], all_orgs: bool) -> None:
 @click.pass_obj
 def secrets_list(obj: Context, org: str) -> None:
     """Names of the org's secrets (never their values)."""
-    inv = obj.inventory()
-    select(inv, (org,), False)
+    inv = obj.org(org).inventory
     for name, description in secrets_action.names(inv, org):
         out.print(f"{name:<32} {description}")
 
@@ -281,9 +251,7 @@ def secrets_list(obj: Context, org: str) -> None:
 @click.pass_obj
 def secrets_show(obj: Context, org: str, name: str) -> None:
     """Print one secret's value (only the value, for piping)."""
-    inv = obj.inventory()
-    select(inv, (org,), False)
-    click.echo(secrets_action.show(inv, org, name))
+    click.echo(secrets_action.show(obj.org(org), name))
 
 
 @secrets.command("set")
@@ -293,15 +261,15 @@ def secrets_show(obj: Context, org: str, name: str) -> None:
 @click.pass_obj
 def secrets_set(obj: Context, org: str, name: str, from_file: Any) -> None:
     """Set an operator-owned secret such as SMTP_PASS; the value is read, never passed as an argument."""
-    inv = obj.inventory()
-    select(inv, (org,), False)
+    inv = obj.org(org).inventory
     secrets_action.set_value(inv, org, name, from_file.read().rstrip("\n"))
     out.print(f"{org}: {name} stored in {inv.vault_file(org)}; run `{obj.command('install', '--org', org)}` to apply it")
 
 
 cli.add_command(sso_group)
 cli.add_command(logs_group)
-[cli.add_command(c) for c in backup_commands]  # `backup …` and `restore`
+for command in backup_commands:  # `backup …` and `restore`
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -14,55 +14,22 @@ machine's name (`sfp_machine`, else `ansible_host`) groups them for port and cap
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import get_file_vault_secret
 from ansible.vars.manager import VariableManager
 
+from . import settings
 from .errors import ConfigError, Problem, SfpError
 
 ORG_GROUP = "sfp_orgs"
-ORG_VAR = "sfp_org"
-SECRETS_VAR = "sfp_org_secrets"
+ORG_VAR = settings.ORG_VAR
+SECRETS_VAR = settings.SECRETS_VAR
 
-MACHINE_DEFAULTS: dict[str, Any] = {
-    "sfp_base_dir": "/opt/sfp",
-    "sfp_image_catalog": "upstream",
-    "sfp_registry_prefix": "",
-    "sfp_docker_install": False,
-    "sfp_min_free_disk_gb": 10,
-}
-
-ORG_DEFAULTS: dict[str, Any] = {
-    "bind_address": "127.0.0.1",
-    "services": {"analytics": True, "functions": True, "imgproxy": True},
-    "auth": {
-        "disable_signup": False,
-        "enable_email_signup": True,
-        "enable_email_autoconfirm": False,
-        "enable_anonymous_users": False,
-        "enable_phone_signup": False,
-        "enable_phone_autoconfirm": False,
-        "jwt_expiry": 3600,
-    },
-    "log_rotation": {"max_size": "20m", "max_files": 5},
-    "resources": {},
-    "additional_redirect_urls": [],
-}
-
-
-def _merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(defaults)
-    for key, value in given.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @dataclass
@@ -77,19 +44,17 @@ class Org:
 
     @property
     def config(self) -> dict[str, Any]:
-        """`sfp_org` with the defaults applied."""
-        cfg = _merged(ORG_DEFAULTS, self.raw)
-        cfg.setdefault("site_url", cfg.get("public_url"))
-        return cfg
+        """`sfp_org` with the defaults applied (installer.settings: the model the playbooks get too)."""
+        return settings.org_config(self.raw)
 
     @property
     def org_dir(self) -> str:
-        return f"{self.settings['sfp_base_dir'].rstrip('/')}/orgs/{self.name}"
+        return settings.org_dir(str(self.settings["sfp_base_dir"]), self.name)
 
     @property
     def project(self) -> str:
         """The Compose project name: every container, network and volume of the org carries it."""
-        return f"sfp-{self.name}"
+        return settings.project(self.name)
 
 
 class UnknownOrgError(SfpError):
@@ -113,8 +78,6 @@ class Inventory:
         self.hosts_file = hosts[0]
         self._loader = DataLoader()
         if vault_password_file is not None and vault_password_file.exists():
-            from ansible.parsing.vault import get_file_vault_secret
-
             secret = get_file_vault_secret(filename=str(vault_password_file), vault_id="default", loader=self._loader)
             secret.load()
             self._loader.set_vault_secrets([("default", secret)])
@@ -152,13 +115,23 @@ class Inventory:
         if name not in self.org_names():
             raise self.unknown_org(name)
         hv = self.host_vars(name)
-        settings = {k: hv.get(k, v) for k, v in MACHINE_DEFAULTS.items()}
         machine = str(hv.get("sfp_machine") or hv.get("ansible_host") or "localhost")
         raw = hv.get(ORG_VAR)
-        return Org(name=name, machine=machine, raw=raw if isinstance(raw, dict) else {}, settings=settings, hostvars=hv)
+        return Org(name=name, machine=machine, raw=raw if isinstance(raw, dict) else {},
+                   settings=settings.machine_settings(hv), hostvars=hv)
 
     def orgs(self, names: list[str] | None = None) -> list[Org]:
         return [self.org(n) for n in (names if names is not None else self.org_names())]
+
+    def groups_of(self, name: str) -> set[str]:
+        """The inventory groups host `name` is in (its machine group, sfp_orgs, all)."""
+        host = self._inv.get_host(name)
+        return {g.name for g in host.get_groups()} if host is not None else set()
+
+    def child_groups(self, parent: str) -> list[tuple[str, dict[str, Any], list[str]]]:
+        """(name, the vars written for it, its host names) of each child group of `parent`."""
+        top = self._inv.groups.get(parent)
+        return [(g.name, dict(g.get_vars()), [h.name for h in g.get_hosts()]) for g in (top.child_groups if top else [])]
 
     # -- files the toolkit owns ---------------------------------------------------------------------
     def org_vars_dir(self, name: str) -> Path:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import backup_inventory
 from .backup_job import load_env_file, run_job
 from .errors import SfpError
 
@@ -54,8 +55,7 @@ class RestoreJobOutcome:
 
 
 def settings_of(cfg: dict[str, Any]) -> Any:
-    from . import backup_inventory
-    from .backup import parse_settings
+    from .backup import parse_settings  # lazy: about 220 ms of CPU on every `sfp-server` start otherwise
 
     # A restore only decrypts: the recipient the settings require may be absent (key kept offline).
     data = backup_inventory.settings_data(cfg["backup"], cfg.get("keys") or {}, placeholder_recipient=True)
@@ -84,7 +84,7 @@ def stop_all_but_db(cfg: dict[str, Any]) -> list[str]:
 
 
 def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, client: Any = None) -> RestoreJobOutcome:
-    from .backup import DockerExecDatabase, Trust, api
+    from .backup import DockerExecDatabase, Trust, api  # lazy: see settings_of
 
     say = progress or (lambda _m: None)
     load_env_file(cfg)

@@ -2,7 +2,12 @@
 
 The CLI adds nothing a plain `ansible-playbook` run would not do: same playbooks, same inventory.
 What it adds is reading the event stream: progress per task and host, the changed/ok/failed
-counts, the failures with their messages, and the data that report tasks return.
+counts, the failures with their messages, and the one declared report the roles publish.
+
+The report: roles publish their results with `ansible.builtin.set_stats` (aggregated) as
+`sfp_report: {<org>: {<section>: {...}}}`; ansible-runner hands the run's aggregated stats over in
+the `playbook_on_stats` event (`artifact_data`). Each org's report is checked against
+installer/schema/report.yml. Task names are free text: nothing here reads them.
 """
 
 from __future__ import annotations
@@ -14,19 +19,23 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
 import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 from rich.console import Console
 from rich.status import Status
 
 from . import paths
 from .errors import PlaybookFailed
 
-# Tasks whose result the CLI reads (status tables, install summaries) are named with this prefix.
-REPORT_PREFIX = "report:"
+# The custom stat the roles publish their report under (see installer/schema/report.yml).
+REPORT_STAT = "sfp_report"
 
 
 @dataclass
@@ -45,7 +54,7 @@ class RunResult:
     stats: dict[str, HostStats] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per host, per report task name (without the prefix): the task's result."""
+    """Per host, per section of installer/schema/report.yml: what the roles published."""
     changed_tasks: list[tuple[str, str]] = field(default_factory=list)
     """(host, task) of every task that reported a change, in order."""
     stdout_tail: list[str] = field(default_factory=list)
@@ -116,6 +125,66 @@ def _failure_message(res: dict[str, Any]) -> str:
         # hint, as the toolkit prints them) says what failed.
         msg = f"{msg}: {' '.join(stderr[-2:])}"
     return str(msg).strip().splitlines()[0][:400] if str(msg).strip() else "failed"
+
+
+class ReportInvalid(PlaybookFailed):
+    """A role published a report the CLI cannot read: a bug in that role, not in the inventory."""
+
+
+_REPORT_HINT = ("a role publishes it with ansible.builtin.set_stats (sfp_report); make that task match "
+                "installer/schema/report.yml and run the command again")
+
+
+@cache
+def _report_validator() -> Draft202012Validator:
+    text = resources.files("installer.schema").joinpath("report.yml").read_text(encoding="utf-8")
+    schema = yaml.safe_load(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def read_report(stats: Any) -> dict[str, dict[str, Any]]:
+    """Per host, the sections of `sfp_report` in a run's aggregated stats, checked against the schema.
+
+    Raises ReportInvalid naming the host, the section and the field: a reader must never get a
+    section of another shape than the schema declares (it would show nothing, or the wrong thing).
+    """
+    if not isinstance(stats, dict) or stats.get(REPORT_STAT) is None:
+        return {}
+    report = stats[REPORT_STAT]
+    if not isinstance(report, dict):
+        raise ReportInvalid(f"the playbook's {REPORT_STAT} is a {type(report).__name__}, not a mapping of org to sections",
+                            _REPORT_HINT)
+    validator = _report_validator()
+    out: dict[str, dict[str, Any]] = {}
+    for host, sections in report.items():
+        errors = sorted(validator.iter_errors(sections), key=lambda e: [str(p) for p in e.absolute_path])
+        if errors:
+            lines = [f"  {_problem(err)}" for err in errors[:5]]
+            raise ReportInvalid(f"the playbook's report for {host} is malformed:\n" + "\n".join(lines), _REPORT_HINT)
+        out[str(host)] = dict(sections)
+    return out
+
+
+def _problem(err: ValidationError) -> str:
+    """Where (section, field) and what, without the offending value: it may be long, the path says where."""
+    path = [str(p) for p in err.absolute_path]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        declared = set((err.schema.get("properties") or {}).keys())
+        extra = ", ".join(sorted(str(k) for k in err.instance if k not in declared))
+        if not path:
+            return f"section {extra}: not declared in installer/schema/report.yml"
+        what = f"undeclared field {extra}"
+    elif err.validator == "required":
+        what = f"{err.message.split(' is a required property')[0]} is missing"
+    elif err.validator == "type":
+        what = f"must be of type {err.validator_value} (got {type(err.instance).__name__})"
+    else:
+        what = f"fails the schema's {err.validator} check"
+    if not path:
+        return f"the report {what}"
+    field_path = ".".join(path[1:])
+    return f"section {path[0]}: {field_path + ': ' if field_path else ''}{what}"
 
 
 def _env() -> dict[str, str]:
@@ -189,14 +258,14 @@ def run_playbook(
     console = console or Console(stderr=True)
     progress = Progress(console, verbose=verbose)
     result = RunResult(rc=-1, status="unstarted")
+    # The run's aggregated custom stats, read once the run is over (a bad report must not look like
+    # a crash of the event handler, which ansible-runner would swallow).
+    stats_data: list[Any] = []
 
     def handle(event: dict[str, Any]) -> bool:
         data = event.get("event_data", {})
         kind = event.get("event", "")
         task = str(data.get("task", ""))
-        if kind == "runner_on_ok" and task.startswith(REPORT_PREFIX):
-            name = task[len(REPORT_PREFIX):].strip()
-            result.reports.setdefault(data.get("host", ""), {})[name] = data.get("res", {})
         if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
             result.changed_tasks.append((str(data.get("host", "")), task))
         if event.get("stdout"):
@@ -212,6 +281,7 @@ def run_playbook(
                     unreachable=data.get("dark", {}).get(host, 0),
                     skipped=data.get("skipped", {}).get(host, 0),
                 )
+            stats_data.append(data.get("artifact_data"))
         progress(event)
         if on_event:
             on_event(event)
@@ -260,6 +330,14 @@ def run_playbook(
         if progress.status is not None:
             progress.status.stop()
         shutil.rmtree(private, ignore_errors=True)
+    if stats_data:
+        try:
+            result.reports = read_report(stats_data[-1])
+        except ReportInvalid as exc:
+            # What failed in the run matters more than the report it could not finish: show both.
+            failed = [f"  {host}: {task}: {msg}" for host, task, msg in result.failures[:20]]
+            message = exc.message + ("\nthe run also failed:\n" + "\n".join(failed) if failed else "")
+            raise ReportInvalid(message, exc.hint) from None
     return result
 
 

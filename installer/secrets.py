@@ -163,10 +163,11 @@ SPECS: tuple[SecretSpec, ...] = (
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
 # Values an operator may set (never generated): they come from outside, like the SMTP relay's password.
-OPERATOR_SET: tuple[str, ...] = ("SMTP_PASS", "BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY",
+OPERATOR_SET: tuple[str, ...] = ("SMTP_PASS", "OPENAI_API_KEY", "BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY",
                                  "LOGS_S3_ACCESS_KEY_ID", "LOGS_S3_SECRET_ACCESS_KEY")
 DESCRIPTIONS: dict[str, str] = {s.name: s.description for s in SPECS} | {
     "SMTP_PASS": "password of the SMTP relay",
+    "OPENAI_API_KEY": "OpenAI API key of Studio's SQL assistant (optional; unset: the assistant is off)",
     "BACKUP_S3_ACCESS_KEY_ID": "backup store access key id (sfp_org.backup.store.credentials.source: vault)",
     "BACKUP_S3_SECRET_ACCESS_KEY": "backup store secret access key (sfp_org.backup.store.credentials.source: vault)",
     "BACKUP_RECOVERY_IDENTITY": "the org's backup recovery key (age identity; keep a copy offline: `backup key`)",

@@ -23,10 +23,11 @@ import yaml
 
 from .errors import ConfigError, Problem, SfpError
 from .sso import config
+from .sso.sp import generate_saml_private_key
 
 SSO_VAR = "sfp_org_sso"
 SSO_FILE = "sso.yml"
-LOOPBACK_KEY = "allow_insecure_loopback"
+LOOPBACK_KEY = config.LOOPBACK_KEY
 METADATA_DIR = ".sso-metadata"  # hidden: Ansible's inventory loader never reads dot-entries
 LEGACY_METADATA_DIR = "sso"
 HEADER = """\
@@ -148,11 +149,10 @@ def _forget_found_var_files() -> None:
 
 
 def parse(raw: Any, *, where: str = SSO_VAR) -> config.SsoSettings:
-    """The library's parse with the toolkit's own key (allow_insecure_loopback) taken out."""
+    """The org's SSO settings (ConfigError naming every bad field)."""
     if not isinstance(raw, dict):
         raise ConfigError([Problem(where, "must be a mapping with saml: and/or oidc: lists")])
-    data = {k: v for k, v in raw.items() if k != LOOPBACK_KEY}
-    return config.parse_sso_settings(data, where=where, allow_insecure_loopback=bool(raw.get(LOOPBACK_KEY, False)))
+    return config.parse_sso_settings(raw, where=where)
 
 
 def generated_secrets(raw: Any, current: dict[str, str]) -> dict[str, str]:
@@ -160,24 +160,16 @@ def generated_secrets(raw: Any, current: dict[str, str]) -> dict[str, str]:
     once it has a SAML provider (however sso.yml was written). Never replaces an existing value."""
     if not isinstance(raw, dict) or not raw.get("saml") or current.get(config.SAML_PRIVATE_KEY_VAULT_KEY):
         return {}
-    from .sso.sp import generate_saml_private_key
-
     return {config.SAML_PRIVATE_KEY_VAULT_KEY: generate_saml_private_key()}
 
 
 def check(org: str, hostvars: dict[str, Any]) -> list[Problem]:
-    """Validation hook for installer.validate: schema shape first, then every field through the library."""
+    """Validation hook for installer.validate: the schema (installer/schema/sso.yml, through
+    installer.settings), then what it cannot say, every problem at once, each naming its field."""
     if SSO_VAR not in hostvars or hostvars[SSO_VAR] in (None, {}):
         return []
-    from .validate import check_schema
-
-    where = f"host_vars/{org}/{SSO_FILE}"
+    where = f"host_vars/{org}/{SSO_FILE}: {SSO_VAR}"
     raw = hostvars[SSO_VAR]
-    problems = check_schema(where, SSO_VAR, raw, "sso")
-    if problems:
-        return problems
-    try:
-        parse(raw, where=f"{where}: {SSO_VAR}")
-    except ConfigError as exc:
-        return exc.problems
-    return []
+    if not isinstance(raw, dict):
+        return [Problem(where, "must be a mapping with saml: and/or oidc: lists", "see installer/schema/sso.yml")]
+    return config.sso_problems(raw, where=where, inventory=True)

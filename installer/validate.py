@@ -9,91 +9,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import defaultdict
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import ValidationError
-
-from . import catalog
-from .errors import ConfigError, Problem, SfpError
-from .inventory import MACHINE_DEFAULTS, ORG_GROUP, ORG_VAR, SECRETS_VAR, Inventory, Org
+from . import backup_inventory, catalog, settings, sso_inventory
+from .errors import ConfigError, Problem
+from .inventory import ORG_GROUP, ORG_VAR, SECRETS_VAR, Inventory, Org
 
 # An org name becomes a DNS label (host names), a Compose project and container names.
 ORG_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")  # fullmatch: `$` would let a final newline by
-# No setting is more than one line of text. A line break or another control character in a URL,
-# a name or an address would split the line of the file it is rendered into (compose.yaml, .env,
-# the cron line, a mail header); schema patterns cannot refuse it, as their `$` matches before a
-# final newline.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Variables the toolkit reads besides the machine settings; any other `sfp_*` is most likely a typo.
-KNOWN_SFP_VARS = {ORG_VAR, SECRETS_VAR, "sfp_machine", "sfp_org_sso", *MACHINE_DEFAULTS}
-
-
-@cache
-def schema(name: str) -> dict[str, Any]:
-    text = resources.files("installer.schema").joinpath(f"{name}.yml").read_text()
-    loaded: dict[str, Any] = yaml.safe_load(text)
-    return loaded
-
-
-def _field(path: list[Any] | Any) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def _schema_problem(where: str, var: str, err: ValidationError, sub_schema: dict[str, Any]) -> Problem:
-    loc = _field([var, *err.absolute_path])
-    if err.validator == "additionalProperties":
-        allowed = sorted((err.schema.get("properties") or {}).keys())
-        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-        return Problem(f"{where}: {loc}", f"unknown key {', '.join(map(repr, extra))}", f"allowed keys: {', '.join(allowed)}")
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        desc = ((err.schema.get("properties") or {}).get(missing) or {}).get("description", "")
-        return Problem(f"{where}: {_field([var, *err.absolute_path, missing])}", "is required", desc.strip() or None)
-    if "propertyNames" in err.schema_path:
-        allowed = err.schema.get("enum") or []
-        return Problem(f"{where}: {loc}", f"unknown service {err.instance!r}", f"one of: {', '.join(allowed)}")
-    description = (err.schema.get("description") or "").strip() or None
-    if err.validator == "format":
-        return Problem(f"{where}: {loc}", f"{err.instance!r} is not a valid {err.validator_value}", description)
-    if err.validator == "pattern":
-        return Problem(f"{where}: {loc}", f"{err.instance!r} is not accepted here", description or f"it must match {err.validator_value}")
-    return Problem(f"{where}: {loc}", err.message, description)
-
-
-@cache
-def format_checker() -> FormatChecker:
-    """jsonschema's checks of `format`; "uri" needs an RFC 3986 parser (rfc3986-validator), without
-    which jsonschema would skip every URL check silently, so its absence is an error."""
-    checker = FormatChecker()
-    if "uri" not in checker.checkers:
-        raise SfpError("URL checks are unavailable: the package rfc3986-validator is not installed",
-                       "reinstall sfp-server (`pip install sfp-server` installs it), or `pip install rfc3986-validator`")
-    return checker
-
-
-def _control_characters(where: str, path: list[Any], value: Any) -> list[Problem]:
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _control_characters(where, [*path, k], v)]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _control_characters(where, [*path, i], v)]
-    found = CONTROL.search(value) if isinstance(value, str) else None
-    if found:
-        # The value is not shown: a block such as backup.store.credentials may hold a secret.
-        return [Problem(f"{where}: {_field(path)}", f"contains a line break or another control character "
-                        f"({found.group()!r} at position {found.start()})", "write it on one line, without control characters")]
-    return []
-
-
-def check_schema(where: str, var: str, value: Any, name: str) -> list[Problem]:
-    validator = Draft202012Validator(schema(name), format_checker=format_checker())
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    problems = [_schema_problem(where, var, e, schema(name)) for e in errors]
-    return problems + _control_characters(where, [var] if var else [], value)
+KNOWN_SFP_VARS = {ORG_VAR, SECRETS_VAR, "sfp_machine", "sfp_org_sso", *settings.machine_names()}
 
 
 def check_org(org: Org) -> list[Problem]:
@@ -106,16 +32,10 @@ def check_org(org: Org) -> list[Problem]:
             "use 1-32 characters: lower-case letters, digits and '-', starting with a letter, not ending with '-'",
         ))
     raw = org.hostvars.get(ORG_VAR)
-    if raw is None:
-        problems.append(Problem(f"{where}: {ORG_VAR}", "is missing", f"create {where}/main.yml with an `{ORG_VAR}:` mapping (see inventory.example)"))
-        return problems
+    # The schemas (sfp_org and the machine settings): the same check a plain playbook run makes.
+    problems += settings.problems(org.name, org.hostvars)
     if not isinstance(raw, dict):
-        problems.append(Problem(f"{where}: {ORG_VAR}", "must be a mapping", "see inventory.example"))
         return problems
-    problems += check_schema(where, ORG_VAR, raw, "org")
-
-    machine = {k: v for k, v in org.hostvars.items() if k in MACHINE_DEFAULTS}
-    problems += check_schema(f"settings of {org.name}", "", machine, "machine")
     for key in sorted(k for k in org.hostvars if k.startswith("sfp_") and k not in KNOWN_SFP_VARS):
         problems.append(Problem(f"settings of {org.name}: {key}", "unknown setting", f"known settings: {', '.join(sorted(KNOWN_SFP_VARS))}"))
 
@@ -130,11 +50,11 @@ def check_org(org: Org) -> list[Problem]:
     if isinstance(smtp, dict) and isinstance(smtp.get("admin_email"), str) and not EMAIL.fullmatch(smtp["admin_email"]):
         problems.append(Problem(f"{where}: {ORG_VAR}.smtp.admin_email", f"{smtp['admin_email']!r} is not an email address", "write it as name@domain.example"))
 
-    from . import sso_inventory  # single sign-on (host_vars/<org>/sso.yml), checked by the SSO library
+    problems += _pool_fits(where, raw)
 
+    # single sign-on (host_vars/<org>/sso.yml), checked by the SSO library
     problems += sso_inventory.check(org.name, org.hostvars)
-    from . import backup_inventory  # sfp_org.backup, checked field by field by the backup library
-
+    # sfp_org.backup, checked field by field by the backup library
     problems += backup_inventory.check(org.name, org.hostvars)
 
     ports = raw.get("ports")
@@ -145,6 +65,19 @@ def check_org(org: Org) -> list[Problem]:
                 problems.append(Problem(f"{where}: {ORG_VAR}.ports.{key}", f"port {port} is also used for {seen[port]}", "give each published port its own number"))
             seen[port] = key
     return problems
+
+
+def _pool_fits(where: str, raw: dict[str, Any]) -> list[Problem]:
+    """The pooler's server connections must leave PostgreSQL room for the services' own."""
+    cfg = settings.org_config(raw)
+    pooler, postgres = cfg.get("pooler"), cfg.get("postgres")
+    pool = pooler.get("default_pool_size") if isinstance(pooler, dict) else None
+    most = postgres.get("max_connections") if isinstance(postgres, dict) else None
+    if not isinstance(pool, int) or not isinstance(most, int) or pool < most:
+        return []  # fits, or a wrong type the schema check names already
+    return [Problem(f"{where}: {ORG_VAR}.pooler.default_pool_size",
+                    f"{pool} pooled server connections leave none of postgres.max_connections ({most}) to the other services",
+                    "lower pooler.default_pool_size or raise postgres.max_connections")]
 
 
 def _binds(org: Org) -> list[tuple[str, int, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,10 @@ import yaml
 from installer import paths
 from installer.vault import create_password_file
 
+# tests.stack_shared: the deployment the suites that only need a running org share (fixture
+# `shared_orgs`); pytester: tests/unit/test_stack_marker.py runs pytest on a made-up suite.
+pytest_plugins = ["tests.stack_shared", "pytester"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 # `-m "not stack"` must leave only tests that need no Docker engine (the fast loop, README
@@ -21,9 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 # starts containers on the local engine, and the standalone runs of the roles that query the engine.
 STACK_DIRS = frozenset({"stack", "backup_stack", "sso_stack", "logs_stack"})
 DOCKER_FIXTURES = frozenset({
+    "docker_engine",  # below: every deploying fixture asks for it, so its users are marked however deep
     "two_orgs",      # tests/stack/conftest.py: two orgs deployed with the test image catalog
     "backup_org",    # tests/backup_stack/conftest.py
     "remote_org",    # tests/backup_stack/conftest.py: an org deployed through sshd
+    "shared_orgs",   # tests/stack_shared.py: the orgs the logs and SSO suites share
     "log_orgs",      # tests/logs_stack/conftest.py
     "sso_orgs",      # tests/sso_stack/conftest.py
     "stack",         # tests/logs/sfp_logs_stack.py: containers of two fake orgs
@@ -48,6 +55,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_docker(item) and item.get_closest_marker("stack") is None:
             item.add_marker(pytest.mark.stack)
+
+
+# The test image catalog (tests/images/build): real PostgreSQL and postgres-meta, stand-ins for the rest.
+TEST_IMAGES = ("sfp-test/postgres:17", "sfp-test/postgres-meta:0.99.0", "sfp-test/standin:1")
+
+
+def require_test_images() -> None:
+    missing = [img for img in TEST_IMAGES
+               if subprocess.run(["docker", "image", "inspect", img], capture_output=True, check=False).returncode != 0]
+    if missing:
+        # Not a skip: a stack test that cannot run is a failure the CI must show.
+        pytest.fail(f"test images missing: {', '.join(missing)}; run `bash tests/images/build` (scripts/bootstrap does)")
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """The local engine with the test images: asked for by every fixture that deploys or starts containers.
+
+    Being a fixture (not a call) is what marks its users `stack`, through any chain of fixtures.
+    """
+    require_test_images()
 
 
 def write_yaml(path: Path, data: Any) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 from rich.console import Console
 
 from .. import runner, validate
+from ..context import of_validated
 from ..inventory import Inventory
 from . import secrets
+from .backup_keys import ensure_recovery_key
 
 
 @dataclass
@@ -47,17 +49,15 @@ def preflight_checks(result: runner.RunResult) -> dict[str, list[dict[str, str]]
 def install(
     inv: Inventory, names: list[str], console: Console, *, check: bool = False, verbose: bool = False
 ) -> DeployOutcome:
-    validate.validate(inv, names)
+    contexts = of_validated(inv, validate.validate(inv, names))
     generated: dict[str, list[str]] = {}
     if not check:
         # Secrets first: they are made on the controller and read back by every later run.
-        from .backup import ensure_recovery_key
-
-        for name in names:
-            added = secrets.ensure(inv, name)
-            added += ensure_recovery_key(inv, name)  # only when sfp_org.backup is set
+        for ctx in contexts:
+            added = secrets.ensure(inv, ctx.name)
+            added += ensure_recovery_key(ctx)  # only when sfp_org.backup is set
             if added:
-                generated[name] = added
+                generated[ctx.name] = added
     result = runner.run_playbook(
         "site.yml", inv.path, names, inv.vault_password_file, console=console, check=check, verbose=verbose
     )

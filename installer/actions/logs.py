@@ -22,13 +22,13 @@ import json
 import os
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .. import validate
+from ..context import OrgContext
 from ..errors import SfpError
-from ..inventory import Inventory, Org
+from ..inventory import Org
 from ..logs import (
     DockerEndpoint,
     ExportResult,
@@ -39,7 +39,8 @@ from ..logs import (
     export_logs,
     run_logs,
 )
-from . import secrets
+from ..logs import config as logs_config
+from ..logs.config import ExportSettings
 
 ACCESS_KEY = "LOGS_S3_ACCESS_KEY_ID"
 SECRET_KEY = "LOGS_S3_SECRET_ACCESS_KEY"
@@ -47,12 +48,6 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Vault entries that are not secret and would mask ordinary text (the dashboard user is "supabase",
 # the issue time is a number like any other): left out of the masker's list of known values.
 NOT_SECRET = {"DASHBOARD_USERNAME", "API_KEYS_ISSUED_AT", "JWT_JWKS", "BACKUP_RECOVERY_RECIPIENT"}
-
-
-def org_of(inv: Inventory, name: str) -> Org:
-    if name not in inv.org_names():
-        raise inv.unknown_org(name)
-    return inv.org(name)
 
 
 # -- where the org runs ------------------------------------------------------------------------
@@ -146,10 +141,10 @@ def _leaves(value: Any) -> Iterable[str]:
         yield value
 
 
-def secret_values(inv: Inventory, org: str) -> list[str]:
+def secret_values(ctx: OrgContext) -> list[str]:
     """The org's own secret values for the masker (JSON key sets also by their parts)."""
     values: list[str] = []
-    for name, value in secrets.read(inv, org).items():
+    for name, value in ctx.secrets.items():
         if name in NOT_SECRET or not value:
             continue
         values.append(value)
@@ -160,49 +155,45 @@ def secret_values(inv: Inventory, org: str) -> list[str]:
 
 
 # -- reading -----------------------------------------------------------------------------------
-def show(inv: Inventory, org: str, query: LogQuery, *, json_output: bool, follow: bool,
+def show(ctx: OrgContext, query: LogQuery, *, json_output: bool, follow: bool,
          out: IO[str] | None = None) -> int:
     """Print the org's logs (what `sfp-server logs` does); returns the exit code."""
-    o = org_of(inv, org)
-    masked = secret_values(inv, org)
-    endpoint = endpoint_for(o)
-    query.org = org
+    masked = secret_values(ctx)
+    endpoint = endpoint_for(ctx.org)
+    query.org = ctx.name
     return run_logs(query, endpoint=endpoint, secrets=masked, json_output=json_output, follow=follow, out=out)
 
 
 # -- export ------------------------------------------------------------------------------------
-def export_settings(org: Org) -> dict[str, Any] | None:
-    block = org.raw.get("logs")
-    if not isinstance(block, dict):
-        return None
-    export = block.get("export")
-    return export if isinstance(export, dict) else None
+def export_settings(org: Org) -> ExportSettings | None:
+    """The org's `logs.export` store with its defaults (installer/schema/logs.yml), or None."""
+    return logs_config.export_settings(org.raw.get("logs"), where=f"host_vars/{org.name}")
 
 
-def s3_target(inv: Inventory, org: Org) -> S3Target:
+def s3_target(ctx: OrgContext) -> S3Target:
     """How to reach the org's export store: its `logs.export` settings and S3 keys (the vault's, or
     None for boto3's usual chain: AWS_* environment, ~/.aws, an instance role)."""
-    cfg = export_settings(org) or {}
-    values = secrets.read(inv, org.name)
+    org = ctx.org
+    cfg = export_settings(org)
+    values = ctx.secrets
     ak, sk = values.get(ACCESS_KEY), values.get(SECRET_KEY)
     if bool(ak) != bool(sk):
         missing = SECRET_KEY if ak else ACCESS_KEY
         raise SfpError(f"org {org.name!r} has only one of the two S3 keys for log exports in its vault",
-                       f"sfp-server secrets set --org {org.name} {missing} < FILE")
-    return S3Target(bucket=str(cfg.get("bucket") or ""), prefix=str(cfg.get("prefix") or "").strip("/"),
-                    endpoint_url=cfg.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                       f"{ctx.command('secrets', 'set', '--org', org.name, missing)} < FILE")
+    return S3Target(bucket=cfg.bucket if cfg else "", prefix=cfg.prefix if cfg else "",
+                    endpoint_url=(cfg.endpoint_url if cfg else None) or os.environ.get("AWS_ENDPOINT_URL_S3")
                     or os.environ.get("AWS_ENDPOINT_URL") or None,
-                    region=cfg.get("region") or None, path_style=bool(cfg.get("path_style", False)),
+                    region=(cfg.region if cfg else None) or None, path_style=bool(cfg and cfg.path_style),
                     access_key=ak or None, secret_key=sk or None)
 
 
 def default_target(org: Org) -> str:
     cfg = export_settings(org)
-    if not cfg or not cfg.get("bucket"):
+    if not cfg or not cfg.bucket:
         raise SfpError(f"org {org.name!r} has no export store",
                        "pass --to FILE|DIR|s3://bucket/prefix, or add `logs: {export: {bucket: ...}}` to its sfp_org")
-    prefix = str(cfg.get("prefix") or "").strip("/")
-    return f"s3://{cfg['bucket']}/{prefix}" if prefix else f"s3://{cfg['bucket']}"
+    return cfg.url
 
 
 @dataclass
@@ -212,22 +203,24 @@ class ExportOutcome:
     retention: dict[str, Any] | None = None
 
 
-def export(inv: Inventory, org: str, query: LogQuery, to: str | None) -> ExportOutcome:
+def export(ctx: OrgContext, query: LogQuery, to: str | None) -> ExportOutcome:
     """Export a window of the org's logs; for an S3 target, then apply the org's retention policy
-    (only to this org's exports under that prefix) and return what it removed."""
-    validate.validate(inv, [org])  # the logs block is read from the inventory: it must be valid
-    o = org_of(inv, org)
+    (only to this org's exports under that prefix) and return what it removed. The logs block is
+    read from the inventory: `ctx` must have been resolved with check=True."""
+    org, o = ctx.name, ctx.org
     target = to or default_target(o)
     query.org = org
-    s3 = s3_target(inv, o) if target.startswith("s3://") else None
+    s3 = s3_target(ctx) if target.startswith("s3://") else None
     endpoint = endpoint_for(o)
     try:
-        result = export_logs(query, to=target, endpoint=endpoint, secrets=secret_values(inv, org), s3=s3)
+        result = export_logs(query, to=target, endpoint=endpoint, secrets=secret_values(ctx), s3=s3)
     finally:
         endpoint.close()
     outcome = ExportOutcome(result)
-    retention = (export_settings(o) or {}).get("retention")
-    if s3 is not None and isinstance(retention, dict) and retention:
+    cfg = export_settings(o)
+    # The policy as written (keep_last and/or keep_days): what the command prints.
+    retention = {k: v for k, v in asdict(cfg.retention).items() if v is not None} if cfg and cfg.retention else {}
+    if s3 is not None and retention:
         where = result.archive.rsplit("/", 1)[0]  # the prefix the export went to
         try:
             outcome.removed = apply_retention(where, keep_last=retention.get("keep_last"),

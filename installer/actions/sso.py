@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from .. import runner, sso_inventory, validate
+from .. import runner, sso_inventory
+from ..context import OrgContext
 from ..errors import SfpError
-from ..inventory import SECRETS_VAR, Inventory, Org
 from ..sso import check as sso_check
 from ..sso import config as sso_config
 from ..sso import xmldsig
@@ -30,7 +30,6 @@ from ..sso.oidc import validate_oidc_provider
 from ..sso.report import Findings
 from ..sso.saml import SamlMetadataReport, validate_saml_metadata
 from ..sso.sp import ServiceProviderInfo, generate_saml_private_key, service_provider_info
-from ..vault import Vault
 from . import secrets
 
 
@@ -53,22 +52,16 @@ class SsoOutcome:
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _org(inv: Inventory, org: str) -> Org:
-    if org not in inv.org_names():
-        raise inv.unknown_org(org)
-    return inv.org(org)
-
-
-def settings(inv: Inventory, org: str) -> tuple[dict[str, Any], sso_config.SsoSettings]:
-    _org(inv, org)  # an unknown org is an error (exit 2), not an org without providers
+def settings(ctx: OrgContext) -> tuple[dict[str, Any], sso_config.SsoSettings]:
+    inv, org = ctx.inventory, ctx.name
     # Every sso command moves metadata copies of older versions out of what Ansible parses as inventory.
     sso_inventory.migrate_metadata_copies(inv.path, org)
     raw = sso_inventory.read_raw(inv.path, org)
     return raw, sso_inventory.parse(raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
 
 
-def sp_info(inv: Inventory, org: str) -> ServiceProviderInfo:
-    return service_provider_info(str(_org(inv, org).config.get("public_url") or ""))
+def sp_info(ctx: OrgContext) -> ServiceProviderInfo:
+    return service_provider_info(str(ctx.settings.get("public_url") or ""))
 
 
 def find(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
@@ -79,9 +72,9 @@ def find(raw: dict[str, Any], name: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def describe(inv: Inventory, org: str) -> list[dict[str, Any]]:
+def describe(ctx: OrgContext) -> list[dict[str, Any]]:
     """One row per configured provider (no secret values; the vault key names only)."""
-    _, parsed = settings(inv, org)
+    _, parsed = settings(ctx)
     rows: list[dict[str, Any]] = []
     for s in parsed.saml:
         rows.append({"name": s.name, "kind": "saml", "metadata": s.metadata_url or s.metadata_file,
@@ -93,29 +86,30 @@ def describe(inv: Inventory, org: str) -> list[dict[str, Any]]:
     return rows
 
 
-def show(inv: Inventory, org: str, name: str) -> dict[str, Any]:
-    rows = {r["name"]: r for r in describe(inv, org)}
+def show(ctx: OrgContext, name: str) -> dict[str, Any]:
+    org = ctx.name
+    rows = {r["name"]: r for r in describe(ctx)}
     if name not in rows:
         raise SfpError(f"org {org!r} has no SSO provider {name!r}",
-                       f"configured: {', '.join(sorted(rows)) or 'none'} (`sfp-server sso list --org {org}`)")
+                       f"configured: {', '.join(sorted(rows)) or 'none'} (`{ctx.command('sso', 'list', '--org', org)}`)")
     row = dict(rows[name])
-    sp = sp_info(inv, org)
+    sp = sp_info(ctx)
     if row["kind"] == "saml":
-        row["metadata_signature"] = _signature_now(inv, org, name)
+        row["metadata_signature"] = _signature_now(ctx, name)
         row["service_provider"] = {"entity_id": sp.saml_entity_id, "metadata_url": sp.saml_metadata_url,
                                    "acs_url": sp.saml_acs_url, "slo_url": sp.saml_slo_url}
         row["signing_key_vault_key"] = sso_config.SAML_PRIVATE_KEY_VAULT_KEY
     else:
         row["service_provider"] = {"redirect_uri": sp.oidc_redirect_uri}
-    present = set(secrets.read(inv, org))
+    present = set(ctx.secrets)
     needed = sso_config.SAML_PRIVATE_KEY_VAULT_KEY if row["kind"] == "saml" else row["client_secret_vault_key"]
     row["secret_in_vault"] = needed in present
     return row
 
 
-def _signature_now(inv: Inventory, org: str, name: str) -> str:
+def _signature_now(ctx: OrgContext, name: str) -> str:
     """The metadata's signature as fetched (or read) now, with the same rules as `sso check`."""
-    raw, parsed = settings(inv, org)
+    raw, parsed = settings(ctx)
     s = next(x for x in parsed.saml if x.name == name)
     loopback = bool(raw.get(sso_inventory.LOOPBACK_KEY, False))
     if s.metadata_url:
@@ -123,7 +117,7 @@ def _signature_now(inv: Inventory, org: str, name: str) -> str:
                                         allow_hosts=parsed.allow_hosts, pinned_cert=s.metadata_cert)
     else:
         path = Path(s.metadata_file or "")
-        report = validate_saml_metadata(file=path if path.is_absolute() else inv.path / path, pinned_cert=s.metadata_cert)
+        report = validate_saml_metadata(file=path if path.is_absolute() else ctx.inventory.path / path, pinned_cert=s.metadata_cert)
     if report.signature is not None:
         return report.signature.detail
     errors = report.findings.errors
@@ -153,21 +147,15 @@ def _allowed_hosts(raw: dict[str, Any], extra: Sequence[str]) -> list[str]:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def _vault(inv: Inventory) -> Vault:
-    if inv.vault_password_file is None:
-        raise SfpError("no vault password file", "pass --vault-password-file or run `sfp-server init`")
-    return Vault(inv.vault_password_file)
-
-
-def _store_secrets(inv: Inventory, org: str, updates: dict[str, str], remove: tuple[str, ...] = ()) -> list[str]:
+def _store_secrets(ctx: OrgContext, updates: dict[str, str], remove: tuple[str, ...] = ()) -> list[str]:
     """Set (or drop) vault entries; the file is rewritten only when something differs."""
-    values = secrets.read(inv, org)
+    values = ctx.secrets
     changed = [k for k, v in updates.items() if values.get(k) != v] + [k for k in remove if k in values]
     if changed:
         values.update(updates)
         for k in remove:
             values.pop(k, None)
-        _vault(inv).write(inv.vault_file(org), {SECRETS_VAR: values})
+        ctx.write_secrets(values)
     return changed
 
 
@@ -192,12 +180,12 @@ def _findings_text(findings: Findings) -> list[str]:
     return [str(f) for f in findings.warnings]
 
 
-def _apply(inv: Inventory, org: str, console: Console, *, verbose: bool,
+def _apply(ctx: OrgContext, console: Console, *, verbose: bool,
            rotate: list[str] | None = None) -> runner.RunResult:
-    """The site playbook for this one org: stack (re-rendered; only Auth's environment differs, so
-    only Auth is recreated) and SSO registration. The host checks are skipped (tags): the org runs
-    there already, and its ports are its own."""
-    validate.validate(inv, [org])
+    """The site playbook for this one org (`ctx` validated as it is now): stack (re-rendered; only
+    Auth's environment differs, so only Auth is recreated) and SSO registration. The host checks
+    are skipped (tags): the org runs there already, and its ports are its own."""
+    inv, org = ctx.inventory, ctx.name
     secrets.ensure(inv, org)
     return runner.run_playbook(
         "site.yml", inv.path, [org], inv.vault_password_file, console=console, verbose=verbose,
@@ -214,31 +202,33 @@ def _registered(result: runner.RunResult, org: str) -> tuple[list[dict[str, Any]
     return list(msg.get("results") or []), writes
 
 
-def _commit_and_apply(inv: Inventory, org: str, name: str, kind: str, new_raw: dict[str, Any],
+def _commit_and_apply(ctx: OrgContext, name: str, kind: str, new_raw: dict[str, Any],
                       secret_updates: dict[str, str], console: Console, *, verbose: bool,
                       warnings: list[str], rotate: list[str] | None = None,
                       metadata: bytes | None = None) -> SsoOutcome:
+    inv, org = ctx.inventory, ctx.name
     # Everything was validated: the inventory and the vault change only now.
-    vault_changed = _store_secrets(inv, org, secret_updates) if secret_updates else []
+    vault_changed = _store_secrets(ctx, secret_updates) if secret_updates else []
     if metadata is not None:
         sso_inventory.write_metadata_copy(inv.path, org, name, metadata)
     inv_changed = sso_inventory.write_raw(inv.path, org, new_raw)
-    # Re-read the inventory: the playbook and validation must see the new sso.yml.
-    fresh = Inventory(inv.path, inv.vault_password_file)
-    result = _apply(fresh, org, console, verbose=verbose, rotate=rotate)
+    # Re-read and check the inventory: the playbook and validation must see the new sso.yml.
+    fresh = ctx.reload(check=True)
+    result = _apply(fresh, console, verbose=verbose, rotate=rotate)
     runner.require_success(result, f"sso: applying {name} to {org}")
     registered, writes = _registered(result, org)
-    return SsoOutcome(org, name, kind, result, sp_info(fresh, org), warnings, inv_changed, vault_changed,
+    return SsoOutcome(org, name, kind, result, sp_info(fresh), warnings, inv_changed, vault_changed,
                       registered, writes)
 
 
-def _prepare(inv: Inventory, org: str) -> dict[str, Any]:
-    validate.validate(inv, [org])  # the inventory as it is must be valid before it is changed
-    raw, _ = settings(inv, org)
+def _prepare(ctx: OrgContext) -> dict[str, Any]:
+    if not ctx.checked:  # the inventory as it is must be valid before it is changed
+        ctx = ctx.reload(check=True)
+    raw, _ = settings(ctx)
     return raw
 
 
-def add_saml(inv: Inventory, org: str, console: Console, *, name: str | None, metadata_url: str | None,
+def add_saml(ctx: OrgContext, console: Console, *, name: str | None, metadata_url: str | None,
              metadata_file: Path | None, domains: list[str], attribute_mapping_file: Path | None = None,
              expected_entity_id: str | None = None, name_id_format: str | None = None,
              metadata_cert_file: Path | None = None, allow_hosts: Sequence[str] = (),
@@ -247,7 +237,8 @@ def add_saml(inv: Inventory, org: str, console: Console, *, name: str | None, me
         raise SfpError("give exactly one of --metadata-url or --metadata-file", "nothing was changed")
     if not domains:
         raise SfpError("--domain is required (repeatable)", "users whose email is in these domains sign in with this IdP")
-    raw = _prepare(inv, org)
+    inv, org = ctx.inventory, ctx.name
+    raw = _prepare(ctx)
     name = name or domains[0].lower().replace(".", "-")
     pinned = _read_pinned_cert(metadata_cert_file) if metadata_cert_file is not None else _pinned_now(raw, name)
     hosts = _allowed_hosts(raw, allow_hosts)
@@ -277,21 +268,22 @@ def add_saml(inv: Inventory, org: str, console: Console, *, name: str | None, me
         new_raw["allow_hosts"] = hosts
     sso_inventory.parse(new_raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
     # 3. The org's SP signing key: generated once, kept.
-    current = secrets.read(inv, org)
+    current = ctx.secrets
     updates = {} if current.get(sso_config.SAML_PRIVATE_KEY_VAULT_KEY) else {
         sso_config.SAML_PRIVATE_KEY_VAULT_KEY: generate_saml_private_key()}
-    return _commit_and_apply(inv, org, name, "saml", new_raw, updates, console, verbose=verbose,
+    return _commit_and_apply(ctx, name, "saml", new_raw, updates, console, verbose=verbose,
                              warnings=_findings_text(report.findings),
                              metadata=report.raw if metadata_file is not None else None)
 
 
-def add_oidc(inv: Inventory, org: str, console: Console, *, provider: str, issuer: str | None, client_id: str,
+def add_oidc(ctx: OrgContext, console: Console, *, provider: str, issuer: str | None, client_id: str,
              client_secret: str, name: str | None = None, url: str | None = None, scopes: list[str] | None = None,
              allow_hosts: Sequence[str] = (), allow_insecure_loopback: bool = False,
              verbose: bool = False) -> SsoOutcome:
     if not client_secret:
         raise SfpError("the client secret file is empty", "put the client secret from the IdP's application settings in it")
-    raw = _prepare(inv, org)
+    org = ctx.name
+    raw = _prepare(ctx)
     if provider == "custom" and not name:
         raise SfpError("--name is required for a custom provider", "it becomes the provider id custom:<name>")
     name = name or provider
@@ -319,9 +311,9 @@ def add_oidc(inv: Inventory, org: str, console: Console, *, provider: str, issue
         new_raw["allow_hosts"] = hosts
     parsed = sso_inventory.parse(new_raw, where=f"host_vars/{org}/sso.yml: sfp_org_sso")
     key = next(o.client_secret_vault_key for o in parsed.oidc if o.name == name)
-    current = secrets.read(inv, org)
+    current = ctx.secrets
     rotate = [name] if provider == "custom" and current.get(key) not in (None, client_secret) else None
-    return _commit_and_apply(inv, org, name, "oidc", new_raw, {key: client_secret}, console, verbose=verbose,
+    return _commit_and_apply(ctx, name, "oidc", new_raw, {key: client_secret}, console, verbose=verbose,
                              warnings=warnings, rotate=rotate)
 
 
@@ -335,13 +327,14 @@ def _load_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def remove(inv: Inventory, org: str, name: str, console: Console, *, verbose: bool = False) -> SsoOutcome:
-    raw = _prepare(inv, org)
+def remove(ctx: OrgContext, name: str, console: Console, *, verbose: bool = False) -> SsoOutcome:
+    inv, org = ctx.inventory, ctx.name
+    raw = _prepare(ctx)
     found = find(raw, name)
     if found is None:
-        raise SfpError(f"org {org!r} has no SSO provider {name!r}", f"`sfp-server sso list --org {org}` shows them")
+        raise SfpError(f"org {org!r} has no SSO provider {name!r}", f"`{ctx.command('sso', 'list', '--org', org)}` shows them")
     kind, item = found
-    _, parsed = settings(inv, org)
+    _, parsed = settings(ctx)
     registered: list[dict[str, Any]] = []
     # 1. Out of Auth first, while its SSO API is still switched on: the supabase_sso role only (the
     #    stack is left as it is), from the org's host, like every other admin API call.
@@ -366,19 +359,19 @@ def remove(inv: Inventory, org: str, name: str, console: Console, *, verbose: bo
     vault_changed: list[str] = []
     if kind == "oidc":
         o = next(x for x in parsed.oidc if x.name == name)
-        vault_changed = _store_secrets(inv, org, {}, remove=(o.client_secret_vault_key,))
+        vault_changed = _store_secrets(ctx, {}, remove=(o.client_secret_vault_key,))
     elif item.get("metadata_file"):
         copy = sso_inventory.metadata_copy(inv.path, org, name)
         if copy.exists() and str(copy.relative_to(inv.path)) == item["metadata_file"]:
             copy.unlink()
     # 3. The Auth environment follows (SSO off when nothing is left).
-    fresh = Inventory(inv.path, inv.vault_password_file)
-    result = _apply(fresh, org, console, verbose=verbose)
+    fresh = ctx.reload(check=True)
+    result = _apply(fresh, console, verbose=verbose)
     runner.require_success(result, f"sso: removing {name} from {org}")
-    return SsoOutcome(org, name, kind, result, sp_info(fresh, org), [], inv_changed, vault_changed, registered)
+    return SsoOutcome(org, name, kind, result, sp_info(fresh), [], inv_changed, vault_changed, registered)
 
 
-def check(inv: Inventory, org: str) -> sso_check.CheckReport:
-    raw, parsed = settings(inv, org)
-    return sso_check.check_all(parsed, base_dir=inv.path,
+def check(ctx: OrgContext) -> sso_check.CheckReport:
+    raw, parsed = settings(ctx)
+    return sso_check.check_all(parsed, base_dir=ctx.inventory.path,
                                allow_insecure_loopback=bool(raw.get(sso_inventory.LOOPBACK_KEY, False)))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,8 +95,6 @@ def gather(inv: Inventory, names: list[str], console: Console) -> list[OrgStatus
 
 def backup_summary(row: OrgStatus) -> str:
     """'2026-11-25 03:17Z, 1.2 GiB' for the status table; '-' without a successful backup."""
-    import time
-
     if not row.last_backup_success:
         return "-"
     size = row.last_backup_size_bytes or 0
@@ -103,9 +104,6 @@ def backup_summary(row: OrgStatus) -> str:
 
 def _backup_metrics(res: dict[str, Any]) -> dict[str, Any]:
     """Last success time and size from the org's backup textfile metric (absent: nothing)."""
-    import base64
-    import re
-
     try:
         text = base64.b64decode(res.get("content") or "").decode()
     except ValueError:

@@ -10,6 +10,7 @@ and restore can tell the org's sets from anything else written into the bucket.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -108,6 +109,29 @@ def _dump(database: dbtools.Database, tool: str, args: list[str], what: str, pro
             proc.stdout.close()
 
 
+def _database_sizes(database: dbtools.Database) -> dict[str, int]:
+    """Each database's size on disk: its dump's upload picks a part size that fits (see upload_encrypted)."""
+    rows = dbtools.query(database, "SELECT datname || '|' || pg_database_size(datname) FROM pg_database "
+                                   "WHERE datallowconn AND NOT datistemplate")
+    sizes = {}
+    for row in rows:
+        name, _, size = row.rpartition("|")
+        if size.isdigit():
+            sizes[name] = int(size)
+    return sizes
+
+
+def _tree_size(root: Path) -> int:
+    """The bytes of the files under `root` (what its tar roughly holds); unreadable entries count 0,
+    the tar itself reports them."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
 def run_backup(
     settings: BackupSettings,
     org: str,
@@ -152,12 +176,14 @@ def run_backup(
     procs = _Procs()
     done: list[str] = []
 
-    def upload(key: str) -> Callable[..., PipelineStats]:
+    sizes = _database_sizes(database)
+
+    def upload(key: str, expected_size: int | None = None) -> Callable[..., PipelineStats]:
         def go(source: Any, check: Callable[[], object] | None = None) -> PipelineStats:
             with s3.s3_errors(store, f"uploading {key} of set {set_id}"):
                 stats = upload_encrypted(source, cli, store.bucket, prefix + key, recipient, zstd_threads=threads,
                                          part_size=part_size, in_flight=in_flight, check=check,
-                                         md5=store.checksum_mode == "when_required")
+                                         expected_size=expected_size)
             done.append(prefix + key)
             return stats
         return go
@@ -169,7 +195,8 @@ def run_backup(
     def dump_database(name: str) -> ObjectEntry:
         key = database_key(name)
         try:
-            stats = _dump(database, "pg_dump", ["-Fc", "-Z0", "-d", name], f"database {name!r}", procs, upload(key))
+            stats = _dump(database, "pg_dump", ["-Fc", "-Z0", "-d", name], f"database {name!r}", procs,
+                          upload(key, sizes.get(name)))
         except BaseException as exc:
             procs.stop_all(exc)
             raise
@@ -187,9 +214,10 @@ def run_backup(
             futures = [pool.submit(dump_database, n) for n in names]
             try:
                 if storage_dir is not None:
+                    expected = _tree_size(storage_dir)
                     source, wait = tar_source(storage_dir)
                     with source:
-                        stats = upload(STORAGE_KEY)(source, check=wait)
+                        stats = upload(STORAGE_KEY, expected)(source, check=wait)
                     objects.append(entry(stats, STORAGE_KEY, "storage"))
                 for future in futures:
                     exc = future.exception()

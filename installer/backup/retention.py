@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..objectstore import ObjectStore, Stored, delete_units, never_newest
 from . import s3
-from .config import ObjectStore, Retention
+from .config import Retention
 from .manifest import MANIFEST, set_prefix
 
 PERIODS: dict[str, Callable[[datetime], tuple[int, ...]]] = {
@@ -59,7 +60,9 @@ def select(sets: list[s3.SetInfo], policy: Retention) -> Selection:
     protected = verified[0] if verified else (complete[0] if complete else None)
     if protected is not None:
         result.keep.setdefault(protected.set_id, []).append("newest-verified" if verified else "newest")
-    result.delete = [s.set_id for s in complete if s.set_id not in result.keep]
+    units = [Stored(s.set_id, s.created, MANIFEST) for s in complete]
+    result.delete = never_newest(units, [s.set_id for s in complete if s.set_id not in result.keep],
+                                 newest=protected.set_id if protected else None)
     result.future = [s.set_id for s in sets if s.complete and s.future]
     return result
 
@@ -81,11 +84,8 @@ def prune(cli: Any, store: ObjectStore, org: str, policy: Retention, dry_run: bo
     by_id = {s.set_id: s for s in sets}
     deleted: list[str] = []
     if not dry_run:
-        for set_id in selection.delete:
-            info = by_id[set_id]
-            manifest = set_prefix(store.prefix, org, set_id) + MANIFEST
-            s3.delete_keys(cli, store, [manifest], f"deleting the manifest of set {set_id}")
-            s3.delete_keys(cli, store, [k for k in info.keys if k != manifest], f"deleting the objects of set {set_id}")
-            deleted.append(set_id)
+        units = [Stored(set_id, by_id[set_id].created, set_prefix(store.prefix, org, set_id) + MANIFEST,
+                        tuple(by_id[set_id].keys)) for set_id in selection.delete]
+        deleted = delete_units(cli, store, units, what="set", marker="manifest")
     return PruneReport(kept=selection.keep, deleted=selection.delete if dry_run else deleted, dry_run=dry_run,
                        future=selection.future)

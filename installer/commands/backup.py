@@ -18,9 +18,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..actions import backup as action
+from ..actions import backup_keys, backup_run
+from ..actions import restore as restore_action
 from ..backup_job import future_warning, human, raise_on_sigterm
 from ..errors import SfpError
+from .common import Context
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -54,11 +56,11 @@ def backup() -> None:
 @org_required
 @json_option
 @click.pass_obj
-def run_cmd(obj: Any, org: str, as_json: bool) -> None:
+def run_cmd(obj: Context, org: str, as_json: bool) -> None:
     """Back up the org now (database, storage files, settings and secrets), then apply retention."""
     raise_on_sigterm()
-    inv = obj.inventory()
-    outcome = action.run(inv, org, err, verbose=obj.verbose, progress=lambda m: err.print(f"  {m}", markup=False))
+    ctx = obj.org(org, check=True)
+    outcome = backup_run.run(ctx, err, verbose=obj.verbose, progress=lambda m: err.print(f"  {m}", markup=False))
     if as_json:
         click.echo(json.dumps(outcome.as_dict(), indent=2))
         return
@@ -75,16 +77,16 @@ def run_cmd(obj: Any, org: str, as_json: bool) -> None:
 @org_required
 @json_option
 @click.pass_obj
-def list_cmd(obj: Any, org: str, as_json: bool) -> None:
+def list_cmd(obj: Context, org: str, as_json: bool) -> None:
     """The org's sets, oldest first (incomplete ones are marked; they cannot be restored)."""
-    sets = action.list_sets(obj.inventory(), org)
+    sets = backup_run.list_sets(obj.org(org))
     if as_json:
         click.echo(json.dumps([{"set_id": s.set_id, "created": _when(s.created), "complete": s.complete,
                                 "verified_at": _when(s.verified_at) if s.verified_at else None,
                                 "size_bytes": s.size, "objects": s.objects, "future": s.future} for s in sets], indent=2))
         return
     if not sets:
-        out.print(f"{org}: no backups yet (`sfp-server backup run --org {org}`)")
+        out.print(f"{org}: no backups yet (`{obj.command('backup', 'run', '--org', org)}`)")
         return
     out.print(sets_table(sets))
     for s in sets:
@@ -114,9 +116,9 @@ def sets_table(sets: list[Any]) -> Table:
 @identity_option
 @json_option
 @click.pass_obj
-def show_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, as_json: bool) -> None:
+def show_cmd(obj: Context, org: str, set_id: str, identity_file: Path | None, as_json: bool) -> None:
     """One set's manifest (its signature checked when the org's signing key is known): release, Postgres major, objects."""
-    m = action.show(obj.inventory(), org, set_id, identity_file)
+    m = backup_run.show(obj.org(org), set_id, identity_file)
     if as_json:
         click.echo(json.dumps({**m.to_json(), "authenticity": m.authenticity, "signed_by": m.signed_by}, indent=2))
         return
@@ -138,9 +140,9 @@ def show_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, as_jso
 @allow_unsigned_option
 @json_option
 @click.pass_obj
-def verify_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, allow_unsigned: bool, as_json: bool) -> None:
+def verify_cmd(obj: Context, org: str, set_id: str, identity_file: Path | None, allow_unsigned: bool, as_json: bool) -> None:
     """Check a set's signature, then download and check every object (default: latest); exit 1 naming what is wrong."""
-    report = action.verify(obj.inventory(), org, set_id, identity_file, allow_unsigned)
+    report = backup_run.verify(obj.org(org), set_id, identity_file, allow_unsigned)
     if report.authenticity == "unsigned":
         _unsigned_warning(report.set_id)
     if as_json:
@@ -158,9 +160,9 @@ def verify_cmd(obj: Any, org: str, set_id: str, identity_file: Path | None, allo
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted.")
 @json_option
 @click.pass_obj
-def prune_cmd(obj: Any, org: str, dry_run: bool, as_json: bool) -> None:
+def prune_cmd(obj: Context, org: str, dry_run: bool, as_json: bool) -> None:
     """Apply the org's retention (keep_daily/weekly/monthly/yearly)."""
-    report = action.prune(obj.inventory(), org, dry_run=dry_run)
+    report = backup_run.prune(obj.org(org), dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(asdict(report), indent=2, default=str))
         return
@@ -175,17 +177,15 @@ def prune_cmd(obj: Any, org: str, dry_run: bool, as_json: bool) -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the key file here (mode 0600, not overwritten) instead of printing it.")
 @click.pass_obj
-def key_cmd(obj: Any, org: str, output: Path | None) -> None:
+def key_cmd(obj: Context, org: str, output: Path | None) -> None:
     """Print the org's key file to keep OFFLINE: the recovery key (an age identity) and the signing public key.
 
     Without it no set can be restored on a new controller: `restore --identity-file FILE` reads both
     (the recovery key opens the sets, the signing public key proves they are the org's).
     """
-    inv = obj.inventory()
-    action.org_of(inv, org)
-    text, signed = action.key_text(inv, org)
+    text, signed = backup_keys.key_text(obj.org(org))
     if not signed:
-        err.print(f"[yellow]warning:[/yellow] {org} has no signing key yet: run `sfp-server install --org {org}`, "
+        err.print(f"[yellow]warning:[/yellow] {org} has no signing key yet: run `{obj.command('install', '--org', org)}`, "
                   "then `backup key` again so the key file holds the signing public key")
     if output is None:
         click.echo(text, nl=False)
@@ -212,7 +212,7 @@ def key_cmd(obj: Any, org: str, output: Path | None) -> None:
 @identity_option
 @allow_unsigned_option
 @click.pass_obj
-def restore(obj: Any, org: str, set_ref: str, to_host: str | None, as_org: str | None, force: bool,
+def restore(obj: Context, org: str, set_ref: str, to_host: str | None, as_org: str | None, force: bool,
             identity_file: Path | None, allow_unsigned: bool) -> None:
     """Rebuild an org from a backup: same secrets (API keys stay valid), database, storage files; then check health.
 
@@ -223,9 +223,10 @@ def restore(obj: Any, org: str, set_ref: str, to_host: str | None, as_org: str |
     with the org's signing key is restored (see --allow-unsigned); its signature is checked first.
     """
     inv = obj.inventory()
-    outcome = action.restore(inv, org, set_ref, err, as_org=as_org, to_host=to_host, force=force,
-                             identity_file=identity_file, allow_unsigned=allow_unsigned, verbose=obj.verbose,
-                             say=lambda m: err.print(f"  {m}", markup=False))
+    target = obj.org(restore_action.check_arguments(inv, org, as_org), check=True, inventory=inv)
+    outcome = restore_action.restore(target, org, set_ref, err, to_host=to_host, force=force,
+                                     identity_file=identity_file, allow_unsigned=allow_unsigned, verbose=obj.verbose,
+                                     say=lambda m: err.print(f"  {m}", markup=False))
     if outcome.moved_from:
         out.print(f"{outcome.org} now runs on machine {outcome.machine} (moved in hosts.yml from {', '.join(outcome.moved_from)})")
     if outcome.safety_set:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
 
 import click
 from rich.console import Console
 
 from ..actions import logs as action
 from ..logs import LEVELS, LogQuery
+from .common import Context
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -70,7 +70,7 @@ def logs(ctx: click.Context, org: str | None, service: str | None, since: str | 
         # `kill PID` ends a follow like Ctrl-C does: cleanly, exit 0.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     query = LogQuery(org=org, services=_services(service), since=since, until=until, level=level, grep=grep, tail=tail)
-    code = action.show(ctx.obj.inventory(), org, query, json_output=as_json, follow=follow)
+    code = action.show(ctx.obj.org(org), query, json_output=as_json, follow=follow)
     sys.exit(code)
 
 
@@ -82,7 +82,7 @@ def logs(ctx: click.Context, org: str | None, service: str | None, since: str | 
               help="s3://bucket/prefix, a directory, or a FILE.jsonl.zst (default: the org's logs.export store).")
 @service_option
 @click.pass_obj
-def export_cmd(obj: Any, org: str, since: str, until: str, to: str | None, service: str | None) -> None:
+def export_cmd(obj: Context, org: str, since: str, until: str, to: str | None, service: str | None) -> None:
     """Archive a window of the org's logs (zstd JSON lines + manifest), secrets masked.
 
     To S3, the store's endpoint, region and path style come from the org's `logs.export`
@@ -90,7 +90,7 @@ def export_cmd(obj: Any, org: str, since: str, until: str, to: str | None, servi
     AWS_* environment; afterwards the org's retention policy (logs.export.retention) is applied.
     """
     query = LogQuery(org=org, services=_services(service), since=since, until=until)
-    outcome = action.export(obj.inventory(), org, query, to)
+    outcome = action.export(obj.org(org, check=True), query, to)
     m = outcome.result.manifest
     counts = ", ".join(f"{k}={v}" for k, v in m["counts"].items()) or "none"
     out.print(f"{org}: exported {m['total']} events ({counts}), {m['size']} bytes", markup=False)

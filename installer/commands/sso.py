@@ -18,6 +18,7 @@ from rich.table import Table
 from ..actions import sso as action
 from ..errors import SfpError
 from ..sso.config import BUILTIN_PROVIDERS
+from .common import Context
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -87,7 +88,7 @@ def _print_sp(o: action.SsoOutcome) -> None:
                    "otherwise (repeatable; recorded in sso.yml).")
 @loopback_option
 @click.pass_obj
-def add(obj: Any, org: str, kind: str | None, name: str | None, metadata_url: str | None, metadata_file: Path | None,
+def add(obj: Context, org: str, kind: str | None, name: str | None, metadata_url: str | None, metadata_file: Path | None,
         domains: tuple[str, ...], attribute_mapping: Path | None, expected_entity_id: str | None,
         metadata_cert: Path | None, name_id_format: str | None, provider: str | None, issuer: str | None,
         provider_url: str | None, client_id: str | None, client_secret_file: Any, scopes: tuple[str, ...],
@@ -95,12 +96,11 @@ def add(obj: Any, org: str, kind: str | None, name: str | None, metadata_url: st
     """Validate an IdP, record it for the org, apply it and print what the IdP side needs."""
     if kind is None:
         raise click.UsageError("choose --saml or --oidc")
-    inv = obj.inventory()
     if kind == "saml":
         if provider or issuer or client_id or client_secret_file:
             raise click.UsageError("--provider/--issuer/--client-id/--client-secret-file are for --oidc")
         outcome = action.add_saml(
-            inv, org, err, name=name, metadata_url=metadata_url, metadata_file=metadata_file, domains=list(domains),
+            obj.org(org, check=True), err, name=name, metadata_url=metadata_url, metadata_file=metadata_file, domains=list(domains),
             attribute_mapping_file=attribute_mapping, expected_entity_id=expected_entity_id,
             name_id_format=name_id_format, metadata_cert_file=metadata_cert, allow_hosts=allow_hosts,
             allow_insecure_loopback=allow_insecure_loopback, verbose=obj.verbose,
@@ -114,7 +114,7 @@ def add(obj: Any, org: str, kind: str | None, name: str | None, metadata_url: st
             raise click.UsageError("--provider custom needs --issuer")
         secret = client_secret_file.read().strip()
         outcome = action.add_oidc(
-            inv, org, err, provider=provider, issuer=issuer, client_id=client_id, client_secret=secret, name=name,
+            obj.org(org, check=True), err, provider=provider, issuer=issuer, client_id=client_id, client_secret=secret, name=name,
             url=provider_url, scopes=list(scopes), allow_hosts=allow_hosts, allow_insecure_loopback=allow_insecure_loopback,
             verbose=obj.verbose,
         )
@@ -126,15 +126,14 @@ def add(obj: Any, org: str, kind: str | None, name: str | None, metadata_url: st
 @org_required
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def list_cmd(obj: Any, org: str, as_json: bool) -> None:
+def list_cmd(obj: Context, org: str, as_json: bool) -> None:
     """The org's configured identity providers."""
-    inv = obj.inventory()
-    rows = action.describe(inv, org)
+    rows = action.describe(obj.org(org))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        out.print(f"{org}: no SSO providers (add one with `sfp-server sso add --org {org} --saml|--oidc ...`)")
+        out.print(f"{org}: no SSO providers (add one with `{obj.command('sso', 'add', '--org', org)} --saml|--oidc ...`)")
         return
     table = Table("name", "kind", "provider", "metadata / issuer", "domains")
     for r in rows:
@@ -148,10 +147,10 @@ def list_cmd(obj: Any, org: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def show_cmd(obj: Any, org: str, name: str, as_json: bool) -> None:
+def show_cmd(obj: Context, org: str, name: str, as_json: bool) -> None:
     """One provider's settings, its SAML metadata's signature as fetched now, and the
     service-provider URLs to give the IdP (no secrets)."""
-    row = action.show(obj.inventory(), org, name)
+    row = action.show(obj.org(org), name)
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
@@ -168,9 +167,9 @@ def show_cmd(obj: Any, org: str, name: str, as_json: bool) -> None:
 @org_required
 @click.argument("name")
 @click.pass_obj
-def remove_cmd(obj: Any, org: str, name: str) -> None:
+def remove_cmd(obj: Context, org: str, name: str) -> None:
     """Remove a provider from Auth and from the inventory; Auth's SSO is switched off when none is left."""
-    outcome = action.remove(obj.inventory(), org, name, err, verbose=obj.verbose)
+    outcome = action.remove(obj.org(org, check=True), name, err, verbose=obj.verbose)
     _print_outcome(outcome)
 
 
@@ -178,10 +177,10 @@ def remove_cmd(obj: Any, org: str, name: str) -> None:
 @org_required
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def check_cmd(obj: Any, org: str, as_json: bool) -> None:
+def check_cmd(obj: Context, org: str, as_json: bool) -> None:
     """Re-validate the org's IdPs (metadata, certificates, discovery). Cron-safe: exit 0 ok, 1 warnings, 2 errors."""
     try:
-        report = action.check(obj.inventory(), org)
+        report = action.check(obj.org(org))
     except SfpError as exc:
         if as_json:
             click.echo(json.dumps({"org": org, "status": "error", "error": exc.message}))

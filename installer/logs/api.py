@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import IO
 
+from rich.console import Console
+from rich.text import Text
+
 from installer.errors import SfpError
 
 from .event import LEVEL_RANK, LEVELS, LogEvent
@@ -285,9 +288,6 @@ def write_terminal(events: Iterable[LogEvent], out: IO[str], *, color: bool | No
                 out.flush()
         out.flush()
         return n
-    from rich.console import Console
-    from rich.text import Text
-
     console = Console(file=out, highlight=False, markup=False, emoji=False, soft_wrap=True, force_terminal=True)
     for ev in events:
         text = Text()

@@ -2,11 +2,13 @@
 manifest, on local disk or in S3, and retention of such exports.
 
 An export is complete when, and only when, its manifest exists: the archive is written first (to a
-temporary name that is renamed into place, or as an S3 multipart upload that exists only once
-completed), and the manifest, which holds the archive's sha256 and size, is written last. An export
-killed midway therefore leaves at most a `.partial` file (removed by `apply_retention`) or an
-unfinished multipart upload (aborted when the export fails in-process; S3 lifecycle rules or
-`abort_stale_uploads` clean those of killed processes), and nothing that lists as complete.
+temporary name that is renamed into place, or streamed to the object store, where it exists only
+once the upload completes), and the manifest, which holds the archive's sha256 and size, is written
+last. An export killed midway therefore leaves at most a `.partial` file (removed by
+`apply_retention`) or an unfinished multipart upload (aborted when the export fails in-process; S3
+lifecycle rules or `abort_stale_uploads` clean those of killed processes), and nothing that lists as
+complete. The S3 side (client, upload, listing, deletion, cleanup) is installer/objectstore's, shared
+with backups.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 from collections import Counter
@@ -27,7 +28,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import zstandard
 
+from installer import objectstore
 from installer.errors import SfpError
+from installer.objectstore import ObjectStore, Stored
 
 from .event import LogEvent, rfc3339_from_ns
 
@@ -41,39 +44,28 @@ ARCHIVE_SUFFIX = ".jsonl.zst"
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart part size (minimum 5 MiB except the last)
 
 
-@dataclass
-class S3Target:
-    """s3://bucket/prefix plus how to reach the store (endpoint, path-style, credentials)."""
+class S3Target(ObjectStore):
+    """The export store: the object-store model, built from the export's own names for the keys
+    (given keys are used; without them, boto3's usual chain: AWS_* environment, ~/.aws, an instance role)."""
 
-    bucket: str
-    prefix: str = ""
-    endpoint_url: str | None = None
-    region: str | None = None
-    path_style: bool = False
-    access_key: str | None = None
-    secret_key: str | None = None
-    session_token: str | None = None
-    verify_tls: bool | str = True
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str | None = None,
+                 path_style: bool = False, access_key: str | None = None, secret_key: str | None = None,
+                 session_token: str | None = None, verify_tls: bool | str = True) -> None:
+        super().__init__(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=endpoint_url, region=region or "us-east-1",
+                         path_style=path_style, credentials="vault" if access_key else "instance",
+                         access_key_id=access_key, secret_access_key=secret_key, session_token=session_token,
+                         verify_tls=verify_tls)
 
-    @classmethod
-    def from_url(cls, url: str, **settings: Any) -> S3Target:
-        m = re.match(r"^s3://([^/]+)/?(.*)$", url)
-        if not m:
-            raise SfpError(f"cannot read the S3 address {url!r}", "write it as s3://bucket or s3://bucket/prefix")
-        return cls(bucket=m.group(1), prefix=m.group(2).strip("/"), **settings)
+    @property
+    def access_key(self) -> str | None:
+        return self.access_key_id
 
-    def key(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
+    @property
+    def secret_key(self) -> str | None:
+        return self.secret_access_key
 
     def client(self) -> Any:
-        import boto3  # type: ignore[import-untyped]
-        from botocore.config import Config  # type: ignore[import-untyped]
-
-        cfg = Config(s3={"addressing_style": "path" if self.path_style else "auto"},
-                     retries={"max_attempts": 3, "mode": "standard"})
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region or "us-east-1",
-                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
-                            aws_session_token=self.session_token, verify=self.verify_tls, config=cfg)
+        return objectstore.client(self)
 
 
 @dataclass
@@ -118,37 +110,15 @@ class _FileSink(_Sink):
         self.fh.write(data)
 
 
-class _S3Sink(_Sink):
-    def __init__(self, client: Any, bucket: str, key: str) -> None:
+class _StreamSink(_Sink):
+    """Into the object store's upload sink (installer/objectstore: s3transfer, multipart above PART_SIZE)."""
+
+    def __init__(self, sink: objectstore.UploadSink) -> None:
         super().__init__()
-        self.client, self.bucket, self.key = client, bucket, key
-        self.buf = bytearray()
-        self.parts: list[dict[str, Any]] = []
-        self.upload_id: str = client.create_multipart_upload(
-            Bucket=bucket, Key=key, ContentType="application/zstd")["UploadId"]
+        self.sink = sink
 
     def _put(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) >= PART_SIZE:
-            self._upload(bytes(self.buf))
-            self.buf.clear()
-
-    def _upload(self, body: bytes) -> None:
-        n = len(self.parts) + 1
-        resp = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                       PartNumber=n, Body=body)
-        self.parts.append({"ETag": resp["ETag"], "PartNumber": n})
-
-    def complete(self) -> None:
-        if self.buf or not self.parts:
-            self._upload(bytes(self.buf))
-            self.buf.clear()
-        self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                              MultipartUpload={"Parts": self.parts})
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        self.sink.write(data)
 
 
 def _write_events(events: Iterable[LogEvent], sink: _Sink, level: int) -> tuple[Counter[str], int | None, int | None]:
@@ -204,12 +174,7 @@ def export_events(events: Iterable[LogEvent], *, org: str, since_ns: int, until_
     .jsonl.zst. The manifest is `<archive>.manifest.json`, written last."""
     target = str(to)
     if target.startswith("s3://"):
-        settings = s3 or S3Target(bucket="")
-        s3t = S3Target.from_url(target, endpoint_url=settings.endpoint_url, region=settings.region,
-                                path_style=settings.path_style, access_key=settings.access_key,
-                                secret_key=settings.secret_key, session_token=settings.session_token,
-                                verify_tls=settings.verify_tls)
-        return _export_s3(events, s3t, org, since_ns, until_ns, zstd_level, extra)
+        return _export_s3(events, (s3 or S3Target(bucket="")).at(target), org, since_ns, until_ns, zstd_level, extra)
     return _export_file(events, Path(target), org, since_ns, until_ns, zstd_level, extra)
 
 
@@ -261,40 +226,26 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _s3_error(exc: Exception, s3t: S3Target) -> SfpError:
-    return SfpError(f"the export to s3://{s3t.bucket}/{s3t.prefix} failed: {exc}",
-                    "check the endpoint, bucket, credentials and path-style setting; nothing was left "
-                    "that lists as a complete export")
+def _s3_errors(store: ObjectStore) -> Any:
+    return objectstore.errors(store, f"exporting to s3://{store.bucket}/{store.prefix}", settings="the logs.export settings")
 
 
-def _export_s3(events: Iterable[LogEvent], s3t: S3Target, org: str, since_ns: int, until_ns: int,
+def _export_s3(events: Iterable[LogEvent], store: ObjectStore, org: str, since_ns: int, until_ns: int,
                level: int, extra: dict[str, Any] | None) -> ExportResult:
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-
-    client = s3t.client()
+    client = objectstore.client(store)
     name = archive_name(org, since_ns, until_ns)
-    key = s3t.key(name)
+    key = store.key(name)
     manifest_key = key + MANIFEST_SUFFIX
-    try:
-        client.delete_object(Bucket=s3t.bucket, Key=manifest_key)
-        sink = _S3Sink(client, s3t.bucket, key)
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(exc, s3t) from None
-    try:
-        counts, first, last = _write_events(events, sink, level)
-        sink.complete()
-    except BaseException as exc:
-        sink.abort()
-        if isinstance(exc, BotoCoreError | ClientError):
-            raise _s3_error(exc, s3t) from None
-        raise
-    manifest = _manifest(org, name, since_ns, until_ns, counts, first, last, sink, extra)
-    try:
-        client.put_object(Bucket=s3t.bucket, Key=manifest_key, ContentType="application/json",
+    with _s3_errors(store):
+        # A previous complete export of the same name stops being complete before it is overwritten.
+        client.delete_object(Bucket=store.bucket, Key=manifest_key)
+        with objectstore.upload_stream(client, store.bucket, key, part_size=PART_SIZE, content_type="application/zstd") as up:
+            sink = _StreamSink(up)
+            counts, first, last = _write_events(events, sink, level)
+        manifest = _manifest(org, name, since_ns, until_ns, counts, first, last, sink, extra)
+        client.put_object(Bucket=store.bucket, Key=manifest_key, ContentType="application/json",
                           Body=(json.dumps(manifest, indent=2) + "\n").encode())
-    except (BotoCoreError, ClientError) as exc:
-        raise _s3_error(exc, s3t) from None
-    return ExportResult(f"s3://{s3t.bucket}/{key}", f"s3://{s3t.bucket}/{manifest_key}", manifest)
+    return ExportResult(f"s3://{store.bucket}/{key}", f"s3://{store.bucket}/{manifest_key}", manifest)
 
 
 def read_archive(fh: IO[bytes]) -> Iterator[LogEvent]:
@@ -345,24 +296,7 @@ def list_exports(to: str | Path, *, s3: S3Target | None = None, org: str | None 
     target = str(to)
     found: list[StoredExport] = []
     if target.startswith("s3://"):
-        base = s3 or S3Target(bucket="")
-        s3t = S3Target.from_url(target, endpoint_url=base.endpoint_url, region=base.region,
-                                path_style=base.path_style, access_key=base.access_key,
-                                secret_key=base.secret_key, session_token=base.session_token,
-                                verify_tls=base.verify_tls)
-        client = s3t.client()
-        prefix = f"{s3t.prefix}/" if s3t.prefix else ""
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3t.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                k = obj["Key"]
-                if not k.endswith(MANIFEST_SUFFIX) or "/" in k[len(prefix):]:
-                    continue
-                body = json.loads(client.get_object(Bucket=s3t.bucket, Key=k)["Body"].read())
-                if org and body.get("org") != org:
-                    continue
-                found.append(StoredExport(f"s3://{s3t.bucket}/{k[:-len(MANIFEST_SUFFIX)]}", f"s3://{s3t.bucket}/{k}",
-                                          _created(body, obj["LastModified"].timestamp())))
-        return found
+        return _list_s3((s3 or S3Target(bucket="")).at(target), org)
     d = Path(target)
     for m in sorted(d.glob("*" + ARCHIVE_SUFFIX + MANIFEST_SUFFIX)):
         try:
@@ -375,24 +309,40 @@ def list_exports(to: str | Path, *, s3: S3Target | None = None, org: str | None 
     return found
 
 
+def _list_s3(store: ObjectStore, org: str | None) -> list[StoredExport]:
+    client = objectstore.client(store)
+    prefix = f"{store.prefix}/" if store.prefix else ""
+    found = []
+    with _s3_errors(store):
+        for obj in objectstore.list_objects(client, store, prefix):
+            k = obj["Key"]
+            if not k.endswith(MANIFEST_SUFFIX) or "/" in k[len(prefix):]:
+                continue
+            body = json.loads(client.get_object(Bucket=store.bucket, Key=k)["Body"].read())
+            if org and body.get("org") != org:
+                continue
+            found.append(StoredExport(f"s3://{store.bucket}/{k[:-len(MANIFEST_SUFFIX)]}", f"s3://{store.bucket}/{k}",
+                                      _created(body, obj["LastModified"].timestamp())))
+    return found
+
+
 def apply_retention(to: str | Path, *, keep_last: int | None = None, keep_days: float | None = None,
                     s3: S3Target | None = None, org: str | None = None, now: datetime | None = None,
                     stale_partial_hours: float = 24) -> list[StoredExport]:
     """Delete complete exports the policy does not keep (manifest first, so a half-done deletion never
-    lists as complete), and, on disk, `.partial` leftovers of killed exports older than
-    `stale_partial_hours`. Returns what was deleted."""
-    doomed = plan_retention(list_exports(to, s3=s3, org=org), keep_last=keep_last, keep_days=keep_days, now=now)
+    lists as complete; never the newest export, whatever the policy), and, on disk, `.partial`
+    leftovers of killed exports older than `stale_partial_hours`. Returns what was deleted."""
+    exports = list_exports(to, s3=s3, org=org)
+    units = {e.archive: Stored(e.archive, e.created, e.manifest, (e.manifest, e.archive)) for e in exports}
+    planned = {e.archive for e in plan_retention(exports, keep_last=keep_last, keep_days=keep_days, now=now)}
+    allowed = set(objectstore.never_newest(units.values(), planned))
+    doomed = [e for e in exports if e.archive in allowed]
     target = str(to)
     if target.startswith("s3://"):
-        base = s3 or S3Target(bucket="")
-        client = S3Target.from_url(target, endpoint_url=base.endpoint_url, region=base.region,
-                                   path_style=base.path_style, access_key=base.access_key,
-                                   secret_key=base.secret_key, session_token=base.session_token,
-                                   verify_tls=base.verify_tls).client()
-        for e in doomed:
-            for loc in (e.manifest, e.archive):
-                bucket, _, key = loc[len("s3://"):].partition("/")
-                client.delete_object(Bucket=bucket, Key=key)
+        store = (s3 or S3Target(bucket="")).at(target)
+        with _s3_errors(store):
+            objectstore.delete_units(objectstore.client(store), store, [_s3_unit(units[e.archive]) for e in doomed],
+                                     what="export", marker="manifest")
         return doomed
     for e in doomed:
         Path(e.manifest).unlink(missing_ok=True)
@@ -405,18 +355,18 @@ def apply_retention(to: str | Path, *, keep_last: int | None = None, keep_days: 
     return doomed
 
 
+def _s3_unit(unit: Stored) -> Stored:
+    """The unit with bucket-relative keys (s3://bucket/key → key)."""
+    def key(location: str) -> str:
+        return location[len("s3://"):].partition("/")[2]
+    return Stored(unit.name, unit.created, key(unit.marker), tuple(key(k) for k in unit.keys))
+
+
 def abort_stale_uploads(s3: S3Target, *, older_than_hours: float = 24, now: datetime | None = None) -> int:
     """Abort multipart uploads under the prefix started more than `older_than_hours` ago (exports
     killed midway). Returns how many were aborted."""
-    client = s3.client()
-    now = now or datetime.now(UTC)
-    n = 0
-    resp = client.list_multipart_uploads(Bucket=s3.bucket, Prefix=s3.prefix)
-    for up in resp.get("Uploads", []):
-        if now - up["Initiated"] > timedelta(hours=older_than_hours):
-            client.abort_multipart_upload(Bucket=s3.bucket, Key=up["Key"], UploadId=up["UploadId"])
-            n += 1
-    return n
+    client = objectstore.client(s3)
+    return len(objectstore.abort_uploads(client, s3, s3.prefix, older_than=timedelta(hours=older_than_hours), now=now))
 
 
 def export_logs(query: LogQuery, *, to: str | Path, endpoint: DockerEndpoint | None = None,

@@ -37,8 +37,6 @@ SERVICES: tuple[str, ...] = (
 )
 
 LABEL_ORG = "org.sfp.org"
-LABEL_SERVICE = "org.sfp.service"
-LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
 
 
 @dataclass(frozen=True)

@@ -38,22 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from installer import settings
 from installer.errors import ConfigError, Problem, SfpError
 from installer.sso import _net, xmldsig
 from installer.sso.sp import check_saml_private_key, service_provider_info
 
-# GoTrue v2.196.0 internal/conf/configuration.go `ProviderConfiguration` (OAuthProviderConfiguration
-# fields; env prefix GOTRUE_EXTERNAL_<NAME>_). Key = inventory name, value = env name part.
-BUILTIN_PROVIDERS: dict[str, str] = {
-    name: name.upper()
-    for name in (
-        "apple", "azure", "bitbucket", "discord", "facebook", "snapchat", "figma", "fly", "github",
-        "gitlab", "google", "kakao", "notion", "keycloak", "linkedin", "linkedin_oidc", "spotify",
-        "slack", "slack_oidc", "twitter", "twitch", "vercel_marketplace", "workos", "x", "zoom",
-    )
-}
-# Built-ins whose GOTRUE_EXTERNAL_<NAME>_URL is required by GoTrue (keycloak: the realm URL).
-URL_REQUIRED = frozenset({"keycloak"})
+AREA = "sso"  # installer/schema/sso.yml: every field, its type, rule and default
+LOOPBACK_KEY = "allow_insecure_loopback"
+SAML_PRIVATE_KEY_VAULT_KEY = "SAML_PRIVATE_KEY"
 # Built-ins that are OpenID providers with a fixed issuer (used by `check` when none is configured).
 KNOWN_ISSUERS: dict[str, str] = {
     "google": "https://accounts.google.com",
@@ -61,19 +53,35 @@ KNOWN_ISSUERS: dict[str, str] = {
     "linkedin_oidc": "https://www.linkedin.com/oauth",
     "slack_oidc": "https://slack.com",
 }
-
-SAML_PRIVATE_KEY_VAULT_KEY = "SAML_PRIVATE_KEY"
-NAME_ID_FORMATS = (
-    "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
-    "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-    "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
-    "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
-)
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_SSO_VAULT_KEY = re.compile(r"^SSO_[A-Z0-9_]+\Z")
-_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+# Exact host-name syntax after normalisation (the schema's pattern admits any case and a final dot).
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+# JSON Schema types as Python types (bool is an int to Python, never to JSON Schema).
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "boolean": (bool,), "array": (list,), "object": (Mapping,),
+                                       "integer": (int,), "number": (int, float), "null": (type(None),)}
+_TYPE_MESSAGES = {"boolean": "must be true or false", "array": "must be a list", "object": "must be a mapping"}
+
+FieldPath = tuple[str | int, ...]
+
+
+def _node(path: FieldPath) -> dict[str, Any]:
+    """The schema of the field at `path` (list indexes step into `items`), `$ref`s followed, {} if none."""
+    node, resolver = settings.resolve(settings.schema(AREA), settings.root_resolver(AREA))
+    for step in path:
+        if isinstance(step, int):
+            sub = node.get("items")
+        else:
+            props = node.get("properties") or {}
+            sub = props[step] if step in props else node.get("additionalProperties")
+        if not isinstance(sub, dict):
+            return {}
+        node, resolver = settings.resolve(sub, resolver)
+    return node
+
+
+# GoTrue's built-in OAuth providers (inventory name -> env name part, GOTRUE_EXTERNAL_<NAME>_) and the
+# NameID formats it accepts: the schema's lists (`custom` is ours, not a built-in).
+BUILTIN_PROVIDERS: dict[str, str] = {n: n.upper() for n in _node(("oidc", 0, "provider"))["enum"] if n != "custom"}
+NAME_ID_FORMATS: tuple[str, ...] = tuple(_node(("saml", 0, "name_id_format"))["enum"])
 
 
 @dataclass(frozen=True)
@@ -133,71 +141,208 @@ def default_secret_key(name: str) -> str:
     return "SSO_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_CLIENT_SECRET"
 
 
-class _Collector:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def add(self, where: str, message: str, hint: str | None = None) -> None:
-        self.problems.append(Problem(where, message, hint))
-
-    def str_field(self, item: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> str | None:
-        value = item.get(key)
-        if value is None or value == "":
-            if required:
-                self.add(f"{where}.{key}", "is required")
-            return None
-        if not isinstance(value, str):
-            self.add(f"{where}.{key}", f"must be a string, not {type(value).__name__}")
-            return None
-        return value.strip()
-
-    def bool_field(self, item: Mapping[str, Any], key: str, where: str, default: bool = False) -> bool:
-        value = item.get(key, default)
-        if not isinstance(value, bool):
-            self.add(f"{where}.{key}", "must be true or false")
-            return default
-        return value
-
-    def url_field(self, item: Mapping[str, Any], key: str, where: str, *, required: bool = False,
-                  https: bool = True, allow_insecure_loopback: bool = False) -> str | None:
-        value = self.str_field(item, key, where, required=required)
-        if value is None:
-            return None
-        problem = (_net.url_scheme_problem(value, "URL", allow_insecure_loopback=allow_insecure_loopback)
-                   if https else None)
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.add(f"{where}.{key}", f"{value!r} is not an absolute URL")
-        elif problem:
-            self.add(f"{where}.{key}", f"{value!r} must use https", "GoTrue refuses non-https IdP URLs")
-        return value
+# -- validation: the schema (installer.settings.check), then what a schema cannot say ---------------
+@dataclass(frozen=True)
+class _Found:
+    path: FieldPath
+    message: str
+    hint: str | None = None
 
 
-def _unknown_keys(c: _Collector, item: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    for key in sorted(set(item) - allowed):
-        c.add(f"{where}.{key}", "is not a known setting", f"allowed: {', '.join(sorted(allowed))}")
+def _render(where: str, path: FieldPath) -> str:
+    return where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
-def _attribute_mapping(c: _Collector, value: Any, where: str) -> dict[str, Any]:
-    if value in (None, {}):
-        return {}
-    if not isinstance(value, Mapping) or set(value) - {"keys"} or not isinstance(value.get("keys", {}), Mapping):
-        c.add(where, "must look like {keys: {<user field>: {name: <SAML attribute>}}}")
-        return {}
-    out: dict[str, Any] = {}
-    for k, spec in (value.get("keys") or {}).items():
-        w = f"{where}.keys.{k}"
-        if not isinstance(spec, Mapping) or set(spec) - {"name", "names", "default", "array"}:
-            c.add(w, "must be a mapping with name / names / default / array")
+def _data_path(data: Any, dotted: str) -> FieldPath:
+    """`saml.0.domains.1` as the path into `data` it names (an index where the data has a list)."""
+    out: list[str | int] = []
+    value = data
+    for step in dotted.split(".") if dotted else []:
+        if isinstance(value, list) and step.isdigit():
+            out.append(int(step))
+            value = value[int(step)] if int(step) < len(value) else None
+        else:
+            out.append(step)
+            value = value.get(step) if isinstance(value, Mapping) else None
+    return tuple(out)
+
+
+def _value(data: Any, path: FieldPath) -> Any:
+    for step in path:
+        if isinstance(step, int):
+            data = data[step] if isinstance(data, list) and step < len(data) else None
+        else:
+            data = data.get(step) if isinstance(data, Mapping) else None
+    return data
+
+
+def _type_mismatch(node: Mapping[str, Any], value: Any) -> str | None:
+    declared = node.get("type")
+    kinds = [declared] if isinstance(declared, str) else list(declared or [])
+    if not kinds or any(isinstance(value, _TYPES.get(k, ())) and not (isinstance(value, bool) and k in ("integer", "number"))
+                        for k in kinds):
+        return None
+    return _TYPE_MESSAGES.get(kinds[0], f"must be a {kinds[0]}, not {type(value).__name__}")
+
+
+def _schema_findings(data: Mapping[str, Any], *, inventory: bool) -> list[_Found]:
+    """installer.settings.check's problems, said the SSO library's way: `x-message` / `x-hint` of the
+    field (installer/schema/sso.yml) for a broken rule; unknown keys one by one (`inventory`: those
+    of the block itself as the rest of the inventory's checks name them); control characters only
+    for the inventory (the library takes a PEM certificate on several lines and keeps it on one)."""
+    sentinel = "sso"
+    found: list[_Found] = []
+    for p in settings.check(sentinel, "", data, AREA):
+        dotted = p.where.removeprefix(f"{sentinel}: ").removeprefix(sentinel)
+        path = _data_path(data, dotted)
+        if "control character" in p.message:
+            if inventory:
+                found.append(_Found(path, p.message, p.hint))
             continue
-        if "name" in spec and not isinstance(spec["name"], str):
-            c.add(f"{w}.name", "must be a string")
-        if "names" in spec and (not isinstance(spec["names"], list) or not all(isinstance(n, str) for n in spec["names"])):
-            c.add(f"{w}.names", "must be a list of strings")
-        if "array" in spec and not isinstance(spec["array"], bool):
-            c.add(f"{w}.array", "must be true or false")
-        out[str(k)] = dict(spec)
-    return {"keys": out}
+        if p.message.startswith("unknown key "):  # settings.check's additionalProperties problem
+            found += _unknown_keys(data, path, inventory=inventory)
+            continue
+        if p.message == "is required":
+            found.append(_Found(path, p.message, p.hint))
+            continue
+        node, value = _node(path), _value(data, path)
+        mismatch = _type_mismatch(node, value)
+        template = (node.get("x-type-message") or node.get("x-message")) if mismatch else node.get("x-message")
+        message = template.replace("{value!r}", repr(value)) if template else (mismatch or p.message)
+        hint = node.get("x-hint")
+        enum = ", ".join(map(str, node.get("enum") or []))
+        found.append(_Found(path, message, hint.replace("{enum}", enum) if hint else p.hint))
+    return found
+
+
+def _unknown_keys(data: Mapping[str, Any], path: FieldPath, *, inventory: bool) -> list[_Found]:
+    value, node = _value(data, path), _node(path)
+    allowed = sorted((node.get("properties") or {}).keys())
+    # A client secret written in an OIDC item is named by _oidc_findings: it belongs in the vault.
+    extra = [k for k in value if k not in allowed and not (k == "client_secret" and path[:1] == ("oidc",))]
+    if not extra:
+        return []
+    if inventory and not path:
+        # As `validate` names an unknown key of any other inventory variable.
+        return [_Found(path, f"unknown key {', '.join(map(repr, sorted(extra)))}", f"allowed keys: {', '.join(allowed)}")]
+    return [_Found((*path, k), "is not a known setting", f"allowed: {', '.join(allowed)}") for k in extra]
+
+
+def _url_finding(item: Mapping[str, Any], key: str, path: FieldPath, loopback: bool) -> list[_Found]:
+    """The host policy: https only (http to this machine's loopback when the settings allow it)."""
+    value = item.get(key)
+    if not isinstance(value, str):
+        return []
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [_Found((*path, key), f"{value!r} is not an absolute URL")]
+    if _net.url_scheme_problem(value, "URL", allow_insecure_loopback=loopback):
+        return [_Found((*path, key), f"{value!r} must use https", "GoTrue refuses non-https IdP URLs")]
+    return []
+
+
+def _items(data: Mapping[str, Any], kind: str) -> list[tuple[FieldPath, Mapping[str, Any]]]:
+    value = data.get(kind)
+    return [((kind, i), item) for i, item in enumerate(value) if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _names_findings(data: Mapping[str, Any]) -> list[_Found]:
+    seen: set[str] = set()
+    found = []
+    for path, item in _items(data, "saml") + _items(data, "oidc"):
+        name = item.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            found.append(_Found((*path, "name"), f"{name!r} is used twice", "SSO provider names are unique per org"))
+        seen.add(name)
+    return found
+
+
+def _saml_findings(data: Mapping[str, Any], loopback: bool) -> list[_Found]:
+    found: list[_Found] = []
+    owners: dict[str, str] = {}
+    for path, item in _items(data, "saml"):
+        found += _url_finding(item, "metadata_url", path, loopback)
+        domains = item.get("domains")
+        for j, d in enumerate(domains if isinstance(domains, list) else []):
+            dom = d.strip().lower() if isinstance(d, str) else None
+            if dom is None:
+                continue
+            if dom in owners:
+                found.append(_Found((*path, "domains", j), f"{dom} is already assigned to SAML provider {owners[dom]!r}",
+                                    "a domain can route to one IdP only"))
+            else:
+                owners[dom] = str(item.get("name") or _render("", path))
+        cert = item.get("metadata_cert")
+        if isinstance(cert, str):
+            try:
+                xmldsig.one_line(cert)
+            except ValueError as exc:
+                found.append(_Found((*path, "metadata_cert"), f"is not an X.509 certificate ({exc})",
+                                    "give the IdP's metadata signing certificate as base64 DER on one line (the body "
+                                    "of its PEM file); `sfp-server sso add ... --metadata-cert FILE.pem` writes it"))
+    return found
+
+
+def _oidc_findings(data: Mapping[str, Any], loopback: bool) -> list[_Found]:
+    found: list[_Found] = []
+    builtins_seen: dict[str, str] = {}
+    for path, item in _items(data, "oidc"):
+        name, provider = item.get("name"), item.get("provider")
+        if "client_secret" in item:
+            found.append(_Found((*path, "client_secret"), "secrets do not belong in the inventory",
+                                f"store it in the org's vault under {default_secret_key(str(name or 'NAME'))} "
+                                "(or the key named by client_secret_vault_key) and remove it from this file"))
+        if isinstance(provider, str) and provider in BUILTIN_PROVIDERS:
+            if provider in builtins_seen:
+                found.append(_Found((*path, "provider"), f"{provider} is already configured by {builtins_seen[provider]!r}",
+                                    "GoTrue has one configuration per built-in provider; use `custom` for a second one"))
+            builtins_seen[provider] = str(name or _render("", path))
+        found += _url_finding(item, "issuer", path, loopback) + _url_finding(item, "url", path, loopback)
+        if provider == "custom" and item.get("url"):
+            found.append(_Found((*path, "url"), "is for built-in providers; a custom provider is configured by its issuer"))
+    return found
+
+
+def _allow_hosts_findings(data: Mapping[str, Any]) -> list[_Found]:
+    hosts = data.get("allow_hosts")
+    found = []
+    for j, h in enumerate(hosts if isinstance(hosts, list) else []):
+        host = _net.normalize_host(h) if isinstance(h, str) else None
+        if host is not None and not (_HOSTNAME.match(host) or _is_ip(host)):
+            found.append(_Found(("allow_hosts", j), f"{h!r} is not a host name or IP address",
+                                "name the host only: no scheme, port or path"))
+    return found
+
+
+def _position(data: Any, path: FieldPath) -> tuple[int, ...]:
+    """Where a field is written (keys in the order they appear), so problems read top to bottom."""
+    out = []
+    for step in path:
+        if isinstance(step, int):
+            out.append(step)
+            data = data[step] if isinstance(data, list) and step < len(data) else None
+        else:
+            keys = list(data) if isinstance(data, Mapping) else []
+            out.append(keys.index(step) if step in keys else len(keys))
+            data = data.get(step) if isinstance(data, Mapping) else None
+    return tuple(out)
+
+
+def sso_problems(data: Mapping[str, Any], *, where: str = "sfp_org.sso", inventory: bool = False,
+                 allow_insecure_loopback: bool = False) -> list[Problem]:
+    """Every problem of the SSO settings `data`, each naming its field (`<where>.saml[0].name`):
+    the schema's, then the rules across fields and providers, one problem per field, in the order
+    the fields are written."""
+    loopback = allow_insecure_loopback or data.get(LOOPBACK_KEY) is True
+    findings = (_schema_findings(data, inventory=inventory) + _names_findings(data) + _saml_findings(data, loopback)
+                + _oidc_findings(data, loopback) + _allow_hosts_findings(data))
+    first: dict[FieldPath, _Found] = {}
+    for f in findings:
+        first.setdefault(f.path, f)  # the schema's finding first: a wrong value is named once
+    ordered = sorted(first.values(), key=lambda f: _position(data, f.path))
+    return [Problem(_render(where, f.path), f.message, f.hint) for f in ordered]
 
 
 def parse_sso_settings(data: Mapping[str, Any] | None, *, where: str = "sfp_org.sso",
@@ -205,136 +350,52 @@ def parse_sso_settings(data: Mapping[str, Any] | None, *, where: str = "sfp_org.
     """Validate the inventory's SSO block; raise ConfigError naming every bad field."""
     if data is None:
         return SsoSettings()
-    c = _Collector()
     if not isinstance(data, Mapping):
         raise ConfigError([Problem(where, "must be a mapping with saml: and/or oidc: lists")])
-    _unknown_keys(c, data, {"saml", "oidc", "saml_allow_encrypted_assertions", "saml_relay_state_validity_period",
-                            "allow_hosts"}, where)
+    problems = sso_problems(data, where=where, allow_insecure_loopback=allow_insecure_loopback)
+    if problems:
+        raise ConfigError(problems)
+    return _settings(data)
 
-    names: set[str] = set()
-    saml: list[SamlProviderSettings] = []
-    owners: dict[str, str] = {}
-    for i, item in enumerate(_list(c, data.get("saml"), f"{where}.saml")):
-        w = f"{where}.saml[{i}]"
-        if not isinstance(item, Mapping):
-            c.add(w, "must be a mapping")
-            continue
-        _unknown_keys(c, item, {"name", "metadata_url", "metadata_file", "domains", "expected_entity_id",
-                                "attribute_mapping", "name_id_format", "metadata_cert"}, w)
-        name = _name(c, item, w, names)
-        url = c.url_field(item, "metadata_url", w, allow_insecure_loopback=allow_insecure_loopback)
-        path = c.str_field(item, "metadata_file", w)
-        if (url is None) == (path is None) and not any(p.where.startswith(f"{w}.metadata_") for p in c.problems):
-            c.add(w, "set exactly one of metadata_url or metadata_file")
-        domains: list[str] = []
-        raw_domains = item.get("domains")
-        if not isinstance(raw_domains, list) or not raw_domains:
-            c.add(f"{w}.domains", "must be a non-empty list of email domains (e.g. [acme.com])",
-                  "users whose email is in these domains are sent to this IdP")
-        else:
-            for j, d in enumerate(raw_domains):
-                dom = d.strip().lower() if isinstance(d, str) else ""
-                if not _DOMAIN.match(dom):
-                    c.add(f"{w}.domains[{j}]", f"{d!r} is not a domain name")
-                elif dom in owners:
-                    c.add(f"{w}.domains[{j}]", f"{dom} is already assigned to SAML provider {owners[dom]!r}",
-                          "a domain can route to one IdP only")
-                else:
-                    owners[dom] = name or w
-                    domains.append(dom)
-        nif = c.str_field(item, "name_id_format", w) or ""
-        if nif and nif not in NAME_ID_FORMATS:
-            c.add(f"{w}.name_id_format", f"{nif!r} is not supported by GoTrue", f"use one of: {', '.join(NAME_ID_FORMATS)}")
-        saml.append(SamlProviderSettings(
-            name=name or "", domains=tuple(domains), metadata_url=url, metadata_file=path,
-            expected_entity_id=c.str_field(item, "expected_entity_id", w),
-            attribute_mapping=_attribute_mapping(c, item.get("attribute_mapping"), f"{w}.attribute_mapping"),
-            name_id_format=nif, metadata_cert=_pinned_certificate(c, item, w),
-        ))
 
-    oidc: list[OidcProviderSettings] = []
-    builtins_seen: dict[str, str] = {}
-    for i, item in enumerate(_list(c, data.get("oidc"), f"{where}.oidc")):
-        w = f"{where}.oidc[{i}]"
-        if not isinstance(item, Mapping):
-            c.add(w, "must be a mapping")
-            continue
-        _unknown_keys(c, item, {"name", "provider", "issuer", "url", "client_id", "client_secret_vault_key",
-                                "scopes", "skip_nonce_check", "email_optional", "client_secret"}, w)
-        if "client_secret" in item:
-            c.add(f"{w}.client_secret", "secrets do not belong in the inventory",
-                  f"store it in the org's vault under {default_secret_key(str(item.get('name', 'NAME')))} "
-                  "(or the key named by client_secret_vault_key) and remove it from this file")
-        name = _name(c, item, w, names)
-        provider = c.str_field(item, "provider", w, required=True)
-        if provider is not None and provider != "custom" and provider not in BUILTIN_PROVIDERS:
-            c.add(f"{w}.provider", f"{provider!r} is not a GoTrue built-in provider",
-                  f"use `custom` for any other OpenID provider, or one of: {', '.join(BUILTIN_PROVIDERS)}")
-        elif provider in BUILTIN_PROVIDERS:
-            if provider in builtins_seen:
-                c.add(f"{w}.provider", f"{provider} is already configured by {builtins_seen[provider]!r}",
-                      "GoTrue has one configuration per built-in provider; use `custom` for a second one")
-            builtins_seen[provider] = name or w
-        issuer = c.url_field(item, "issuer", w, required=provider == "custom",
-                             allow_insecure_loopback=allow_insecure_loopback)
-        url = c.url_field(item, "url", w, required=provider in URL_REQUIRED, allow_insecure_loopback=allow_insecure_loopback)
-        if provider == "custom" and url:
-            c.add(f"{w}.url", "is for built-in providers; a custom provider is configured by its issuer")
-        scopes = item.get("scopes", [])
-        if not isinstance(scopes, list) or not all(isinstance(s, str) and s for s in scopes):
-            c.add(f"{w}.scopes", "must be a list of scope names")
-            scopes = []
-        secret_key = c.str_field(item, "client_secret_vault_key", w) or default_secret_key(name or "")
-        if not _SSO_VAULT_KEY.match(secret_key):
-            # Any other vault name would hand one of the org's own secrets (the service_role key,
-            # the database password) to the identity provider as a client secret.
-            c.add(f"{w}.client_secret_vault_key", f"{secret_key!r} is not an SSO secret's name",
-                  "name a vault key of the form SSO_<NAME> (letters, digits, _), or leave it out for "
-                  "the default SSO_<NAME>_CLIENT_SECRET")
-        oidc.append(OidcProviderSettings(
-            name=name or "", provider=provider or "", client_id=c.str_field(item, "client_id", w, required=True) or "",
-            issuer=issuer, url=url, client_secret_vault_key=secret_key, scopes=tuple(scopes),
-            skip_nonce_check=c.bool_field(item, "skip_nonce_check", w),
-            email_optional=c.bool_field(item, "email_optional", w),
-        ))
+def _item_defaults(kind: str) -> dict[str, Any]:
+    # settings.with_defaults fills objects, not the items of a list: each provider gets its own here.
+    return {k: v["default"] for k, v in (_node((kind, 0)).get("properties") or {}).items() if "default" in v}
 
-    period = data.get("saml_relay_state_validity_period")
-    if period is not None and (not isinstance(period, str) or not _DURATION.match(period)):
-        c.add(f"{where}.saml_relay_state_validity_period", "must be a Go duration such as 90s, 2m or 1h")
-        period = None
-    settings = SsoSettings(
-        saml=tuple(saml), oidc=tuple(oidc),
-        saml_allow_encrypted_assertions=c.bool_field(data, "saml_allow_encrypted_assertions", where),
-        saml_relay_state_validity_period=period, allow_hosts=_allow_hosts(c, data.get("allow_hosts"), where),
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _settings(data: Mapping[str, Any]) -> SsoSettings:
+    """The model of valid settings, with the schema's defaults."""
+    full = settings.with_defaults(AREA, dict(data))
+    saml = tuple(
+        SamlProviderSettings(
+            name=item["name"].strip(), domains=tuple(d.strip().lower() for d in item["domains"]),
+            metadata_url=_text(item.get("metadata_url")), metadata_file=_text(item.get("metadata_file")),
+            expected_entity_id=_text(item.get("expected_entity_id")),
+            attribute_mapping={"keys": {str(k): dict(v) for k, v in (item["attribute_mapping"].get("keys") or {}).items()}}
+            if item.get("attribute_mapping") else {},
+            name_id_format=item.get("name_id_format") or "",
+            metadata_cert=xmldsig.one_line(item["metadata_cert"]) if item.get("metadata_cert") else None,
+        )
+        for item in ({**_item_defaults("saml"), **i} for i in full.get("saml") or []))
+    oidc_defaults = _item_defaults("oidc")
+    oidc = tuple(
+        OidcProviderSettings(
+            name=item["name"].strip(), provider=item["provider"], client_id=item["client_id"].strip(),
+            issuer=_text(item.get("issuer")), url=_text(item.get("url")),
+            client_secret_vault_key=item.get("client_secret_vault_key") or default_secret_key(item["name"].strip()),
+            scopes=tuple(item["scopes"] or oidc_defaults["scopes"]),  # an empty list means the default
+            skip_nonce_check=item["skip_nonce_check"], email_optional=item["email_optional"],
+        )
+        for item in ({**oidc_defaults, **i} for i in full.get("oidc") or []))
+    return SsoSettings(
+        saml=saml, oidc=oidc, saml_allow_encrypted_assertions=full["saml_allow_encrypted_assertions"],
+        saml_relay_state_validity_period=full.get("saml_relay_state_validity_period"),
+        allow_hosts=tuple(sorted({_net.normalize_host(h) for h in full["allow_hosts"]})),
     )
-    if c.problems:
-        raise ConfigError(c.problems)
-    return settings
-
-
-def _pinned_certificate(c: _Collector, item: Mapping[str, Any], where: str) -> str | None:
-    text = c.str_field(item, "metadata_cert", where)
-    if text is None:
-        return None
-    try:
-        return xmldsig.one_line(text)
-    except ValueError as exc:
-        c.add(f"{where}.metadata_cert", f"is not an X.509 certificate ({exc})",
-              "give the IdP's metadata signing certificate as base64 DER on one line (the body of its PEM "
-              "file); `sfp-server sso add ... --metadata-cert FILE.pem` writes it")
-        return None
-
-
-def _allow_hosts(c: _Collector, value: Any, where: str) -> tuple[str, ...]:
-    hosts: list[str] = []
-    for j, h in enumerate(_list(c, value, f"{where}.allow_hosts")):
-        host = _net.normalize_host(h) if isinstance(h, str) else ""
-        if not (_HOSTNAME.match(host) or _is_ip(host)):
-            c.add(f"{where}.allow_hosts[{j}]", f"{h!r} is not a host name or IP address",
-                  "name the host only: no scheme, port or path")
-            continue
-        hosts.append(host)
-    return tuple(sorted(set(hosts)))
 
 
 def _is_ip(text: str) -> bool:
@@ -343,27 +404,6 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _list(c: _Collector, value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        c.add(where, "must be a list")
-        return []
-    return value
-
-
-def _name(c: _Collector, item: Mapping[str, Any], where: str, seen: set[str]) -> str | None:
-    name = c.str_field(item, "name", where, required=True)
-    if name is None:
-        return None
-    if not _NAME.match(name):
-        c.add(f"{where}.name", f"{name!r} must be lower-case letters, digits, '-' or '_' (max 63)")
-    elif name in seen:
-        c.add(f"{where}.name", f"{name!r} is used twice", "SSO provider names are unique per org")
-    seen.add(name)
-    return name
 
 
 def _ref(key: str) -> str:

@@ -175,15 +175,10 @@ def _desired_oidc(settings: SsoSettings, *, skip: Collection[str],
                            f"--name {o.name} ... --client-secret-file FILE`")
         out.append((o.name, gotrue_admin.DesiredOidcProvider(
             name=o.name, issuer=o.issuer or "", client_id=o.client_id, client_secret=secret_ref(o.client_secret_vault_key),
-            scopes=list(o.scopes) or ["openid", "email", "profile"], skip_nonce_check=o.skip_nonce_check,
+            scopes=list(o.scopes), skip_nonce_check=o.skip_nonce_check,  # defaulted by the schema (sso.yml)
             email_optional=o.email_optional,
         )))
     return out
-
-
-def sections_needed(settings: SsoSettings) -> list[str]:
-    """Which parts of Auth the host must read for these settings."""
-    return (["saml"] if settings.saml else []) + (["custom"] if any(o.is_custom for o in settings.oidc) else [])
 
 
 def plan(settings: SsoSettings, snapshot: Mapping[str, Any], *, api_url: str, secret_names: Collection[str] = (),

@@ -8,23 +8,19 @@ truth for which GOTRUE_* variables a setting produces; secrets appear only as `$
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
+# The toolkit is installed in the environment whose ansible-playbook runs the playbooks.
+from installer.sso import config as sso_config
 
 LOOPBACK_KEY = "allow_insecure_loopback"
 
 
 def _library() -> Any:
-    try:
-        from installer.sso import config
-    except ImportError:  # a plain ansible-playbook run from a source checkout
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-        from installer.sso import config
-    return config
+    return sso_config
 
 
 def _missing_secrets_error(parsed: Any, values: Mapping[str, str], org: str) -> str | None:

@@ -23,7 +23,7 @@ import zstandard
 
 from installer import backup_inventory as binv
 from installer import backup_job
-from installer.actions import backup as action
+from installer.actions import restore as action
 from installer.backup import Retention, Trust, api, generate_recovery_key, generate_signing_key, s3
 from installer.backup import db as dbtools
 from installer.backup.keys import key_file, parse_identity, read_key_file, recipient_of, sign_manifest
@@ -130,7 +130,7 @@ def test_a_set_made_without_the_signing_key_is_refused_before_any_object_is_read
                              signing_key=SIGNING_KEY)
     report = api.verify_set(store, "acme", genuine.set_id, identity, trust=TRUST)
     assert report.ok and report.authenticity == "signed" and report.signed_by == SIGNING_PUBLIC_KEY
-    document = action._config_document(store, api.show_set(store, "acme", genuine.set_id, trust=TRUST), identity)
+    document = action.config_document(store, api.show_set(store, "acme", genuine.set_id, trust=TRUST), identity)
     assert document["secrets"] == SECRETS and SIGNING_KEY not in json.dumps(document)
 
     # Someone who can write to the bucket: everything encrypted to the right recipient, their own
@@ -258,7 +258,7 @@ def test_a_signed_set_brings_back_only_the_toolkits_secret_names(
                "BACKUP_RECOVERY_RECIPIENT": "age1planted", "SSO_CORP_CLIENT_SECRET": "corp", "MY_CLIENT_KEY": "custom"}
     craft_set(store, set_id, recipient, globals_sql=pieces.globals_sql, databases={}, config=config_document(planted),
               signing_key=SIGNING_KEY)
-    document = action._config_document(store, api.show_set(store, "acme", set_id, trust=TRUST), identity)
+    document = action.config_document(store, api.show_set(store, "acme", set_id, trust=TRUST), identity)
     sso = {"sfp_org_sso": {"oidc": [{"name": "custom", "client_secret_vault_key": "MY_CLIENT_KEY"}]}}
     kept, ignored = binv.restorable(document["secrets"], sso)
     assert kept == {**SECRETS, "SSO_CORP_CLIENT_SECRET": "corp", "MY_CLIENT_KEY": "custom"}

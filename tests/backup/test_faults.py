@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -19,6 +20,7 @@ from typing import Any
 import botocore.exceptions  # type: ignore[import-untyped]
 import pytest
 
+from installer import objectstore
 from installer.backup import api, generate_recovery_key, s3
 from installer.backup.report import metrics_path, read_metrics
 from installer.errors import SfpError
@@ -52,7 +54,9 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 @pytest.fixture(scope="module")
 def acme_set(s3_server: RcloneS3, source_cluster: PgCluster, recovery_key: tuple[str, str]) -> tuple[Any, str]:
-    store = s3_server.store("faults")
+    # A bucket of its own each time the fixture is made (the S3 server lives for the session, and a
+    # shuffled run makes this module fixture more than once): the tests count the sets in it.
+    store = s3_server.store(f"faults-{uuid.uuid4().hex[:8]}")
     result = api.run_backup(make_settings(store, recovery_key[1]), "acme", source_cluster.database(), storage_dir=None,
                             org_config=ORG_CONFIG, secrets=SECRETS, signing_key=SIGNING_KEY)
     return store, result.set_id
@@ -257,7 +261,9 @@ def test_failing_dump_leaves_nothing_behind(s3_server: RcloneS3, recovery_key: t
         assert "pg_dump of database 'zzz' failed" in err.value.message
         assert api.list_sets(store, "acme", include_incomplete=True) == []
         cli = s3.client(store)
-        assert cli.list_multipart_uploads(Bucket=store.bucket, Prefix="sfp/").get("Uploads", []) == []
+        # Through the helper: rclone answers NoSuchUpload when a bucket never had a multipart upload,
+        # which is the case here when every object of the run was small enough for a single PUT.
+        assert objectstore.unfinished_uploads(cli, store, "sfp/") == []
         assert "Contents" not in cli.list_objects_v2(Bucket=store.bucket, Prefix="sfp/")
     finally:
         cluster.destroy()

@@ -30,7 +30,6 @@ from tests.stack.conftest import (
     org_ports,
     org_settings,
     remove_orgs,
-    require_test_images,
 )
 
 ORG = "bkstack"
@@ -77,8 +76,7 @@ def quiet() -> Console:
 
 
 @pytest.fixture(scope="module")
-def backup_org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupDeployment]:
-    require_test_images()
+def backup_org(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[BackupDeployment]:
     root = tmp_path_factory.mktemp("backup-stack")
     (root / "s3").mkdir()
     server = RcloneS3(root / "s3")
@@ -172,8 +170,7 @@ def remote_machine_vars(root: Path, machine: str, ssh: SshServer) -> dict[str, A
 
 
 @pytest.fixture(scope="module")
-def remote_org(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer) -> Iterator[RemoteDeployment]:
-    require_test_images()
+def remote_org(tmp_path_factory: pytest.TempPathFactory, sshd: SshServer, docker_engine: None) -> Iterator[RemoteDeployment]:
     root = tmp_path_factory.mktemp("backup-remote")
     (root / "s3").mkdir()
     server = RcloneS3(root / "s3")

@@ -1,6 +1,8 @@
 """Backup → purge → restore of a real org (test catalog) through the CLI, against S3 on loopback.
 
-Tests run in file order on one deployment. What is proved: the same application data (a full
+One scenario, one test: each step needs what the one before made (the data, the set, the purged
+org), so the steps are functions called in order and pass what they made as arguments; no test
+depends on another. What is proved: the same application data (a full
 logical dump), the same storage files with their xattrs, the same secrets (API keys still verify
 and open the gateway), the schedule installed without secrets, idempotence, and that restore
 refuses to replace a running org without --force.
@@ -16,6 +18,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jwt
 import requests
@@ -74,10 +77,16 @@ def root_key() -> str:
 
 
 
-STATE: dict[str, object] = {}
+def test_backup_purge_restore_and_disaster_recovery(backup_org: BackupDeployment, tmp_path: Path) -> None:
+    write_data_and_objects(backup_org)
+    schedule_is_installed_without_secrets_and_install_is_idempotent(backup_org)
+    state = backup_run_list_verify(backup_org)
+    restore_over_a_running_org_refuses_without_force(backup_org)
+    purge_then_restore_brings_back_data_files_and_keys(backup_org, state)
+    disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_org, tmp_path, state)
 
 
-def test_write_data_and_objects(backup_org: BackupDeployment) -> None:
+def write_data_and_objects(backup_org: BackupDeployment) -> None:
     psql(SEED)
     s = backup_org.secrets()
     api = f"http://127.0.0.1:{backup_org.ports['api']}"
@@ -92,7 +101,7 @@ def test_write_data_and_objects(backup_org: BackupDeployment) -> None:
     assert all(attrs.get("user.supabase.content-type") for _sha, attrs in tree.values())
 
 
-def test_schedule_is_installed_without_secrets_and_install_is_idempotent(backup_org: BackupDeployment) -> None:
+def schedule_is_installed_without_secrets_and_install_is_idempotent(backup_org: BackupDeployment) -> None:
     cron = backup_org.cron_dir / f"sfp-backup-{ORG}"
     text = cron.read_text()
     line = next(ln for ln in text.splitlines() if ln and not ln.startswith("#") and "=" not in ln.split()[0])
@@ -110,7 +119,8 @@ def test_schedule_is_installed_without_secrets_and_install_is_idempotent(backup_
     assert again.result.changed == 0, again.result.changed_tasks
 
 
-def test_backup_run_list_verify(backup_org: BackupDeployment) -> None:
+def backup_run_list_verify(backup_org: BackupDeployment) -> dict[str, Any]:
+    """The org's first set: its id, and the dump, storage files and root key it holds."""
     inv = backup_org.inventory.path
     done = cli(inv, "backup", "run", "--org", ORG)
     assert done.returncode == 0, done.stderr
@@ -134,11 +144,11 @@ def test_backup_run_list_verify(backup_org: BackupDeployment) -> None:
     set_dir = backup_org.s3.root / BUCKET / "sfp" / ORG / set_id.group(1)
     assert (set_dir / "manifest.sig").is_file() and (set_dir / "manifest.json").is_file()
     assert "signature: verified" in cli(inv, "backup", "show", "--org", ORG).stdout
-    STATE.update(set_id=set_id.group(1), dump=logical_dump(ORG), tree=storage_tree(backup_org.org_dir / "volumes" / "storage"),
-                 root_key=root_key())
+    return {"set_id": set_id.group(1), "dump": logical_dump(ORG),
+            "tree": storage_tree(backup_org.org_dir / "volumes" / "storage"), "root_key": root_key()}
 
 
-def test_restore_over_a_running_org_refuses_without_force(backup_org: BackupDeployment) -> None:
+def restore_over_a_running_org_refuses_without_force(backup_org: BackupDeployment) -> None:
     before = {n: inspect(n)["Id"] for n in project_containers(f"sfp-{ORG}")}
     vault_before = (backup_org.inventory.path / "host_vars" / ORG / "vault.yml").read_bytes()
     done = cli(backup_org.inventory.path, "restore", "--org", ORG, "--backup", "latest")
@@ -149,7 +159,7 @@ def test_restore_over_a_running_org_refuses_without_force(backup_org: BackupDepl
     assert (backup_org.inventory.path / "host_vars" / ORG / "vault.yml").read_bytes() == vault_before
 
 
-def test_purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDeployment) -> None:
+def purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDeployment, state: dict[str, Any]) -> None:
     inv = backup_org.inventory.path
     purged = cli(inv, "uninstall", "--org", ORG, "--purge", "--confirm", ORG)
     assert purged.returncode == 0, purged.stderr
@@ -157,13 +167,13 @@ def test_purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDe
     assert not (backup_org.cron_dir / f"sfp-backup-{ORG}").exists(), "uninstall must remove the schedule"
     done = cli(inv, "restore", "--org", ORG, "--backup", "latest", timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"set {STATE['set_id']}" in done.stdout and "healthy" in done.stdout
-    assert logical_dump(ORG) == STATE["dump"]
+    assert f"set {state['set_id']}" in done.stdout and "healthy" in done.stdout
+    assert logical_dump(ORG) == state["dump"]
     assert psql("SELECT count(*) FROM public.orders; SELECT email FROM auth.users;").split() == ["20000", "ada@example.test"]
     assert psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_reader'").strip() == "app_reader"
-    assert storage_tree(backup_org.org_dir / "volumes" / "storage") == STATE["tree"]
+    assert storage_tree(backup_org.org_dir / "volumes" / "storage") == state["tree"]
     # The fresh database made its own root key at first start; the backup's is back (Vault secrets).
-    assert len(STATE["root_key"]) == 64 and root_key() == STATE["root_key"]
+    assert len(state["root_key"]) == 64 and root_key() == state["root_key"]
     values = backup_org.secrets()
     claims = jwt.decode(values["ANON_KEY"], values["JWT_SECRET"], algorithms=["HS256"], issuer="supabase")
     assert claims["role"] == "anon"
@@ -175,7 +185,8 @@ def test_purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDe
     assert docker("inspect", "-f", "{{.State.Health.Status}}", f"sfp-{ORG}-db").stdout.strip() == "healthy"
 
 
-def test_disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_org: BackupDeployment, tmp_path: Path) -> None:
+def disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_org: BackupDeployment, tmp_path: Path,
+                                                                  state: dict[str, Any]) -> None:
     """The controller is lost with the machine: a new inventory directory holds hosts.yml, the org's
     main.yml (its backup block), the S3 keys and the key file kept offline, and no vault of the org.
     Restore reads the recipient and the signing public key from the key file and writes the set's
@@ -204,14 +215,14 @@ def test_disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_or
 
     listed = cli(new_inv, "backup", "list", "--org", ORG, "--json")
     assert listed.returncode == 0, listed.stderr
-    assert STATE["set_id"] in [s["set_id"] for s in json.loads(listed.stdout)]
+    assert state["set_id"] in [s["set_id"] for s in json.loads(listed.stdout)]
     done = cli(new_inv, "restore", "--org", ORG, "--backup", "latest", "--identity-file", str(key), timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"set {STATE['set_id']}" in done.stdout and "healthy" in done.stdout
+    assert f"set {state['set_id']}" in done.stdout and "healthy" in done.stdout
 
-    assert logical_dump(ORG) == STATE["dump"]
-    assert storage_tree(backup_org.org_dir / "volumes" / "storage") == STATE["tree"]
-    assert root_key() == STATE["root_key"]
+    assert logical_dump(ORG) == state["dump"]
+    assert storage_tree(backup_org.org_dir / "volumes" / "storage") == state["tree"]
+    assert root_key() == state["root_key"]
     values = secrets.read(Inventory(new_inv, new_inv / ".vault-pass"), ORG)
     for name in ("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "POSTGRES_PASSWORD", "BACKUP_RECOVERY_IDENTITY",
                  "BACKUP_RECOVERY_RECIPIENT"):
@@ -230,5 +241,5 @@ def test_disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_or
     again = cli(new_inv, "backup", "run", "--org", ORG)
     assert again.returncode == 0, again.stderr
     assert cli(new_inv, "backup", "verify", "--org", ORG).returncode == 0
-    old_set = cli(new_inv, "backup", "verify", "--org", ORG, str(STATE["set_id"]))
-    assert old_set.returncode == 0 and f"set {STATE['set_id']} verified" in old_set.stdout, old_set.stderr
+    old_set = cli(new_inv, "backup", "verify", "--org", ORG, str(state["set_id"]))
+    assert old_set.returncode == 0 and f"set {state['set_id']} verified" in old_set.stdout, old_set.stderr

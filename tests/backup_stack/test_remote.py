@@ -1,7 +1,9 @@
 """Backups and restore of an org whose host is reached over SSH (sshd on loopback, this machine's
 Docker engine), through the CLI, against S3 on loopback.
 
-Tests run in file order on one deployment (conftest `remote_org`): the schedule installed by the
+One scenario, one test, on one deployment (conftest `remote_org`): each step needs what the one
+before made, so the steps are functions called in order and pass the set they made as an argument;
+no test depends on another. The steps: the schedule installed by the
 role on the host, `backup run` running the job on the host, restore refusing to replace a present
 org, purge + restore on the same host, restore --as-org onto another machine (--to-host moves the
 org's inventory entry), env credentials read from the host's file, and removing the backup block
@@ -18,6 +20,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jwt
 import requests
@@ -43,7 +46,6 @@ INSERT INTO public.notes (body, doc) SELECT 'note ' || g, jsonb_build_object('n'
 GRANT SELECT ON public.notes TO remote_reader;
 """
 OBJECT = ("avatars/grace/photo.png", os.urandom(120_000), "image/png")
-STATE: dict[str, object] = {}
 
 
 def cli(inv: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -76,7 +78,18 @@ def keys_work(d: RemoteDeployment, org: str) -> None:
     assert got.status_code == 200 and got.content == body
 
 
-def test_schedule_is_installed_on_the_remote_host(remote_org: RemoteDeployment) -> None:
+def test_backups_and_restores_of_a_remote_org(remote_org: RemoteDeployment) -> None:
+    schedule_is_installed_on_the_remote_host(remote_org)
+    write_data_and_an_object(remote_org)
+    state = backup_run_on_the_remote_host(remote_org)
+    restore_over_a_present_remote_org_refuses_and_changes_nothing(remote_org)
+    purge_then_restore_on_the_remote_host(remote_org, state)
+    restore_as_new_org_onto_another_machine(remote_org, state)
+    env_credentials_come_from_the_hosts_file(remote_org, state)
+    removing_the_backup_block_removes_the_schedule(remote_org)
+
+
+def schedule_is_installed_on_the_remote_host(remote_org: RemoteDeployment) -> None:
     cron = remote_org.cron_dir("hosta") / f"sfp-backup-{REMOTE_ORG}"
     line = next(ln for ln in cron.read_text().splitlines() if ln and not ln.startswith("#") and "=" not in ln.split()[0])
     assert line.startswith("23 4 * * * root ") and f"{sys.executable} -m installer.backup_job --config " in line
@@ -85,7 +98,7 @@ def test_schedule_is_installed_on_the_remote_host(remote_org: RemoteDeployment) 
     assert remote_org.secrets(REMOTE_ORG)["BACKUP_RECOVERY_IDENTITY"] not in config.read_text()
 
 
-def test_write_data_and_an_object(remote_org: RemoteDeployment) -> None:
+def write_data_and_an_object(remote_org: RemoteDeployment) -> None:
     psql(REMOTE_ORG, SEED)
     s = remote_org.secrets(REMOTE_ORG)
     key, body, ctype = OBJECT
@@ -96,7 +109,8 @@ def test_write_data_and_an_object(remote_org: RemoteDeployment) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_backup_run_on_the_remote_host(remote_org: RemoteDeployment) -> None:
+def backup_run_on_the_remote_host(remote_org: RemoteDeployment) -> dict[str, Any]:
+    """The org's first set: its id, and the dump and storage files it holds."""
     inv = remote_org.inventory.path
     done = cli(inv, "backup", "run", "--org", REMOTE_ORG)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -108,11 +122,11 @@ def test_backup_run_on_the_remote_host(remote_org: RemoteDeployment) -> None:
     # The job ran on the host: its metric is in the org's directory there.
     metric = remote_org.org_dir("hosta", REMOTE_ORG) / "backup" / "metrics" / f"sfp_backup_{REMOTE_ORG}.prom"
     assert "sfp_backup_last_success_timestamp_seconds" in metric.read_text()
-    STATE.update(set_id=set_id.group(1), dump=logical_dump(REMOTE_ORG),
-                 tree=storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage"))
+    return {"set_id": set_id.group(1), "dump": logical_dump(REMOTE_ORG),
+            "tree": storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage")}
 
 
-def test_restore_over_a_present_remote_org_refuses_and_changes_nothing(remote_org: RemoteDeployment) -> None:
+def restore_over_a_present_remote_org_refuses_and_changes_nothing(remote_org: RemoteDeployment) -> None:
     inv = remote_org.inventory.path
     before = {n: inspect(n)["Id"] for n in project_containers(f"sfp-{REMOTE_ORG}")}
     files = {p: p.read_bytes() for p in (inv / "hosts.yml", inv / "host_vars" / REMOTE_ORG / "vault.yml")}
@@ -127,39 +141,39 @@ def test_restore_over_a_present_remote_org_refuses_and_changes_nothing(remote_or
     assert {p: p.read_bytes() for p in files} == files
 
 
-def test_purge_then_restore_on_the_remote_host(remote_org: RemoteDeployment) -> None:
+def purge_then_restore_on_the_remote_host(remote_org: RemoteDeployment, state: dict[str, Any]) -> None:
     inv = remote_org.inventory.path
     purged = cli(inv, "uninstall", "--org", REMOTE_ORG, "--purge", "--confirm", REMOTE_ORG)
     assert purged.returncode == 0, purged.stderr
     assert project_containers(f"sfp-{REMOTE_ORG}") == [] and not remote_org.org_dir("hosta", REMOTE_ORG).exists()
     done = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", "latest")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"set {STATE['set_id']}" in done.stdout and "healthy" in done.stdout
-    assert logical_dump(REMOTE_ORG) == STATE["dump"]
+    assert f"set {state['set_id']}" in done.stdout and "healthy" in done.stdout
+    assert logical_dump(REMOTE_ORG) == state["dump"]
     assert psql(REMOTE_ORG, "SELECT rolname FROM pg_roles WHERE rolname = 'remote_reader'").strip() == "remote_reader"
-    assert storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage") == STATE["tree"]
+    assert storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage") == state["tree"]
     keys_work(remote_org, REMOTE_ORG)
     # No restore config (it holds the recovery key) is left on the host.
     assert not list(Path("/tmp").glob("sfp-restore-*/restore.json"))
 
 
-def test_restore_as_new_org_onto_another_machine(remote_org: RemoteDeployment) -> None:
+def restore_as_new_org_onto_another_machine(remote_org: RemoteDeployment, state: dict[str, Any]) -> None:
     inv = remote_org.inventory.path
-    done = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", STATE["set_id"], "--as-org", NEW_ORG,  # type: ignore[arg-type]
+    done = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", state["set_id"], "--as-org", NEW_ORG,
                "--to-host", "hostb")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"moved {NEW_ORG} to machine group machine_b" in done.stderr
     hosts = yaml.safe_load((inv / "hosts.yml").read_text())["all"]["children"]["sfp_orgs"]["children"]
     assert list(hosts["machine_a"]["hosts"]) == [REMOTE_ORG] and list(hosts["machine_b"]["hosts"]) == [NEW_ORG]
-    assert logical_dump(NEW_ORG) == STATE["dump"]
-    assert storage_tree(remote_org.org_dir("hostb", NEW_ORG) / "volumes" / "storage") == STATE["tree"]
+    assert logical_dump(NEW_ORG) == state["dump"]
+    assert storage_tree(remote_org.org_dir("hostb", NEW_ORG) / "volumes" / "storage") == state["tree"]
     assert not remote_org.org_dir("hosta", NEW_ORG).exists()
     keys_work(remote_org, NEW_ORG)
     # Same secrets as the source: keys made for the source org open the new one.
     assert remote_org.secrets(NEW_ORG)["JWT_SECRET"] == remote_org.secrets(REMOTE_ORG)["JWT_SECRET"]
 
 
-def test_env_credentials_come_from_the_hosts_file(remote_org: RemoteDeployment) -> None:
+def env_credentials_come_from_the_hosts_file(remote_org: RemoteDeployment, state: dict[str, Any]) -> None:
     inv = remote_org.inventory.path
     main = inv / "host_vars" / REMOTE_ORG / "main.yml"
     original = main.read_text()
@@ -184,7 +198,7 @@ def test_env_credentials_come_from_the_hosts_file(remote_org: RemoteDeployment) 
         done = subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(inv), "backup", "run", "--org", REMOTE_ORG, "--json"],
                               capture_output=True, text=True, timeout=600, env=clean_env)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert json.loads(done.stdout)["set_id"] != STATE["set_id"]
+        assert json.loads(done.stdout)["set_id"] != state["set_id"]
         config = json.loads((remote_org.org_dir("hosta", REMOTE_ORG) / "backup" / "backup.json").read_text())
         assert config["env_file"] == str(env_file) and ACCESS_KEY not in json.dumps(config["keys"])
     finally:
@@ -192,7 +206,7 @@ def test_env_credentials_come_from_the_hosts_file(remote_org: RemoteDeployment) 
         extra.unlink()
 
 
-def test_removing_the_backup_block_removes_the_schedule(remote_org: RemoteDeployment) -> None:
+def removing_the_backup_block_removes_the_schedule(remote_org: RemoteDeployment) -> None:
     inv = remote_org.inventory.path
     cron = remote_org.cron_dir("hosta") / f"sfp-backup-{REMOTE_ORG}"
     config = remote_org.org_dir("hosta", REMOTE_ORG) / "backup" / "backup.json"

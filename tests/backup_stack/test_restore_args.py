@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from installer import backup_inventory as binv
 from installer import backup_job
-from installer.actions import backup as action
+from installer.actions import restore as action
+from installer.context import resolve
 from installer.errors import SfpError
+from installer.hosts_file import move_host
 from installer.inventory import Inventory
 from tests.conftest import org_config
 from tests.roles.test_roles_standalone import play, recap
@@ -64,13 +65,13 @@ def test_as_org_must_be_another_org_of_the_inventory(make_inventory: Callable[..
 
 def test_to_host_names_a_machine_of_the_inventory(make_inventory: Callable[..., Path]) -> None:
     inv = two_machines(make_inventory)
-    org = inv.org("bkra")
+    org = resolve(inv, "bkra")
     for same in (None, "hosta", "machine_a"):
-        assert action.resolve_machine(inv, org, same) is None
+        assert action.resolve_machine(org, same) is None
     for other in ("hostb", "machine_b", "10.0.0.9"):
-        assert action.resolve_machine(inv, org, other) == "machine_b"
+        assert action.resolve_machine(org, other) == "machine_b"
     with pytest.raises(SfpError) as exc:
-        action.resolve_machine(inv, org, "hostc")
+        action.resolve_machine(org, "hostc")
     assert "hostc" in exc.value.message and "hosta" in exc.value.message and "machine_b" in exc.value.message
     assert "under sfp_orgs" in (exc.value.hint or "")
 
@@ -93,7 +94,7 @@ def test_moving_an_org_keeps_the_rest_of_hosts_yml(make_inventory: Callable[...,
 def test_an_org_with_variables_in_hosts_yml_is_moved_by_hand() -> None:
     text = "all:\n  children:\n    sfp_orgs:\n      children:\n        a:\n          hosts:\n            x:\n              ansible_port: 2\n        b:\n          hosts: {}\n"
     with pytest.raises(SfpError) as exc:
-        binv.moved_hosts_text(text, "x", "b")
+        move_host(text, "x", "b")
     assert "variables written in hosts.yml" in exc.value.message and "yourself" in (exc.value.hint or "")
 
 

@@ -9,13 +9,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import pytest
 from sfp_logs_stack import SECRET_A, Stack, docker, raw_logs, run_standin, wait_for_log
 
+from installer.context import write_secrets
 from installer.errors import SfpError
+from installer.inventory import Inventory
 from installer.logs import SCHEMA_PATH, DockerEndpoint, LogQuery, read_events
 from installer.logs.event import LEVEL_RANK
 
@@ -23,9 +26,22 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "installer.logs", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=120, check=False)
+@pytest.fixture
+def inv(stack: Stack, make_inventory: Callable[..., Path]) -> Path:
+    """An inventory naming the two orgs (this machine), org A's vault holding the secret its auth prints."""
+    path = make_inventory({stack.a.name: {}, stack.b.name: {}})
+    write_secrets(Inventory(path, path / ".vault-pass"), stack.a.name, {"JWT_SECRET": SECRET_A})
+    return path
+
+
+def logs_argv(inv: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "installer.cli", "-i", str(inv), "logs", *args]
+
+
+def cli(inv: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`sfp-server -i INV logs ARGS`."""
+    return subprocess.run(logs_argv(inv, *args), capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+                          check=False)
 
 
 def test_org_shows_its_containers_only(stack: Stack) -> None:
@@ -112,8 +128,8 @@ def test_binary_line_is_kept(stack: Stack) -> None:
     assert len(got) == 1 and got[0].level == "info" and "\ufffd" in got[0].message
 
 
-def test_json_output_validates_and_is_masked(stack: Stack) -> None:
-    proc = cli("--org", stack.a.name, "--json", "--secret", SECRET_A)
+def test_json_output_validates_and_is_masked(stack: Stack, inv: Path) -> None:
+    proc = cli(inv, "--org", stack.a.name, "--json")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) > 60
@@ -123,23 +139,22 @@ def test_json_output_validates_and_is_masked(stack: Stack) -> None:
     assert SECRET_A not in proc.stdout and "eyJhbGciOiJIUzI1NiJ9" not in proc.stdout
     assert "apikey=key1value" not in proc.stdout and "apikey=***" in proc.stdout
     assert "uses ***" in proc.stdout
-    term = cli("--org", stack.a.name, "--secret", SECRET_A)
+    term = cli(inv, "--org", stack.a.name)
     assert term.returncode == 0
     assert SECRET_A not in term.stdout and "eyJhbGciOiJIUzI1NiJ9" not in term.stdout
     assert "\x1b[" not in term.stdout  # not a terminal: no colour codes
     first = term.stdout.splitlines()[0].split()
     assert first[1] in {"db", "auth", "kong", "realtime"} and first[2] in {"debug", "info", "warn", "error", "fatal"}
-    bad = cli("--org", "no-such-org-x2")
-    assert bad.returncode == 1 and "no-such-org-x2" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli(inv, "--org", "no-such-org-x2")  # not an org of the inventory: an invalid argument
+    assert bad.returncode == 2 and "no-such-org-x2" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_follow_prints_new_lines_across_restart_and_recreate_and_stops_on_sigint(stack: Stack) -> None:
+def test_follow_prints_new_lines_across_restart_and_recreate_and_stops_on_sigint(stack: Stack, inv: Path) -> None:
     org = stack.a
     name = run_standin(org, "storage", "storage", 3, GAP="0")
     try:
         wait_for_log(name, "storage line 2")
-        proc = subprocess.Popen([sys.executable, "-m", "installer.logs", "--org", org.name, "--service", "storage",
-                                 "--follow", "--tail", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(logs_argv(inv, "--org", org.name, "--service", "storage", "--follow", "--tail", "2"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, bufsize=1,
                                 env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
         assert proc.stdout is not None and proc.stderr is not None

@@ -213,3 +213,24 @@ def test_export_needs_a_window() -> None:
     with pytest.raises(SfpError) as exc:
         export_logs(LogQuery(org="a", since="1h"), to="/tmp")
     assert "--since and --until" in exc.value.message
+
+
+def test_retention_never_removes_the_newest_export(tmp_path: Path, s3_server: S3Target) -> None:
+    """keep_days alone, and every export older than that: the newest stays (it used to go too)."""
+    day = 86_400 * 10**9
+    base = 1_795_640_400_000_000_000
+    for target in (tmp_path, "s3://logs-bucket/newest"):
+        made = []
+        for i in range(3):
+            res = export_events(fake_events(5), org="k", since_ns=base + i * day, until_ns=base + (i + 1) * day,
+                                to=target, s3=s3_server)
+            res.manifest["created_at"] = (datetime.now(UTC) - timedelta(days=30 - i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = (json.dumps(res.manifest) + "\n").encode()
+            if str(target).startswith("s3://"):
+                s3_server.client().put_object(Bucket="logs-bucket", Key=res.manifest_location.split("/", 3)[3], Body=body)
+            else:
+                Path(res.manifest_location).write_bytes(body)
+            made.append(res.archive)
+        gone = apply_retention(target, keep_days=7, s3=s3_server)
+        assert sorted(e.archive for e in gone) == sorted(made[:2])
+        assert [e.archive for e in list_exports(target, s3=s3_server)] == [made[2]]

@@ -2,7 +2,8 @@
 on two orgs installed by the toolkit: isolation between orgs, filters, follow, masking, the event
 schema, export to a file and to S3 with retention, and the errors an operator can act on.
 
-Tests run in file order on one deployment.
+One deployment for the session; the requests whose log lines the window tests read are made once,
+by the `window` fixture, for whichever of those tests runs first: the tests pass in any order.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ import requests
 import zstandard
 
 from installer.actions import logs as logs_action
+from installer.context import resolve
 from installer.inventory import Inventory
 from installer.logs import SCHEMA_PATH, read_archive
 from tests.conftest import write_yaml
-from tests.logs_stack.conftest import BUCKET, PREFIX, LogsDeployment
+from tests.logs_stack.conftest import BUCKET, PREFIX, LogsDeployment, logs_view
 from tests.stack.conftest import free_ports
+from tests.stack_shared import SharedDeployment
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
-MARK = "mk" + pysecrets.token_hex(4)
-TIMES: dict[str, str] = {}
+MARK = "mk" + pysecrets.token_hex(4)  # the window's requests; nothing else logs it
+FOLLOW_MARK = "fl" + pysecrets.token_hex(4)
 
 
 def cli(inv: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -59,18 +62,18 @@ def now_iso() -> str:
 
 
 def hit(d: LogsDeployment, n: int, *, apikey_in_path: bool = False) -> None:
-    """A request through loga's gateway to the Auth stand-in: the gateway logs the request line
+    """A request through orga's gateway to the Auth stand-in: the gateway logs the request line
     (with its query), Auth a GoTrue-style JSON line."""
-    anon = d.secrets("loga")["ANON_KEY"]
+    anon = d.secrets("orga")["ANON_KEY"]
     query = f"probe={MARK}-{n}" + (f"&apikey={anon}" if apikey_in_path else "")
-    r = requests.get(f"{d.api_url('loga')}/auth/v1/health?{query}", headers={"apikey": anon}, timeout=10)
+    r = requests.get(f"{d.api_url('orga')}/auth/v1/health?{query}", headers={"apikey": anon}, timeout=10)
     assert r.status_code == 200, r.text
 
 
 def wait_for(d: LogsDeployment, pattern: str, count: int = 1, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        got = json_lines(cli(d.inv_path, "logs", "--org", "loga", "--service", "kong", "--json", "--grep", pattern))
+        got = json_lines(cli(d.inv_path, "logs", "--org", "orga", "--service", "kong", "--json", "--grep", pattern))
         if len(got) >= count:
             return
         assert time.monotonic() < deadline, f"{pattern!r} was not logged {count} times"
@@ -78,32 +81,32 @@ def wait_for(d: LogsDeployment, pattern: str, count: int = 1, timeout: float = 2
 
 
 def test_json_shows_only_the_orgs_own_services(log_orgs: LogsDeployment) -> None:
-    a = json_lines(cli(log_orgs.inv_path, "logs", "--org", "loga", "--json"))
-    proc_b = cli(log_orgs.inv_path, "logs", "--org", "logb", "--json")
+    a = json_lines(cli(log_orgs.inv_path, "logs", "--org", "orga", "--json"))
+    proc_b = cli(log_orgs.inv_path, "logs", "--org", "orgb", "--json")
     b = json_lines(proc_b)
     assert a and b
-    assert {e["org"] for e in a} == {"loga"} and {e["org"] for e in b} == {"logb"}
-    assert all(e["container"] == f"sfp-loga-{e['service']}" for e in a)
-    assert all(e["container"] == f"sfp-logb-{e['service']}" for e in b)
+    assert {e["org"] for e in a} == {"orga"} and {e["org"] for e in b} == {"orgb"}
+    assert all(e["container"] == f"sfp-orga-{e['service']}" for e in a)
+    assert all(e["container"] == f"sfp-orgb-{e['service']}" for e in b)
     assert {e["service"] for e in a} >= {"db", "kong", "auth"}
-    raw = cli(log_orgs.inv_path, "logs", "--org", "loga", "--json").stdout
-    assert "logb" not in raw and "sfp-logb" not in raw
+    raw = cli(log_orgs.inv_path, "logs", "--org", "orga", "--json").stdout
+    assert "orgb" not in raw and "sfp-orgb" not in raw
     # the org's own secrets (the vault's values) never print
     for name in ("POSTGRES_PASSWORD", "JWT_SECRET", "DASHBOARD_PASSWORD", "SECRET_KEY_BASE"):
-        assert log_orgs.secrets("loga")[name] not in raw, name
+        assert log_orgs.secrets("orga")[name] not in raw, name
     # the terminal form has the same lines, one `time service level message` each
-    text = cli(log_orgs.inv_path, "logs", "--org", "loga").stdout.splitlines()
+    text = cli(log_orgs.inv_path, "logs", "--org", "orga").stdout.splitlines()
     heads = [line for line in text if re.match(r"^\d{4}-\d\d-\d\dT[\d:.]+Z \S+ +(debug|info|warn|error|fatal) ", line)]
     assert len(heads) >= len(a)  # continuation lines of multi-line entries come without a head
 
 
 def test_wrong_database_password_is_found_as_an_error(log_orgs: LogsDeployment) -> None:
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(host="127.0.0.1", port=log_orgs.ports["loga"]["postgres"], user="postgres",
+        psycopg.connect(host="127.0.0.1", port=log_orgs.ports["orga"]["postgres"], user="postgres",
                         password="definitely-wrong-" + MARK, dbname="postgres", connect_timeout=10)
     deadline = time.monotonic() + 20
     while True:
-        events = json_lines(cli(log_orgs.inv_path, "logs", "--org", "loga", "--service", "db", "--level", "error", "--json"))
+        events = json_lines(cli(log_orgs.inv_path, "logs", "--org", "orga", "--service", "db", "--level", "error", "--json"))
         found = [e for e in events if "password authentication failed" in e["message"]]
         if found or time.monotonic() > deadline:
             break
@@ -111,65 +114,72 @@ def test_wrong_database_password_is_found_as_an_error(log_orgs: LogsDeployment) 
     assert found, events
     assert all(e["service"] == "db" and e["level"] in ("error", "fatal") for e in events)
     assert "definitely-wrong" not in json.dumps(events)
-    # logb's database saw nothing of it
-    b = json_lines(cli(log_orgs.inv_path, "logs", "--org", "logb", "--service", "db", "--level", "error", "--json"))
+    # orgb's database saw nothing of it
+    b = json_lines(cli(log_orgs.inv_path, "logs", "--org", "orgb", "--service", "db", "--level", "error", "--json"))
     assert not [e for e in b if "password authentication failed" in e["message"]]
 
 
-def test_since_until_grep_tail_select_the_right_lines(log_orgs: LogsDeployment) -> None:
-    TIMES["start"] = now_iso()
+@pytest.fixture(scope="module")
+def window(shared_orgs: SharedDeployment) -> dict[str, str]:
+    """Five requests through orga's gateway, MARK-0 .. MARK-4, and the times between them:
+    start | 0 | t1 | 1 2 | t2 | 3 4 (its API key in the query) | end."""
+    log_orgs = logs_view(shared_orgs)  # module scope: built here, not from the per-test fixture
+    times = {"start": now_iso()}
     hit(log_orgs, 0)
     time.sleep(1.0)
-    TIMES["t1"] = now_iso()
+    times["t1"] = now_iso()
     hit(log_orgs, 1)
     hit(log_orgs, 2)
     time.sleep(1.0)
-    TIMES["t2"] = now_iso()
+    times["t2"] = now_iso()
     hit(log_orgs, 3)
     hit(log_orgs, 4, apikey_in_path=True)
     wait_for(log_orgs, MARK, 5)
     time.sleep(1.0)
-    TIMES["end"] = now_iso()
+    times["end"] = now_iso()
+    return times
 
+
+def test_since_until_grep_tail_select_the_right_lines(log_orgs: LogsDeployment, window: dict[str, str]) -> None:
     inv = log_orgs.inv_path
-    window = json_lines(cli(inv, "logs", "--org", "loga", "--since", TIMES["t1"], "--until", TIMES["t2"],
-                            "--grep", MARK, "--json"))
-    assert [e["service"] for e in window] == ["kong", "kong"]
-    assert [f"{MARK}-1" in e["message"] for e in window] == [True, False]
-    assert f"{MARK}-2" in window[1]["message"]
+    between = json_lines(cli(inv, "logs", "--org", "orga", "--since", window["t1"], "--until", window["t2"],
+                             "--grep", MARK, "--json"))
+    assert [e["service"] for e in between] == ["kong", "kong"]
+    assert [f"{MARK}-1" in e["message"] for e in between] == [True, False]
+    assert f"{MARK}-2" in between[1]["message"]
 
-    tail = json_lines(cli(inv, "logs", "--org", "loga", "--grep", f"{MARK}-[0-9]", "--tail", "2", "--json"))
+    tail = json_lines(cli(inv, "logs", "--org", "orga", "--grep", f"{MARK}-[0-9]", "--tail", "2", "--json"))
     assert [f"{MARK}-3" in tail[0]["message"], f"{MARK}-4" in tail[1]["message"]] == [True, True]
-    since = json_lines(cli(inv, "logs", "--org", "loga", "--service", "kong", "--since", TIMES["t2"], "--grep", MARK, "--json"))
+    since = json_lines(cli(inv, "logs", "--org", "orga", "--service", "kong", "--since", window["t2"], "--grep", MARK, "--json"))
     assert len(since) == 2
     # ISO times and durations: everything of the last 10 minutes has the five
-    assert len(json_lines(cli(inv, "logs", "--org", "loga", "--since", "10m", "--grep", MARK, "--json"))) == 5
+    assert len(json_lines(cli(inv, "logs", "--org", "orga", "--since", "10m", "--grep", MARK, "--json"))) == 5
 
     # Auth's GoTrue-style JSON lines, parsed into message + fields
-    auth = json_lines(cli(inv, "logs", "--org", "loga", "--service", "auth", "--since", TIMES["start"],
-                          "--until", TIMES["end"], "--grep", "^request completed$", "--json"))
+    auth = json_lines(cli(inv, "logs", "--org", "orga", "--service", "auth", "--since", window["start"],
+                          "--until", window["end"], "--grep", "^request completed$", "--json"))
     through_gateway = [e for e in auth if e["fields"].get("path") == "/health" and e["fields"].get("method") == "GET"]
     assert len(through_gateway) >= 5, auth
     assert all(e["level"] == "info" and e["fields"].get("status") == 200 for e in through_gateway)
 
 
-def test_jwt_in_a_logged_path_is_masked(log_orgs: LogsDeployment) -> None:
-    anon = log_orgs.secrets("loga")["ANON_KEY"]
+def test_jwt_in_a_logged_path_is_masked(log_orgs: LogsDeployment, window: dict[str, str]) -> None:
+    anon = log_orgs.secrets("orga")["ANON_KEY"]
     inv = log_orgs.inv_path
     for fmt in ((), ("--json",)):
-        proc = cli(inv, "logs", "--org", "loga", "--grep", f"{MARK}-4", *fmt)
+        proc = cli(inv, "logs", "--org", "orga", "--grep", f"{MARK}-4", *fmt)
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
         assert len(lines) == 1, proc.stdout
         assert anon not in proc.stdout and anon.split(".")[0] + "." not in proc.stdout
         assert "apikey=***" in proc.stdout
-    raw = subprocess.run(["docker", "logs", "sfp-loga-kong"], capture_output=True, text=True, check=True).stdout
+    raw = subprocess.run(["docker", "logs", "sfp-orga-kong"], capture_output=True, text=True, check=True).stdout
     assert anon in raw  # the gateway did log it: it is the masking that hides it
 
 
 def test_follow_prints_new_lines_and_exits_0_on_sigint(log_orgs: LogsDeployment) -> None:
-    marker = f"{MARK}-follow"
-    proc = subprocess.Popen([sys.executable, "-m", "installer.cli", "-i", str(log_orgs.inv_path), "logs", "--org", "loga",
+    marker = FOLLOW_MARK  # not MARK: the window tests count MARK's lines, whenever this test runs
+    proc = subprocess.Popen([sys.executable, "-m", "installer.cli", "-i", str(log_orgs.inv_path), "logs", "--org", "orga",
                              "--service", "kong", "--follow", "--grep", marker, "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     lines: queue.Queue[str] = queue.Queue()
@@ -179,18 +189,18 @@ def test_follow_prints_new_lines_and_exits_0_on_sigint(log_orgs: LogsDeployment)
     try:
         time.sleep(3)  # past the history read, following
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        anon = log_orgs.secrets("loga")["ANON_KEY"]
+        anon = log_orgs.secrets("orga")["ANON_KEY"]
         deadline = time.monotonic() + 30
         got = None
         while got is None and time.monotonic() < deadline:
-            requests.get(f"{log_orgs.api_url('loga')}/auth/v1/health?probe={marker}", headers={"apikey": anon}, timeout=10)
+            requests.get(f"{log_orgs.api_url('orga')}/auth/v1/health?probe={marker}", headers={"apikey": anon}, timeout=10)
             try:
                 got = json.loads(lines.get(timeout=3))
             except queue.Empty:
                 continue
         assert got is not None, "the line written after --follow started was not printed"
         jsonschema.validate(got, SCHEMA)
-        assert marker in got["message"] and got["org"] == "loga" and got["service"] == "kong"
+        assert marker in got["message"] and got["org"] == "orga" and got["service"] == "kong"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
@@ -203,35 +213,35 @@ def manifest_counts(events: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(Counter(e["service"] for e in events).items()))
 
 
-def test_export_to_file_then_s3_with_retention(log_orgs: LogsDeployment, tmp_path: Path) -> None:
+def test_export_to_file_then_s3_with_retention(log_orgs: LogsDeployment, window: dict[str, str], tmp_path: Path) -> None:
     inv = log_orgs.inv_path
-    anon = log_orgs.secrets("loga")["ANON_KEY"]
-    window = ("--since", TIMES["start"], "--until", TIMES["end"])
-    expected = json_lines(cli(inv, "logs", "--org", "loga", *window, "--json"))
+    anon = log_orgs.secrets("orga")["ANON_KEY"]
+    span = ("--since", window["start"], "--until", window["end"])
+    expected = json_lines(cli(inv, "logs", "--org", "orga", *span, "--json"))
     assert any(f"{MARK}-4" in e["message"] for e in expected)
 
-    proc = cli(inv, "logs", "export", "--org", "loga", *window, "--to", str(tmp_path))
+    proc = cli(inv, "logs", "export", "--org", "orga", *span, "--to", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     manifests = list(tmp_path.glob("*.manifest.json"))
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].read_text())
-    assert manifest["org"] == "loga" and manifest["total"] == len(expected)
+    assert manifest["org"] == "orga" and manifest["total"] == len(expected)
     assert manifest["counts"] == manifest_counts(expected)
     archive = Path(str(manifests[0])[: -len(".manifest.json")])
     data = archive.read_bytes()
     text = zstandard.ZstdDecompressor().decompressobj().decompress(data).decode()
-    assert anon not in text and "logb" not in text
+    assert anon not in text and "orgb" not in text
     for line in text.splitlines():
         jsonschema.validate(json.loads(line), SCHEMA)
     assert [e.to_dict() for e in read_archive(io.BytesIO(data))] == expected
     assert f"exported {len(expected)} events" in proc.stdout
 
-    # To S3 (loga's logs.export store, keys from its vault): twice, so that keep_last: 1 removes one.
-    first = cli(inv, "logs", "export", "--org", "loga", "--since", TIMES["start"], "--until", TIMES["t2"])
+    # To S3 (orga's logs.export store, keys from its vault): twice, so that keep_last: 1 removes one.
+    first = cli(inv, "logs", "export", "--org", "orga", "--since", window["start"], "--until", window["t2"])
     assert first.returncode == 0, first.stderr
     assert "nothing to remove" in first.stdout
     time.sleep(1.1)  # manifests record their creation to the second: keep the two apart
-    second = cli(inv, "logs", "export", "--org", "loga", *window, "--to", f"s3://{BUCKET}/{PREFIX}")
+    second = cli(inv, "logs", "export", "--org", "orga", *span, "--to", f"s3://{BUCKET}/{PREFIX}")
     assert second.returncode == 0, second.stderr
     assert "removed 1 older export" in second.stdout and "removed   s3://" in second.stdout
     client = log_orgs.s3.client()
@@ -246,10 +256,10 @@ def test_errors_are_clear_and_non_zero(log_orgs: LogsDeployment, tmp_path: Path)
     inv = log_orgs.inv_path
     cases = [
         (("logs", "--org", "nosuch"), "unknown org 'nosuch'"),
-        (("logs", "--org", "loga", "--service", "bogus"), "unknown service: bogus"),
-        (("logs", "--org", "loga", "--service", "analytics"), "has no analytics container"),
-        (("logs", "--org", "loga", "--since", "yesterday-ish"), "cannot read the time"),
-        (("logs", "export", "--org", "logb", "--since", "1h", "--until", "0s"), "has no export store"),
+        (("logs", "--org", "orga", "--service", "bogus"), "unknown service: bogus"),
+        (("logs", "--org", "orga", "--service", "analytics"), "has no analytics container"),
+        (("logs", "--org", "orga", "--since", "yesterday-ish"), "cannot read the time"),
+        (("logs", "export", "--org", "orgb", "--since", "1h", "--until", "0s"), "has no export store"),
     ]
     for args, message in cases:
         proc = cli(inv, *args)
@@ -274,11 +284,11 @@ def test_errors_are_clear_and_non_zero(log_orgs: LogsDeployment, tmp_path: Path)
 
 def test_endpoint_comes_from_the_inventory_host(log_orgs: LogsDeployment, tmp_path: Path) -> None:
     inv = Inventory(log_orgs.inv_path, log_orgs.inv_path / ".vault-pass")
-    assert not logs_action.endpoint_for(inv.org("loga")).is_remote
+    assert not logs_action.endpoint_for(inv.org("orga")).is_remote
     key = tmp_path / "key"
     key.write_text("x")
     known = tmp_path / "known_hosts"
-    org = inv.org("loga")
+    org = inv.org("orga")
     org.hostvars = {"ansible_host": "db1.example.test", "ansible_user": "ops", "ansible_port": 2222,
                     "ansible_ssh_private_key_file": str(key),
                     "ansible_ssh_common_args": f"-o UserKnownHostsFile={known}"}
@@ -291,7 +301,7 @@ def test_endpoint_comes_from_the_inventory_host(log_orgs: LogsDeployment, tmp_pa
     org.hostvars = {"ansible_host": "127.0.0.1", "ansible_user": "ops"}
     assert not logs_action.endpoint_for(org).is_remote
     # the masker gets the org's secrets, not the values that are ordinary words or numbers
-    values = logs_action.secret_values(inv, "loga")
-    sec = log_orgs.secrets("loga")
+    values = logs_action.secret_values(resolve(inv, "orga"))
+    sec = log_orgs.secrets("orga")
     assert sec["POSTGRES_PASSWORD"] in values and sec["ANON_KEY"] in values
     assert sec["DASHBOARD_USERNAME"] not in values and sec["API_KEYS_ISSUED_AT"] not in values

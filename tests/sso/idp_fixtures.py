@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -219,8 +220,13 @@ def ensure_oidc_idp_installed() -> None:
     npm = shutil.which("npm")
     if not npm or not shutil.which("node"):
         raise RuntimeError("tests/sso needs Node.js 20+ and npm on PATH (for the oidc-provider test IdP)")
-    result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=OIDC_IDP_DIR, capture_output=True,
-                            text=True, timeout=300)
+    # pytest -n 2 runs two sessions at once: one installs, the other waits for it and finds it done.
+    with open(OIDC_IDP_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (OIDC_IDP_DIR / "node_modules" / "oidc-provider").is_dir():
+            return
+        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=OIDC_IDP_DIR, capture_output=True,
+                                text=True, timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"npm ci in {OIDC_IDP_DIR} failed:\n{result.stdout}\n{result.stderr}")
 

@@ -1,7 +1,7 @@
-"""Two orgs (ssoa, ssob) of the test catalog on the local Docker engine, plus real test IdPs.
-
-Same pattern as tests/stack (fixture `two_orgs`), with other org names and free ports so that both
-suites can run side by side. The optional services are off: SSO concerns Auth and the gateway only.
+"""The SSO suite's orgs are the shared deployment's (tests/stack_shared.py: orga and orgb of the test
+catalog on the local Docker engine, optional services off: SSO concerns Auth and the gateway only),
+plus real test IdPs. Adding and removing providers recreates an org's Auth and leaves it running, so
+the logs suite can share the orgs.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from installer.actions import deploy
 from installer.inventory import Inventory
 from tests.sso.idp_fixtures import (
     LoopbackHTTP,
@@ -24,17 +22,9 @@ from tests.sso.idp_fixtures import (
     start_oidc_idp,
     stop,
 )
-from tests.stack.conftest import (
-    OPTIONAL_OFF,
-    SMALL_API,
-    build_inventory,
-    org_ports,
-    org_settings,
-    remove_orgs,
-    require_test_images,
-)
+from tests.stack_shared import SHARED_ORGS, SharedDeployment
 
-ORGS = ("ssoa", "ssob")
+ORGS = SHARED_ORGS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,25 +50,9 @@ class SsoDeployment:
         return f"http://127.0.0.1:{self.ports[org]['api']}"
 
 
-@pytest.fixture(scope="session")
-def sso_orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SsoDeployment]:
-    require_test_images()
-    root = tmp_path_factory.mktemp("sso_stack")
-    base_dir = root / "hosts" / "sfp"
-    ports = org_ports(*ORGS)
-    inv_path = build_inventory(root, {org: org_settings(ports[org], services=OPTIONAL_OFF, resources=SMALL_API) for org in ORGS}, base_dir)
-    inv = Inventory(inv_path, inv_path / ".vault-pass")
-    console = Console(record=True, width=200, file=open("/dev/null", "w"))  # noqa: SIM115
-    try:
-        outcome = deploy.install(inv, list(ORGS), console)
-        if not outcome.result.ok and all("is unhealthy" in msg for _, _, msg in outcome.result.failures):
-            # A starved CI machine can make a stand-in's health check (studio's starts node) miss its
-            # timeout; install is safe to re-run, so give it one more go.
-            outcome = deploy.install(inv, list(ORGS), console)
-        assert outcome.result.ok, outcome.result.failures
-        yield SsoDeployment(inv, base_dir, ports)
-    finally:
-        remove_orgs(ORGS, base_dir)
+@pytest.fixture
+def sso_orgs(shared_orgs: SharedDeployment) -> SsoDeployment:
+    return SsoDeployment(shared_orgs.fresh(), shared_orgs.base_dir, shared_orgs.ports)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ The secrets looked for are every value of the org's vault (read with the toolkit
 the command, so the SAML signing key it generates and the client secret it stores are included)
 and the OIDC client secret as given on standard input.
 
-One org deployment for the module; tests run in file order.
+One org deployment for the module. Each `sso add` test adds a provider of its own (SAML corp, OIDC
+corp-oidc) and needs nothing another test made: they pass in any order.
 """
 
 from __future__ import annotations

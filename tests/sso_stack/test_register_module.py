@@ -67,7 +67,9 @@ def run(tmp_path: Path, standin: GoTrueAdminStandIn, settings: dict[str, Any], *
         "supabase_sso__rotate_secrets": rotate or [], "supabase_sso__remove": remove or [], "out": str(out),
     }))
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0", "ANSIBLE_NOCOLOR": "1"}
+           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0", "ANSIBLE_NOCOLOR": "1",
+           # The role's report (set_stats sfp_report) printed at the end of the run.
+           "ANSIBLE_SHOW_CUSTOM_STATS": "1"}
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "org,", "-c", "local",
            "-e", f"@{extra}", "-e", f"ansible_python_interpreter={sys.executable}", str(play)]
     if check:

@@ -6,7 +6,9 @@ which has none of the toolkit's dependencies. The admin API calls must be made f
 Also: a hand-written sso.yml with a SAML provider. A plain ansible-playbook run without the org's
 SAML signing key says exactly what to run; `sfp-server install` generates the key once.
 
-Org ssora of the test catalog; tests run in file order on one deployment.
+Org ssora of the test catalog, deployed by the scenario itself. One scenario, one test: each step
+needs the state the one before left (no key, then the key, then an OIDC provider), so the steps are
+functions called in order; no test depends on another.
 """
 
 from __future__ import annotations
@@ -123,7 +125,14 @@ def secret_values(r: Remote) -> list[str]:
     return [line for v in out for line in v.splitlines() if len(line) > 20] + [OIDC_SECRET]
 
 
-def test_playbook_without_the_saml_key_says_what_to_run(remote: Remote) -> None:
+def test_sso_of_an_org_on_a_remote_host(remote: Remote, saml_idp: SamlIdP, oidc_idp: OidcIdP) -> None:
+    playbook_without_the_saml_key_says_what_to_run(remote)
+    install_generates_the_saml_key_once_and_registers_from_the_host(remote, saml_idp)
+    cli_add_custom_oidc_registers_it_from_the_host(remote, oidc_idp)
+    cli_add_saml_then_remove_through_the_host(remote, saml_idp)
+
+
+def playbook_without_the_saml_key_says_what_to_run(remote: Remote) -> None:
     # The org's other secrets exist (as after `secrets ensure` in an older toolkit), the SAML key does not.
     values, _ = gen.complete({})
     Vault(remote.inv_path / ".vault-pass").write(remote.inventory().vault_file(ORG), {SECRETS_VAR: values})
@@ -135,7 +144,7 @@ def test_playbook_without_the_saml_key_says_what_to_run(remote: Remote) -> None:
     assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project=sfp-{ORG}").stdout.strip() == ""
 
 
-def test_install_generates_the_saml_key_once_and_registers_from_the_host(remote: Remote, saml_idp: SamlIdP) -> None:
+def install_generates_the_saml_key_once_and_registers_from_the_host(remote: Remote, saml_idp: SamlIdP) -> None:
     before = remote.sshd.accepted_logins()
     outcome = deploy.install(remote.inventory(), [ORG], quiet())
     if not outcome.result.ok and all("is unhealthy" in m for _, _, m in outcome.result.failures):
@@ -164,7 +173,7 @@ def test_install_generates_the_saml_key_once_and_registers_from_the_host(remote:
         assert value not in dump
 
 
-def test_cli_add_custom_oidc_registers_it_from_the_host(remote: Remote, oidc_idp: OidcIdP) -> None:
+def cli_add_custom_oidc_registers_it_from_the_host(remote: Remote, oidc_idp: OidcIdP) -> None:
     args = ("sso", "add", "--org", ORG, "--oidc", "--provider", "custom", "--name", "corp-oidc", "--issuer",
             oidc_idp.issuer, "--client-id", "sfp-test-client", "--client-secret-file", "-", "--allow-insecure-loopback")
     done = cli(remote.inv_path, "-v", *args, stdin=OIDC_SECRET + "\n")
@@ -181,7 +190,7 @@ def test_cli_add_custom_oidc_registers_it_from_the_host(remote: Remote, oidc_idp
     assert dry.result.ok and dry.result.changed == 0, (dry.result.failures, dry.result.changed_tasks)
 
 
-def test_cli_add_saml_then_remove_through_the_host(remote: Remote, saml_idp: SamlIdP) -> None:
+def cli_add_saml_then_remove_through_the_host(remote: Remote, saml_idp: SamlIdP) -> None:
     done = cli(remote.inv_path, "sso", "add", "--org", ORG, "--saml", "--metadata-url", saml_idp.metadata_url,
                "--name", "corp", "--domain", "corp.example", "--domain", "corp2.example", "--allow-insecure-loopback")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,8 +1,9 @@
 """Two orgs on one Docker engine: healthy, isolated, idempotent, removable one at a time.
 
 Runs the very templates and roles of production with the test image catalog (real PostgreSQL
-17 and postgres-meta; stand-ins for the other services). Tests run in file order on one
-deployment; the last ones remove it.
+17 and postgres-meta; stand-ins for the other services). One deployment for the module; the tests
+that take an org down (uninstall, purge) leave it to the `two_orgs` fixture to install it again
+before the next test, so the tests pass in any order.
 """
 
 from __future__ import annotations
@@ -155,6 +156,14 @@ def test_resource_limits_and_log_rotation_are_set_on_running_containers(two_orgs
         assert host["NanoCpus"] == int(expected_cpus * 1e9), name
         assert host["Memory"] == expected_mem, name
         assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "20m"}}, name
+
+
+def test_postgres_runs_with_the_tuning_sized_from_its_memory_limit(two_orgs: Deployment) -> None:
+    # alpha's db has 512m (SMALL) and no sfp_org.postgres: 25% buffers, 75% cache, a quarter over 100 connections.
+    with pg_connect(two_orgs.ports["alpha"]["postgres"], two_orgs.secrets("alpha")["POSTGRES_PASSWORD"]) as conn:
+        shown = {name: conn.execute(f"show {name}").fetchone()[0]  # type: ignore[index]
+                 for name in ("shared_buffers", "effective_cache_size", "work_mem", "max_connections")}
+    assert shown == {"shared_buffers": "128MB", "effective_cache_size": "384MB", "work_mem": "1310kB", "max_connections": "100"}
 
 
 def test_secrets_are_encrypted_private_and_never_printed(two_orgs: Deployment) -> None:

@@ -176,3 +176,21 @@ def test_backup_list_shows_whole_set_ids_in_80_columns(ids: list[str]) -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     for set_id in ids:  # whole, on one line: what `restore --backup ID` needs
         assert any(set_id in line for line in text.splitlines()), text
+
+
+def test_hints_of_sso_commands_run_as_typed(make_inventory: Callable[..., Path], tmp_path: Path) -> None:
+    """`sso list` (markup output) and `sso show` (an error's hint, made in the action) name the
+    program as typed and this run's -i, like every other printed follow-up command."""
+    make_inventory()  # tmp_path/inv
+    program = os.path.relpath(Path(sys.executable).parent / "sfp-server", tmp_path)
+    env = {**os.environ, "COLUMNS": "250"}
+    listed = subprocess.run([program, "-i", "inv", "sso", "list", "--org", "acme"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert listed.returncode == 0, listed.stderr
+    hint = re.search(r"add one with `([^`]+)`", listed.stdout)
+    assert hint and shlex.split(hint.group(1))[:6] == [program, "-i", "inv", "sso", "add", "--org"], listed.stdout
+    shown = subprocess.run([program, "-i", "inv", "sso", "show", "--org", "acme", "nope"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert shown.returncode == 1 and "has no SSO provider 'nope'" in shown.stderr
+    hint = re.search(r"\(`([^`]+)`\)", shown.stderr)
+    assert hint and shlex.split(hint.group(1)) == [program, "-i", "inv", "sso", "list", "--org", "acme"], shown.stderr

@@ -40,10 +40,10 @@ PLAYBOOK = """\
   hosts: all
   gather_facts: false
   tasks:
-    - name: "report: probe"
+    - name: probe
       ansible.builtin.debug:
         var: sfp_probe
-    - name: "report: types"
+    - name: types
       ansible.builtin.debug:
         msg: "{{ [sfp_probe.flag | type_debug, sfp_probe.count | type_debug, sfp_probe.nothing is none] }}"
     # Keeps ansible-playbook alive a little longer than its start-up, for the sampler.
@@ -55,6 +55,11 @@ PLAYBOOK = """\
 
 def quiet() -> Console:
     return Console(record=True, width=200, file=open("/dev/null", "w"))
+
+
+def results(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task name, the result of its successful run (the debug tasks' output)."""
+    return {e["event_data"]["task"]: e["event_data"].get("res", {}) for e in events if e.get("event") == "runner_on_ok"}
 
 
 def test_sampler_catches_a_secret_on_argv() -> None:
@@ -80,12 +85,13 @@ def test_extravars_reach_the_play_through_a_private_file_not_argv(
         return real_run(**kwargs)
 
     monkeypatch.setattr(runner.ansible_runner, "run", checked_run)
+    events: list[dict[str, Any]] = []
     with ProcSampler() as sampler:
         result = runner.run_playbook(str(playbook), inv, [ORG], inv / ".vault-pass", console=quiet(),
-                                     extravars={"sfp_probe": PROBE})
+                                     extravars={"sfp_probe": PROBE}, on_event=events.append)
     assert result.ok, (result.failures, result.stdout_tail)
-    assert result.reports[ORG]["probe"]["sfp_probe"] == PROBE
-    assert result.reports[ORG]["types"]["msg"] == ["bool", "int", True]
+    assert results(events)["probe"]["sfp_probe"] == PROBE
+    assert results(events)["types"]["msg"] == ["bool", "int", True]
 
     assert "extravars" not in seen["kwargs"]
     assert seen["modes"] == [0o700, 0o700, 0o600]
@@ -101,7 +107,7 @@ def test_no_extravars_no_file(make_inventory: Callable[..., Path], tmp_path: Pat
     inv = make_inventory(orgs={ORG: org_config(18000, 18001, 18002)})
     playbook = tmp_path / "probe.yml"
     write_yaml(playbook, [{"name": "Nothing", "hosts": "all", "gather_facts": False,
-                           "tasks": [{"name": "report: none", "ansible.builtin.debug": {"msg": "{{ sfp_probe | default('unset') }}"}}]}])
+                           "tasks": [{"name": "none", "ansible.builtin.debug": {"msg": "{{ sfp_probe | default('unset') }}"}}]}])
     files: list[bool] = []
     real_run = ansible_runner.run
 
@@ -110,7 +116,8 @@ def test_no_extravars_no_file(make_inventory: Callable[..., Path], tmp_path: Pat
         return real_run(**kwargs)
 
     monkeypatch.setattr(runner.ansible_runner, "run", checked_run)
-    result = runner.run_playbook(str(playbook), inv, [ORG], inv / ".vault-pass", console=quiet())
+    events: list[dict[str, Any]] = []
+    result = runner.run_playbook(str(playbook), inv, [ORG], inv / ".vault-pass", console=quiet(), on_event=events.append)
     assert result.ok, (result.failures, result.stdout_tail)
     assert files == [False]
-    assert result.reports[ORG]["none"]["msg"] == "unset"
+    assert results(events)["none"]["msg"] == "unset"

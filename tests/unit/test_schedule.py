@@ -2,16 +2,21 @@
 
 The timer's fire times come from systemd itself (`systemd-analyze calendar`, no running systemd
 needed), cron's from cronsim; over a year (June 2027 to June 2028, so 29 February is in it) they
-must be the same instants, for every schedule of the corpus.
+must be the same instants, for every schedule of the corpus. The CLI (installer/backup/cron.py) and
+the role's filter plugin each read schedules over cronsim on their own: they must give the same
+answers, cron lines, OnCalendar lines and fire times, across a daylight-saving change too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 from datetime import UTC, datetime
+from types import ModuleType
+from zoneinfo import ZoneInfo
 
 import pytest
 from cronsim import CronSim
@@ -19,6 +24,7 @@ from cronsim import CronSim
 from installer.backup import generate_recovery_key, parse_settings
 from installer.backup.cron import cron_problem, cron_schedule, on_calendar
 from installer.errors import ConfigError
+from tests.conftest import REPO
 
 START = datetime(2027, 5, 31, 23, 59, 30, tzinfo=UTC)
 END = datetime(2028, 6, 1, tzinfo=UTC)
@@ -125,3 +131,58 @@ def test_settings_name_the_schedule_field() -> None:
     found = [str(p) for p in info.value.problems]
     assert any("sfp_org.backup.schedule" in p and "needs 5 fields" in p for p in found), found
     assert parse_settings({**data, "schedule": "@weekly"}).schedule == "@weekly"
+
+
+def role_filters() -> ModuleType:
+    """The role's filter plugin as Ansible loads it: a file of its own, importing nothing of installer."""
+    path = REPO / "roles" / "backup" / "filter_plugins" / "sfp_backup.py"
+    spec = importlib.util.spec_from_file_location("sfp_backup_filters_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Beyond the corpus: shapes the two grammars could read apart (case, spacing, names, 7 as Sunday,
+# steps, macros spelled differently, hours a daylight-saving change skips or repeats).
+AGREEMENT = [*CORPUS, *REFUSED, "0 0 * * SUN", "  */5  *  *  *  * ", "@ANNUALLY", "@midnight", "0 0 * * 0,7",
+             "30 2 * * *", "30 1 * * *", "0 2-3 * * *", "0 0 1 1 mon", "1-59/58 * * * *", "0 0 * * 1-7/3",
+             "59 23 31 dec *", "0 0 * * 8", "0 0 1,2,3 * *", "0 0 * * sun-sat", "0 12 * */3 *", "0 0 * *",
+             "0 0 * * mon,", "* * * * * *", "\t0 0 * * *", "0 0 * * \u00e9", None, 3.5]
+
+# Europe/Berlin changes its clocks on 31 October 2027 (03:00 → 02:00) and 26 March 2028 (02:00 → 03:00).
+ZONES = [UTC, ZoneInfo("Europe/Berlin")]
+
+
+def fire_times(cron: str, start: datetime, count: int = 60) -> list[datetime]:
+    out = []
+    for t in CronSim(cron, start):
+        out.append(t)
+        if len(out) == count:
+            break
+    return out
+
+
+@pytest.mark.parametrize("expression", AGREEMENT, ids=repr)
+def test_role_filter_and_cli_read_a_schedule_alike(expression: object) -> None:
+    role = role_filters()
+    problem = cron_problem(expression)
+    assert (role.schedule_problem(expression) or None) == problem
+    if problem is not None:
+        return
+    assert role.cron_schedule(expression) == cron_schedule(expression)
+    assert role.on_calendar(expression) == on_calendar(expression)
+    for zone in ZONES:
+        for start in (datetime(2027, 10, 30, 12, tzinfo=zone), datetime(2028, 3, 25, 12, tzinfo=zone)):
+            theirs, ours = fire_times(role.cron_schedule(expression), start), fire_times(cron_schedule(expression), start)
+            assert theirs == ours and ours, (zone, start)
+
+
+def test_the_role_filter_stands_alone() -> None:
+    """No import of installer and no loading by path: it runs where only cronsim is installed."""
+    text = (REPO / "roles" / "backup" / "filter_plugins" / "sfp_backup.py").read_text()
+    assert "installer" not in re.sub(r'""".*?"""', "", text, flags=re.S)
+    assert "spec_from_file_location" not in text and "sys.path" not in text
+    cron_module = (REPO / "installer" / "backup" / "cron.py").read_text()
+    assert "filter_plugins" not in re.sub(r'""".*?"""', "", cron_module, flags=re.S)
+    assert "spec_from_file_location" not in cron_module

@@ -158,7 +158,7 @@ def test_a_control_character_is_reported_without_the_value(make_inventory: Calla
 
 
 def test_uri_format_is_enforced_by_jsonschema() -> None:
-    from installer.validate import format_checker
+    from installer.settings import format_checker
 
     checker = format_checker()
     assert "uri" in checker.checkers

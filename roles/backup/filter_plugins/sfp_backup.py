@@ -1,16 +1,17 @@
-"""The backup schedule: one cron grammar for `sfp-server validate`, the cron file and the systemd timer.
+"""The backup schedule as roles/backup reads it: one cron grammar for the cron file and the systemd timer.
 
-A schedule the CLI accepts is one the role installs, and it fires at the same times whichever
-scheduler runs it. All three go through `parse_schedule` here: the CLI loads this very file
-(installer/backup/cron.py), because the role must also work from plain ansible-playbook with no
-toolkit installed. What a field means (names, ranges, steps, lists, and cron's rule that with both
-day-of-month and day-of-week restricted a day matches when EITHER does, unless one of them starts
-with `*`) is cronsim's: the evaluator healthchecks.io uses to predict when a cron job runs, which
-follows Debian cron. This file adds only the grammar both schedulers share and the conversion of
-cronsim's expanded fields to systemd's OnCalendar (one expression, or two for the day OR rule:
+A schedule the role installs fires at the same times whichever scheduler runs it: both go through
+`parse_schedule` here. What a field means (names, ranges, steps, lists, and cron's rule that with
+both day-of-month and day-of-week restricted a day matches when EITHER does, unless one of them
+starts with `*`) is cronsim's: the evaluator healthchecks.io uses to predict when a cron job runs,
+which follows Debian cron. This file adds only the grammar both schedulers share and the conversion
+of cronsim's expanded fields to systemd's OnCalendar (one expression, or two for the day OR rule:
 a timer fires at the union of its OnCalendar lines).
 
-Pure Python with no Ansible import at module level, so the installer can load it outside Ansible.
+The role works from plain ansible-playbook with no toolkit on the controller (only cronsim), so this
+file imports nothing of the toolkit; installer/backup/cron.py reads schedules for `sfp-server
+validate` over the same library, and tests/unit/test_schedule.py holds the two to the same answers.
+No Ansible import at module level, so tests can import it as a plain module.
 """
 
 from __future__ import annotations

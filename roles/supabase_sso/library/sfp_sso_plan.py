@@ -1,9 +1,11 @@
 #!/usr/bin/python
 """Ansible module: work out what an org's Auth must be sent for its SAML and custom OIDC providers.
 
-Runs on the controller (the role delegates it to localhost): it needs the toolkit's SSO library
-(installer.sso), which fetches and validates every IdP's metadata and decides idempotently what
-to send (entityID/fingerprint comparison, GoTrue's omitempty rules, the write-only client secret).
+Runs on the controller (the role delegates it to localhost, with the Python that runs
+ansible-playbook): it needs the toolkit's SSO library (installer.sso), installed into that Python
+with sfp-server (a plain import, no search-path edit), which fetches and validates every IdP's
+metadata and decides idempotently what to send (entityID/fingerprint comparison, GoTrue's
+omitempty rules, the write-only client secret).
 It is given what Auth has (read on the org's host by sfp_gotrue_admin) and sends nothing itself;
 the org's host sends the plan. It is given the NAMES of the vault's entries, never their values.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -31,11 +34,19 @@ options:
   rotate_secrets: {description: Custom OIDC providers whose client secret is to be re-sent., type: list, elements: str, default: []}
   remove: {description: Providers (names in settings) to take out of Auth., type: list, elements: str, default: []}
   base_dir: {description: Directory relative metadata_file paths are resolved against (the inventory)., type: path}
-  toolkit_path: {description: Source checkout holding installer/, when it is not installed., type: path}
   timeout: {description: Seconds per IdP request., type: float, default: 15}
 """
 
 LOOPBACK_KEY = "allow_insecure_loopback"
+
+
+def _library() -> tuple[Any, Any, Any]:
+    # Imported here, not at the top: Ansible loads this file for its documentation on machines that
+    # lack the toolkit, and the failure must become the module's message, not a traceback.
+    from installer.errors import SfpError
+    from installer.sso import config, plan
+
+    return SfpError, config, plan
 
 
 def main() -> None:
@@ -48,22 +59,19 @@ def main() -> None:
             "rotate_secrets": {"type": "list", "elements": "str", "default": [], "no_log": False},
             "remove": {"type": "list", "elements": "str", "default": []},
             "base_dir": {"type": "path"},
-            "toolkit_path": {"type": "path"},
             "timeout": {"type": "float", "default": 15.0},
         },
         supports_check_mode=True,
     )
     p = module.params
-    if p["toolkit_path"]:
-        sys.path.insert(0, p["toolkit_path"])
     try:
-        from installer.errors import SfpError
-        from installer.sso import config, plan
+        library = _library()
     except ImportError as exc:
         module.fail_json(msg=f"the sfp-server toolkit (installer.sso) is not importable on the controller by "
-                             f"{sys.executable}: {exc}; run the playbook with the toolkit's Python "
-                             "(the .venv's ansible-playbook) or set supabase_sso__controller_python")
+                             f"{sys.executable}: {exc}; install sfp-server into the Python that runs "
+                             "ansible-playbook (the .venv's ansible-playbook has it) or set supabase_sso__controller_python")
         return
+    sfp_error, config, plan = library
 
     raw = dict(p["settings"] or {})
     loopback = bool(raw.pop(LOOPBACK_KEY, False))
@@ -73,7 +81,7 @@ def main() -> None:
                            rotate=p["rotate_secrets"], remove=p["remove"],
                            base_dir=Path(p["base_dir"]) if p["base_dir"] else None, timeout=p["timeout"],
                            allow_insecure_loopback=loopback, check_mode=module.check_mode)
-    except SfpError as exc:
+    except sfp_error as exc:
         module.fail_json(msg=str(exc).replace("\n  → ", " → "))
         return
     # Planning changes nothing; the apply step on the org's host reports the change.

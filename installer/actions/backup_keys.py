@@ -1,0 +1,75 @@
+"""An org's backup keys in its vault: made on the first install, printed for the offline key file,
+and the signing keys a set must carry.
+
+The backup library is imported where it is used (about 220 ms of CPU on every `sfp-server` start
+otherwise; see installer/actions/backup_config.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import backup_inventory as binv
+from ..context import OrgContext
+from ..errors import SfpError
+
+
+def ensure_recovery_key(ctx: OrgContext) -> list[str]:
+    """On an org's first install with backups configured: make its backup keys, keep them in the vault.
+
+    The recovery key (unless the block names a `recipient`: its identity is kept elsewhere) and the
+    signing key. A signing public key already in the vault without its private half (written by a
+    restore from the offline key file) becomes a previous key: the sets it signed still verify.
+    """
+    raw = binv.block(ctx.hostvars)
+    if raw is None:
+        return []
+    from ..backup.keys import generate_recovery_key, generate_signing_key, public_key_of  # lazy: see above
+
+    values = ctx.secrets
+    added: list[str] = []
+    if not raw.get("recipient") and not values.get(binv.IDENTITY):
+        values[binv.IDENTITY], values[binv.RECIPIENT] = generate_recovery_key()
+        added += [binv.IDENTITY, binv.RECIPIENT]
+    if not values.get(binv.SIGNING_KEY):
+        earlier = binv.public_keys(values)
+        values[binv.SIGNING_KEY], values[binv.SIGNING_PUBLIC_KEY] = generate_signing_key()
+        if earlier:
+            values[binv.SIGNING_PREVIOUS] = " ".join(earlier)
+        added += [binv.SIGNING_KEY, binv.SIGNING_PUBLIC_KEY]
+    elif values.get(binv.SIGNING_PUBLIC_KEY) != public_key_of(values[binv.SIGNING_KEY]):
+        values[binv.SIGNING_PUBLIC_KEY] = public_key_of(values[binv.SIGNING_KEY])
+        added.append(binv.SIGNING_PUBLIC_KEY)
+    if added:
+        ctx.write_secrets(values)
+    return added
+
+
+def key_material(ctx: OrgContext, identity_file: Path | None = None) -> tuple[str, list[str]]:
+    """(the recovery identity, the signing public keys of the key file) from --identity-file, else from the vault."""
+    if identity_file is not None:
+        from ..backup.keys import read_key_file  # lazy: see above
+
+        return read_key_file(identity_file.read_text())
+    value = ctx.secrets.get(binv.IDENTITY)
+    if not value:
+        raise SfpError(f"org {ctx.name!r} has no recovery key in its vault",
+                       "pass --identity-file with the key kept offline (`backup key` printed it)")
+    return value, []
+
+
+def trust(ctx: OrgContext, file_keys: list[str], allow_unsigned: bool = False) -> Any:
+    """The signing keys a set of the org must be signed with: the vault's (current, previous) and the key file's."""
+    from ..backup.keys import Trust  # lazy: see above
+
+    keys = list(dict.fromkeys([*binv.public_keys(ctx.secrets), *file_keys]))
+    return Trust(tuple(keys), allow_unsigned)
+
+
+def key_text(ctx: OrgContext) -> tuple[str, bool]:
+    """The key file to keep offline (recovery identity and signing public keys), and whether it has a signing key."""
+    from ..backup.keys import key_file  # lazy: see above
+
+    keys = binv.public_keys(ctx.secrets)
+    return key_file(ctx.name, key_material(ctx)[0], keys), bool(keys)
