@@ -45,10 +45,6 @@ VAULT_KEYS = (IDENTITY, RECIPIENT, ACCESS_KEY, SECRET_KEY, SIGNING_KEY, SIGNING_
 NOT_IN_SETS = (IDENTITY, SIGNING_KEY)
 # A syntactically valid recipient for validating an org whose key is made on its first install.
 _PLACEHOLDER: str | None = None
-# Paths on the org's host that `sfp_org.backup.paths` leaves out are derived from the org (see
-# installer/schema/backup.yml); the backup role's defaults derive them the same way.
-METRICS_SUBDIR = "backup/metrics"
-ENV_FILE = "/etc/sfp/backup-{org}.env"
 
 
 def block(hostvars: dict[str, Any]) -> dict[str, Any] | None:
@@ -71,12 +67,12 @@ def _path(raw: dict[str, Any] | None, key: str) -> str | None:
 
 def metrics_dir(org_dir: str, raw: dict[str, Any] | None) -> str:
     """Where the org's host keeps the job's Prometheus textfile metric (`paths.metrics_dir`)."""
-    return _path(raw, "metrics_dir") or f"{org_dir.rstrip('/')}/{METRICS_SUBDIR}"
+    return _path(raw, "metrics_dir") or settings.org_path_default("backup", "paths.metrics_dir", org="", org_dir=org_dir)
 
 
 def env_file(org: str, raw: dict[str, Any] | None) -> str:
     """Where the org's host keeps AWS_* for `credentials.source: env` (`paths.env_file`)."""
-    return _path(raw, "env_file") or ENV_FILE.format(org=org)
+    return _path(raw, "env_file") or settings.org_path_default("backup", "paths.env_file", org=org, org_dir="")
 
 
 def settings_data(raw: dict[str, Any], secrets: dict[str, str], *, placeholder_recipient: bool = False) -> dict[str, Any]:

@@ -387,9 +387,17 @@ def role_inputs(org_name: str, hostvars: Mapping[str, Any], strict: bool = True)
         "backup__org_config": _plain(hostvars.get(ORG_VAR) or {}),
     })
     # Optional paths whose default follows from the org (the schema's description says which).
-    inputs.setdefault("backup__metrics_dir", f"{directory}/backup/metrics")
-    inputs.setdefault("backup__env_file", f"/etc/sfp/backup-{org_name}.env")
+    inputs.setdefault("backup__metrics_dir", org_path_default("backup", "paths.metrics_dir", org=org_name, org_dir=directory))
+    inputs.setdefault("backup__env_file", org_path_default("backup", "paths.env_file", org=org_name, org_dir=directory))
     return inputs
+
+
+def org_path_default(name: str, dotted: str, *, org: str, org_dir: str) -> str:
+    """The default of a field that follows from the org (`x-default-template` in the schema)."""
+    node = schema(name)
+    for key in dotted.split("."):
+        node = node["properties"][key]
+    return str(node["x-default-template"]).format(org=org, org_dir=org_dir.rstrip("/"))
 
 
 def input_names() -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ansible.plugins.vars import host_group_vars
 
 from .errors import ConfigError, Problem, SfpError
 from .sso import config
@@ -140,12 +141,10 @@ def write_raw(inventory: Path, org: str, raw: dict[str, Any]) -> bool:
 
 def _forget_found_var_files() -> None:
     """Let the next Inventory of this process see a new host_vars file (Ansible caches the list)."""
-    try:
-        from ansible.plugins.vars import host_group_vars
-
-        host_group_vars.FOUND.clear()
-    except (ImportError, AttributeError):
-        pass
+    # FOUND is a private cache of Ansible's; absent in another version, there is nothing to clear.
+    found = getattr(host_group_vars, "FOUND", None)
+    if found is not None:
+        found.clear()
 
 
 def parse(raw: Any, *, where: str = SSO_VAR) -> config.SsoSettings:

@@ -23,6 +23,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pglast import ast, enums, parse_sql
+from pglast.parser import ParseError
+
 from ..errors import SfpError
 from .db import KEY_FILES
 
@@ -45,8 +48,6 @@ def refused_globals(why: str) -> SfpError:
 
 def _statement_problem(stmt: Any) -> str | None:
     """Why a parsed statement may not run from a roles script, or None when it may."""
-    from pglast import ast, enums
-
     if isinstance(stmt, ast.CreateRoleStmt | ast.AlterRoleStmt | ast.AlterRoleSetStmt | ast.GrantRoleStmt):
         return None
     if isinstance(stmt, ast.GrantStmt) and stmt.objtype == enums.ObjectType.OBJECT_PARAMETER_ACL:
@@ -67,9 +68,6 @@ def globals_script(text: str, existing_roles: set[str]) -> str:
     roles an image's init scripts make): their `ALTER ROLE` statements still apply the attributes
     and password of the backup, and ON_ERROR_STOP stays usable for everything else.
     """
-    from pglast import ast, parse_sql
-    from pglast.parser import ParseError
-
     lines = [ln for ln in text.splitlines() if not _RESTRICT_LINE.match(ln.strip())]
     source = "\n".join(lines)
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import zstandard
 
@@ -32,11 +33,10 @@ from installer import objectstore
 from installer.errors import SfpError
 from installer.objectstore import ObjectStore, Stored
 
+from .api import LogQuery, read_events
 from .event import LogEvent, rfc3339_from_ns
-
-if TYPE_CHECKING:
-    from .api import LogQuery
-    from .source import DockerEndpoint
+from .source import DockerEndpoint
+from .timespec import parse_time_spec
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -250,8 +250,6 @@ def _export_s3(events: Iterable[LogEvent], store: ObjectStore, org: str, since_n
 
 def read_archive(fh: IO[bytes]) -> Iterator[LogEvent]:
     """The events of an archive, streamed (for checks and re-imports)."""
-    import io
-
     reader = zstandard.ZstdDecompressor().stream_reader(fh)
     for line in io.TextIOWrapper(reader, encoding="utf-8"):
         if line.strip():
@@ -374,10 +372,6 @@ def export_logs(query: LogQuery, *, to: str | Path, endpoint: DockerEndpoint | N
                 tz: tzinfo | None = None, zstd_level: int = 6) -> ExportResult:
     """What `sfp-server logs export` does: the org's events of [since, until] (both required),
     filtered and masked like `logs --json`, to an archive + manifest at `to`."""
-    from .api import read_events
-    from .source import DockerEndpoint
-    from .timespec import parse_time_spec
-
     q = query
     if q.since is None or q.until is None:
         raise SfpError("an export needs both --since and --until", "give the window to export, e.g. --since 1d --until 0s")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from installer import backup_inventory as binv
@@ -337,3 +338,25 @@ def test_a_bad_backup_field_is_named_once_by_validate() -> None:
     hostvars["sfp_org"]["backup"] = {"store": {"bucket": "Bad_Bucket"}}
     named = [p.where for p in settings.problems("acme", hostvars) + binv.check("acme", hostvars)]
     assert named == ["host_vars/acme: sfp_org.backup.store.bucket"]
+
+
+@pytest.mark.parametrize("name", ["machine", "org", "backup", "sso", "logs", "report"])
+def test_no_schema_holds_a_stray_null(name: str) -> None:
+    """An unquoted `, ` inside a flow mapping's text (`{description: a, b}`) makes YAML read a key `b`
+    with a null value: the description is cut and the schema carries junk. No schema node is null
+    but the default of a field whose type admits null."""
+    text = (Path(__file__).resolve().parents[2] / "installer" / "schema" / f"{name}.yml").read_text()
+
+    def nulls(node: Any, where: str) -> Iterator[str]:
+        if node is None:
+            yield where
+        elif isinstance(node, dict):
+            nullable = "null" in (node.get("type") if isinstance(node.get("type"), list) else [node.get("type")])
+            for key, value in node.items():
+                if not (key == "default" and value is None and nullable):
+                    yield from nulls(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                yield from nulls(value, f"{where}[{i}]")
+
+    assert list(nulls(yaml.safe_load(text), name)) == []

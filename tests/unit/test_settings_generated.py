@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from installer import backup_inventory as binv
 from installer import settings, settings_docs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,3 +53,15 @@ def test_every_org_input_reaches_the_playbooks() -> None:
     org_vars = yaml.safe_load((REPO / "playbooks" / "vars" / "org.yml").read_text())
     mapped = {k for k, v in org_vars.items() if isinstance(v, str) and "sfp__inputs." in v}
     assert mapped == set(settings.input_names())
+
+
+def test_paths_derived_from_the_org_follow_one_template() -> None:
+    """The backup paths left out are derived from the org by the schema's template, in the CLI, in the
+    model and in a standalone role run alike."""
+    defaults = yaml.safe_load((REPO / "roles" / "backup" / "defaults" / "main.yml").read_text())
+    jinja = {"org": "{{ backup__org }}", "org_dir": "{{ backup__org_dir }}"}
+    for field, var in (("metrics_dir", "backup__metrics_dir"), ("env_file", "backup__env_file")):
+        assert defaults[var] == settings.org_path_default("backup", f"paths.{field}", **jinja)
+    assert binv.metrics_dir("/srv/orgs/acme/", None) == "/srv/orgs/acme/backup/metrics"
+    assert binv.env_file("acme", None) == "/etc/sfp/backup-acme.env"
+    assert binv.env_file("acme", {"paths": {"env_file": "/etc/x.env"}}) == "/etc/x.env"
