@@ -16,7 +16,7 @@ the vault's values there; it signs the set and is never written into it.
 
 `store.credentials.source: env` on a host: cron and systemd start the job without anyone's
 shell environment, so the job reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
-AWS_SESSION_TOKEN) from `env_file` (the role's backup__env_file, default
+AWS_SESSION_TOKEN) from `env_file` (the setting sfp_org.backup.paths.env_file, default
 /etc/sfp/backup-<org>.env, provisioned by the operator, 0600). Variables already set in the
 environment win, so an operator running `backup run` on the controller may export them instead.
 """
@@ -116,8 +116,8 @@ def load_env_file(cfg: dict[str, Any]) -> list[str]:
     if not cfg.get("env_file") or not path.is_file():
         raise SfpError(f"{cfg.get('org')}: sfp_org.backup.store.credentials.source is env, but AWS_ACCESS_KEY_ID / "
                        f"AWS_SECRET_ACCESS_KEY are not set and the environment file {path} does not exist",
-                       "write them to that file on the org's host (KEY=VALUE lines, mode 0600; host variable "
-                       "backup__env_file names another path), or use source: vault")
+                       "write them to that file on the org's host (KEY=VALUE lines, mode 0600; the setting "
+                       "sfp_org.backup.paths.env_file names another path), or use source: vault")
     mode = path.stat().st_mode & 0o077
     if mode:
         raise SfpError(f"{path} is readable by others (mode {oct(mode)}); it holds S3 keys", f"chmod 0600 {path}")

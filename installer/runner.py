@@ -194,6 +194,9 @@ def _env() -> dict[str, str]:
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
         "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
         "ANSIBLE_CONFIG": str(paths.ansible_root() / "ansible.cfg"),
+        # ansible-runner sets this variable (adding its own event callback), which hides the
+        # config's callback_plugins: name ours here too (sfp_settings_warm).
+        "ANSIBLE_CALLBACK_PLUGINS": str(paths.playbooks_dir() / "callback_plugins"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",

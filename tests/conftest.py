@@ -51,10 +51,61 @@ def needs_docker(item: pytest.Item) -> bool:
     return not DOCKER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
 
 
+# The deployments that take longest, longest first (CI's --durations list shows them). Only the
+# run's length depends on it: a group missing here runs after these, in collection order.
+LONGEST_FIRST = (
+    "shared_orgs",                               # logs and SSO suites, ~12 min
+    "tests/backup_stack/test_remote.py",         # ~7 min
+    "tests/backup_stack/test_backup_restore.py",  # ~6 min
+    "tests/stack/test_two_orgs.py",              # ~6 min
+    "tests/sso_stack/test_remote_host.py",       # ~4 min
+)
+
+
+def deployment_group(item: pytest.Item) -> str:
+    """The xdist group of a stack test: tests that share a deployment run in one worker, one after
+    the other (a session fixture is per worker, and two workers would deploy the same org names)."""
+    if "shared_orgs" in getattr(item, "fixturenames", ()):
+        return "shared_orgs"
+    return str(item.nodeid).split("::", 1)[0]  # the module: its module-scoped deployment
+
+
+# tryfirst: xdist's own hook turns the xdist_group marks into the groups it schedules by; it must
+# find them set.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    groups: dict[str, list[pytest.Item]] = {}
+    rest: list[pytest.Item] = []
     for item in items:
-        if needs_docker(item) and item.get_closest_marker("stack") is None:
-            item.add_marker(pytest.mark.stack)
+        if needs_docker(item):
+            if item.get_closest_marker("stack") is None:
+                item.add_marker(pytest.mark.stack)
+            # scripts/test runs `-n 2 --dist loadgroup`: one deployment's tests stay in one worker.
+            group = deployment_group(item)
+            item.add_marker(pytest.mark.xdist_group(group))
+            groups.setdefault(group, []).append(item)
+        else:
+            rest.append(item)
+    # The deploying tests first, each deployment's tests together (so it is torn down as soon as
+    # its last test ends, tests/stack_shared.py), the longest deployments first: two workers finish
+    # together when the long ones start early (scripts/test keeps this order: --no-loadscope-reorder).
+    # They mostly wait on containers and SSH, so the other worker has the CPU; the short CPU-bound
+    # tests fill in at the end.
+    order = sorted(groups, key=lambda g: LONGEST_FIRST.index(g) if g in LONGEST_FIRST else len(LONGEST_FIRST))
+    items[:] = [item for group in order for item in groups[group]] + rest
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In an xdist worker with `--dist loadgroup`, every deploying test must carry its group in its
+    id: without it, xdist hands tests of one deployment to both workers, which then deploy the same
+    org names at once and remove each other's containers."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in session.items if needs_docker(item) and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(
+            f"pytest-xdist did not apply the xdist_group of {len(lost)} deploying tests (first: {lost[0]}); "
+            "this pytest and pytest-xdist do not work together: install the versions pyproject.toml names")
 
 
 # The test image catalog (tests/images/build): real PostgreSQL and postgres-meta, stand-ins for the rest.

@@ -9,13 +9,14 @@ that must (idempotence of a fresh deploy, uninstall, purge, restore, remote host
 deployments of their own.
 
 Registered as a plugin by tests/conftest.py, so both suites see the fixture; `docker_engine`
-marks every test that uses it `stack`.
+marks every test that uses it `stack`. Made on first use and removed once the last test that
+uses it has run: tests/conftest.py runs those tests one after the other (one xdist group).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,14 +60,14 @@ class SharedDeployment:
         return f"http://127.0.0.1:{self.ports[org]['api']}"
 
 
-@pytest.fixture(scope="session")
-def shared_orgs(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[SharedDeployment]:
-    root = tmp_path_factory.mktemp("shared_stack")
+def deploy_shared(root: Path, stack: ExitStack) -> SharedDeployment:
     (root / "s3" / LOGS_BUCKET).mkdir(parents=True)
     server = RcloneS3(root / "s3")
+    stack.callback(server.stop)
     store = S3Target(bucket=LOGS_BUCKET, prefix=LOGS_PREFIX, endpoint_url=server.endpoint, path_style=True,
                      access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1")
     base_dir = root / "hosts" / "sfp"
+    stack.callback(remove_orgs, SHARED_ORGS, base_dir)
     ports = org_ports(*SHARED_ORGS)
     export = {"endpoint_url": server.endpoint, "region": "us-east-1", "path_style": True,
               "bucket": LOGS_BUCKET, "prefix": LOGS_PREFIX, "retention": {"keep_last": 1}}
@@ -78,14 +79,54 @@ def shared_orgs(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -
     secrets.set_value(inv, ORG_A, "LOGS_S3_ACCESS_KEY_ID", ACCESS_KEY)
     secrets.set_value(inv, ORG_A, "LOGS_S3_SECRET_ACCESS_KEY", SECRET_KEY)
     console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
-    try:
+    outcome = deploy.install(Inventory(inv_path, inv_path / ".vault-pass"), list(SHARED_ORGS), console)
+    if not outcome.result.ok and all("is unhealthy" in msg for _, _, msg in outcome.result.failures):
+        # A starved CI machine can make a stand-in's health check (Studio's starts node) miss its
+        # timeout; install is safe to re-run, so give it one more go.
         outcome = deploy.install(Inventory(inv_path, inv_path / ".vault-pass"), list(SHARED_ORGS), console)
-        if not outcome.result.ok and all("is unhealthy" in msg for _, _, msg in outcome.result.failures):
-            # A starved CI machine can make a stand-in's health check (Studio's starts node) miss its
-            # timeout; install is safe to re-run, so give it one more go.
-            outcome = deploy.install(Inventory(inv_path, inv_path / ".vault-pass"), list(SHARED_ORGS), console)
-        assert outcome.result.ok, (outcome.result.failures, outcome.result.stdout_tail)
-        yield SharedDeployment(Inventory(inv_path, inv_path / ".vault-pass"), base_dir, ports, store)
-    finally:
-        remove_orgs(SHARED_ORGS, base_dir)
-        server.stop()
+    assert outcome.result.ok, (outcome.result.failures, outcome.result.stdout_tail)
+    return SharedDeployment(Inventory(inv_path, inv_path / ".vault-pass"), base_dir, ports, store)
+
+
+class _Shared:
+    """The one deployment of this process (an xdist worker or a plain run) and its clean-up."""
+
+    deployment: SharedDeployment | None = None
+    failed: BaseException | None = None
+    cleanup = ExitStack()
+
+
+def close_shared() -> None:
+    _Shared.deployment, _Shared.failed = None, None
+    _Shared.cleanup.close()
+
+
+@pytest.fixture
+def shared_orgs(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> SharedDeployment:
+    """The shared deployment, made on first use. Not a session fixture: it is removed as soon as
+    the last test that uses it has run (pytest_runtest_teardown below), so its containers do not
+    load the machine for the rest of the run. tests/conftest.py orders its users together."""
+    if _Shared.failed is not None:
+        pytest.fail(f"the shared deployment could not be made: {_Shared.failed}")
+    if _Shared.deployment is None:
+        try:
+            _Shared.deployment = deploy_shared(tmp_path_factory.mktemp("shared_stack"), _Shared.cleanup)
+        except BaseException as exc:  # one failed deploy fails its users, it is not retried by each
+            _Shared.failed = exc
+            _Shared.cleanup.close()
+            raise
+    return _Shared.deployment
+
+
+def uses_shared(item: pytest.Item | None) -> bool:
+    return item is not None and "shared_orgs" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if uses_shared(item) and not uses_shared(nextitem):
+        close_shared()
+
+
+def pytest_sessionfinish() -> None:
+    close_shared()

@@ -7,7 +7,16 @@ no test depends on another. The steps: the schedule installed by the
 role on the host, `backup run` running the job on the host, restore refusing to replace a present
 org, purge + restore on the same host, restore --as-org onto another machine (--to-host moves the
 org's inventory entry), env credentials read from the host's file, and removing the backup block
-removing the schedule. The toolkit's wheel install (roles/backup/tasks/toolkit.yml) needs a package
+removing the schedule.
+
+The `backup run` and the restore on the host are also watched by a process sampler
+(tests/proc_sampler.py): no secret of the org is on any process's command line (readable by every
+user of the machine) on either side, the controller (the CLI, ansible-playbook, ssh) or the host
+(sshd's sessions, the module runs, the backup and restore jobs, docker exec, the containers). The
+secrets looked for are every value of the org's vault, among them the S3 secret key and the
+recovery identity a restore hands to its host. Only S3 test servers (`rclone serve s3 --auth-key
+ID,SECRET`, of this suite or of another running on the machine) are ignored: they stand for a
+storage service elsewhere, not for anything the toolkit starts (its S3 client is boto3). The toolkit's wheel install (roles/backup/tasks/toolkit.yml) needs a package
 index and is not exercised: the "host" has the toolkit at backup__python.
 """
 
@@ -37,6 +46,7 @@ from tests.backup_stack.conftest import (
     storage_tree,
 )
 from tests.conftest import write_yaml
+from tests.proc_sampler import INTERVAL, ProcSampler, vault_secrets
 from tests.stack.conftest import inspect, project_containers
 
 SEED = """
@@ -64,6 +74,34 @@ def psql(org: str, sql: str) -> str:
 
 
 
+
+
+def s3_test_server(command_line: str) -> bool:
+    argv = command_line.split()
+    return len(argv) > 2 and argv[0].endswith("/rclone") and argv[1:3] == ["serve", "s3"]
+
+
+def sampler(d: RemoteDeployment) -> ProcSampler:
+    return ProcSampler(INTERVAL, ignore_pids=[d.s3.proc.pid], ignore=s3_test_server)
+
+
+def org_secrets(d: RemoteDeployment) -> dict[str, str]:
+    values = vault_secrets(d.secrets(REMOTE_ORG))
+    # What a restore carries to the host must be among them (the vault is where they come from).
+    assert values["BACKUP_RECOVERY_IDENTITY"].startswith("AGE-SECRET-KEY-")
+    assert values["BACKUP_S3_SECRET_ACCESS_KEY"] == SECRET_KEY
+    return values
+
+
+def watched_and_clean(seen: ProcSampler, done: subprocess.CompletedProcess[str], values: dict[str, str],
+                      steps: tuple[str, ...]) -> None:
+    """The sampler saw every step of the chain, and no secret was on any command line or in the output."""
+    for step in steps:
+        assert seen.saw(step), (step, seen.command_lines())
+    leaks = seen.leaks(values)
+    assert not leaks, json.dumps(leaks, indent=1)
+    for name, value in values.items():
+        assert value not in done.stdout + done.stderr, name
 
 
 def keys_work(d: RemoteDeployment, org: str) -> None:
@@ -112,10 +150,15 @@ def write_data_and_an_object(remote_org: RemoteDeployment) -> None:
 def backup_run_on_the_remote_host(remote_org: RemoteDeployment) -> dict[str, Any]:
     """The org's first set: its id, and the dump and storage files it holds."""
     inv = remote_org.inventory.path
-    done = cli(inv, "backup", "run", "--org", REMOTE_ORG)
+    with sampler(remote_org) as seen:
+        done = cli(inv, "-v", "backup", "run", "--org", REMOTE_ORG)
     assert done.returncode == 0, done.stdout + done.stderr
     set_id = re.search(r"backup (\S+) complete", done.stdout)
     assert set_id, done.stdout
+    # The sampler watched the whole chain: the playbook on the controller, the job on the host and
+    # the dump inside the org's database container.
+    watched_and_clean(seen, done, org_secrets(remote_org),
+                      ("ansible-playbook", "/env/extravars", "installer.backup_job", "pg_dump"))
     verified = cli(inv, "backup", "verify", "--org", REMOTE_ORG)
     assert verified.returncode == 0, verified.stderr
     assert f"set {set_id.group(1)} verified" in verified.stdout
@@ -146,9 +189,14 @@ def purge_then_restore_on_the_remote_host(remote_org: RemoteDeployment, state: d
     purged = cli(inv, "uninstall", "--org", REMOTE_ORG, "--purge", "--confirm", REMOTE_ORG)
     assert purged.returncode == 0, purged.stderr
     assert project_containers(f"sfp-{REMOTE_ORG}") == [] and not remote_org.org_dir("hosta", REMOTE_ORG).exists()
-    done = cli(inv, "restore", "--org", REMOTE_ORG, "--backup", "latest")
+    values = org_secrets(remote_org)
+    with sampler(remote_org) as seen:
+        done = cli(inv, "-v", "restore", "--org", REMOTE_ORG, "--backup", "latest")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"set {state['set_id']}" in done.stdout and "healthy" in done.stdout
+    # The restore's playbook got the recovery identity and the S3 keys (backup__restore_config) from
+    # its private extravars file; the job on the host read them from its 0600 config.
+    watched_and_clean(seen, done, values, ("ansible-playbook", "/env/extravars", "installer.restore_job", "pg_restore"))
     assert logical_dump(REMOTE_ORG) == state["dump"]
     assert psql(REMOTE_ORG, "SELECT rolname FROM pg_roles WHERE rolname = 'remote_reader'").strip() == "remote_reader"
     assert storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage") == state["tree"]
@@ -180,8 +228,9 @@ def env_credentials_come_from_the_hosts_file(remote_org: RemoteDeployment, state
     data = yaml.safe_load(original)
     data["sfp_org"]["backup"]["store"]["credentials"] = {"source": "env"}
     env_file = remote_org.root / "hosta" / "backup-bkra.env"
-    extra = inv / "host_vars" / REMOTE_ORG / "backup.yml"
-    write_yaml(extra, {"backup__env_file": str(env_file)})
+    # The path is a setting (installer/schema/backup.yml), not a role variable: a host variable
+    # backup__env_file would lose to the play's inputs, which are built from the settings.
+    data["sfp_org"]["backup"].setdefault("paths", {})["env_file"] = str(env_file)
     write_yaml(main, data)
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     try:
@@ -203,7 +252,6 @@ def env_credentials_come_from_the_hosts_file(remote_org: RemoteDeployment, state
         assert config["env_file"] == str(env_file) and ACCESS_KEY not in json.dumps(config["keys"])
     finally:
         main.write_text(original)
-        extra.unlink()
 
 
 def removing_the_backup_block_removes_the_schedule(remote_org: RemoteDeployment) -> None:

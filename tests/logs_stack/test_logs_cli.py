@@ -119,11 +119,21 @@ def test_wrong_database_password_is_found_as_an_error(log_orgs: LogsDeployment) 
     assert not [e for e in b if "password authentication failed" in e["message"]]
 
 
-@pytest.fixture(scope="module")
+# The window of each shared deployment (keyed by its base dir): made once, read by several tests.
+_WINDOWS: dict[str, dict[str, str]] = {}
+
+
+@pytest.fixture
 def window(shared_orgs: SharedDeployment) -> dict[str, str]:
     """Five requests through orga's gateway, MARK-0 .. MARK-4, and the times between them:
-    start | 0 | t1 | 1 2 | t2 | 3 4 (its API key in the query) | end."""
-    log_orgs = logs_view(shared_orgs)  # module scope: built here, not from the per-test fixture
+    start | 0 | t1 | 1 2 | t2 | 3 4 (its API key in the query) | end. Made once per deployment."""
+    key = str(shared_orgs.base_dir)
+    if key not in _WINDOWS:
+        _WINDOWS[key] = make_window(logs_view(shared_orgs))
+    return _WINDOWS[key]
+
+
+def make_window(log_orgs: LogsDeployment) -> dict[str, str]:
     times = {"start": now_iso()}
     hit(log_orgs, 0)
     time.sleep(1.0)

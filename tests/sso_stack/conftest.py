@@ -7,12 +7,10 @@ the logs suite can share the orgs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
-from installer.inventory import Inventory
 from tests.sso.idp_fixtures import (
     LoopbackHTTP,
     OidcIdP,
@@ -32,27 +30,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:CFB has been moved:cryptography.utils.CryptographyDeprecationWarning")
 
 
-@dataclass
-class SsoDeployment:
-    inventory: Inventory
-    base_dir: Path
-    ports: dict[str, dict[str, int]]
-
-    @property
-    def inv_path(self) -> Path:
-        return self.inventory.path
-
-    def fresh(self) -> Inventory:
-        """The inventory as it is on disk now (the CLI rewrites sso.yml and the vault)."""
-        return Inventory(self.inventory.path, self.inventory.path / ".vault-pass")
-
-    def api_url(self, org: str) -> str:
-        return f"http://127.0.0.1:{self.ports[org]['api']}"
+# The SSO tests' view of the shared deployment: the same object, its inventory re-read from disk
+# when the test starts (the CLI rewrites sso.yml and the vault).
+SsoDeployment = SharedDeployment
 
 
 @pytest.fixture
 def sso_orgs(shared_orgs: SharedDeployment) -> SsoDeployment:
-    return SsoDeployment(shared_orgs.fresh(), shared_orgs.base_dir, shared_orgs.ports)
+    return replace(shared_orgs, inventory=shared_orgs.fresh())
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,12 @@
 which has none of the toolkit's dependencies. The admin API calls must be made from that host
 (sfp_gotrue_admin, not delegated); the planning runs on the controller (sfp_sso_plan, delegated).
 
+Every `sso add` here runs under a process sampler (tests/proc_sampler.py), which sees both sides:
+the CLI, ansible-playbook and ssh on the controller; sshd's sessions, the admin API module on the
+host and the re-deployed Auth container. No value of the org's vault (read after the command, so
+what it stores is included) and not the OIDC client secret given on standard input may be on any
+process's command line (readable by every user of the machine) or in the output.
+
 Also: a hand-written sso.yml with a SAML provider. A plain ansible-playbook run without the org's
 SAML signing key says exactly what to run; `sfp-server install` generates the key once.
 
@@ -31,6 +37,7 @@ from installer.inventory import SECRETS_VAR, Inventory
 from installer.sso.sp import check_saml_private_key
 from installer.vault import Vault
 from tests.conftest import write_yaml
+from tests.proc_sampler import INTERVAL, ProcSampler, vault_secrets
 from tests.sshd import SshServer, running_sshd
 from tests.sso.idp_fixtures import OidcIdP, SamlIdP
 from tests.sso_stack.test_sso_stack import cli
@@ -125,6 +132,24 @@ def secret_values(r: Remote) -> list[str]:
     return [line for v in out for line in v.splitlines() if len(line) > 20] + [OIDC_SECRET]
 
 
+def sampled_cli(r: Remote, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`sfp-server -v ARGS` under the process sampler: it succeeds, the sampler watched both sides, and
+    no secret (the vault's values after the run, the OIDC client secret) is on a command line or in the output."""
+    with ProcSampler(INTERVAL) as seen:
+        done = cli(r.inv_path, "-v", *args, stdin=stdin)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # ansible-playbook and its ssh client to the org's host (this sshd's port; ControlPersist may reuse
+    # one login), and the module runs there (`/bin/sh -c '<python> && sleep 0'`, the module piped to it).
+    for step in ("ansible-playbook", f"Port={r.sshd.port}", "root@notty", "&& sleep 0"):
+        assert seen.saw(step), (step, seen.command_lines())
+    values = {**vault_secrets(r.secrets()), "the OIDC client secret": OIDC_SECRET}
+    leaks = seen.leaks(values)
+    assert not leaks, json.dumps(leaks, indent=1)
+    for name, value in values.items():
+        assert value not in done.stdout + done.stderr, name
+    return done
+
+
 def test_sso_of_an_org_on_a_remote_host(remote: Remote, saml_idp: SamlIdP, oidc_idp: OidcIdP) -> None:
     playbook_without_the_saml_key_says_what_to_run(remote)
     install_generates_the_saml_key_once_and_registers_from_the_host(remote, saml_idp)
@@ -159,7 +184,8 @@ def install_generates_the_saml_key_once_and_registers_from_the_host(remote: Remo
     # Again: nothing generated, the key kept, nothing changed, and the host path is the one used.
     again, dump = run_site(remote)
     assert again.ok and again.changed == 0, (again.failures, again.changed_tasks)
-    assert deploy.install(remote.inventory(), [ORG], quiet()).generated == {}
+    # What `install` would generate now (it runs this before its playbook): nothing.
+    assert secrets_action.ensure(remote.inventory(), ORG) == []
     assert remote.secrets()["SAML_PRIVATE_KEY"] == key
     # Where each step ran, as ansible-playbook prints it: "[ssora -> localhost]" when delegated.
     where: dict[str, set[str]] = {}
@@ -176,13 +202,11 @@ def install_generates_the_saml_key_once_and_registers_from_the_host(remote: Remo
 def cli_add_custom_oidc_registers_it_from_the_host(remote: Remote, oidc_idp: OidcIdP) -> None:
     args = ("sso", "add", "--org", ORG, "--oidc", "--provider", "custom", "--name", "corp-oidc", "--issuer",
             oidc_idp.issuer, "--client-id", "sfp-test-client", "--client-secret-file", "-", "--allow-insecure-loopback")
-    done = cli(remote.inv_path, "-v", *args, stdin=OIDC_SECRET + "\n")
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = sampled_cli(remote, *args, stdin=OIDC_SECRET + "\n")
     assert "custom_oidc provider corp-oidc created" in done.stdout
-    # The client secret reached Auth (filled in on the host), and no output shows it.
+    # The client secret reached Auth (filled in on the host) and is in the vault.
     assert rows("custom") == [("custom:corp-oidc", "t")]
-    for value in secret_values(remote):
-        assert value not in done.stdout + done.stderr
+    assert OIDC_SECRET in remote.secrets().values()
     again = cli(remote.inv_path, "-v", *args, stdin=OIDC_SECRET + "\n")
     assert again.returncode == 0 and "changed=0 writes=0" in again.stdout, again.stdout + again.stderr
     assert rows("custom") == [("custom:corp-oidc", "t")]
@@ -191,9 +215,8 @@ def cli_add_custom_oidc_registers_it_from_the_host(remote: Remote, oidc_idp: Oid
 
 
 def cli_add_saml_then_remove_through_the_host(remote: Remote, saml_idp: SamlIdP) -> None:
-    done = cli(remote.inv_path, "sso", "add", "--org", ORG, "--saml", "--metadata-url", saml_idp.metadata_url,
-               "--name", "corp", "--domain", "corp.example", "--domain", "corp2.example", "--allow-insecure-loopback")
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = sampled_cli(remote, "sso", "add", "--org", ORG, "--saml", "--metadata-url", saml_idp.metadata_url,
+                       "--name", "corp", "--domain", "corp.example", "--domain", "corp2.example", "--allow-insecure-loopback")
     assert "saml provider corp updated" in done.stdout and "domains" in done.stdout
     assert rows("saml") == [(saml_idp.entity_id, "f")]
 

@@ -60,7 +60,10 @@ def remove_orgs(orgs: tuple[str, ...] | list[str], base_dir: Path) -> None:
         ids = project_containers(project)
         if ids:
             docker("rm", "-f", *ids, check=False)
-        docker("network", "rm", project, check=False)
+        # By id: an interrupted run can leave two networks of one name, which `rm NAME` refuses.
+        nets = docker("network", "ls", "-q", "--filter", f"name=^{project}$").stdout.split()
+        if nets:
+            docker("network", "rm", *nets, check=False)
         vols = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
         if vols:
             docker("volume", "rm", *vols, check=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from datetime import UTC, datetime
@@ -186,3 +187,17 @@ def test_the_role_filter_stands_alone() -> None:
     cron_module = (REPO / "installer" / "backup" / "cron.py").read_text()
     assert "filter_plugins" not in re.sub(r'""".*?"""', "", cron_module, flags=re.S)
     assert "spec_from_file_location" not in cron_module
+
+
+@pytest.mark.parametrize("path", ["/opt/sfp/bin/python3", "/srv/my orgs/acme/backup.json", '/srv/a"b\\c', "/srv/100%/x"])
+def test_a_unit_word_is_one_argument_whatever_the_path_holds(path: str) -> None:
+    """ExecStart= splits on spaces and reads double quotes and backslashes as a shell's double quotes
+    do (shlex stands in for it), and expands %-specifiers: the path comes back as one argument."""
+    word = role_filters().systemd_word(path)
+    assert shlex.split(word) == [path.replace("%", "%%")]
+
+
+def test_a_unit_word_refuses_a_line_break() -> None:
+    filters = role_filters()
+    with pytest.raises(filters.ScheduleError, match="control character"):
+        filters.systemd_word("/srv/x\nExecStartPost=/bin/sh")

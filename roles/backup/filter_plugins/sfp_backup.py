@@ -224,6 +224,15 @@ def cron_word(value: Any) -> str:
     return shlex.quote(text).replace("%", "\\%")
 
 
+def systemd_word(value: Any) -> str:
+    """One word of a unit's ExecStart=: double-quoted (systemd splits on spaces, not a shell),
+    backslash and quote escaped, `%` doubled (systemd expands %-specifiers), never a line break."""
+    text = str(value)
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise ScheduleError(f"{text!r} has a control character and cannot go into a systemd unit")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
 def _ansible(function: Any) -> Any:
     """`function` with its errors reported as Ansible reports a filter's error."""
 
@@ -245,4 +254,5 @@ class FilterModule:
             "sfp_backup_on_calendar": _ansible(on_calendar),
             "sfp_backup_cron": _ansible(cron_schedule),
             "sfp_backup_cron_word": _ansible(cron_word),
+            "sfp_backup_systemd_word": _ansible(systemd_word),
         }
