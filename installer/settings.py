@@ -99,13 +99,12 @@ def _validator(name: str) -> Draft202012Validator:
 
 
 def warm() -> None:
-    """Load and compile every schema now. ansible-playbook runs each task in a forked worker: loaded
-    once in its main process (callback plugin sfp_settings_warm), the schemas are inherited by every
-    worker instead of being parsed again for each task of each org (measured: a quarter of a
-    no-change install)."""
+    """Load and compile every schema now (what the caches above keep). ansible-playbook runs each task
+    in a forked worker: loaded once in its main process (callback plugin sfp_settings_warm), the
+    schemas are inherited by every worker instead of being parsed again for each task of each org
+    (measured: a quarter of a no-change install)."""
     for name in schema_names():
         _validator(name)
-        list(role_vars(name))
 
 
 # -- validation --------------------------------------------------------------------------------------

@@ -54,11 +54,11 @@ def needs_docker(item: pytest.Item) -> bool:
 # The deployments that take longest, longest first (CI's --durations list shows them). Only the
 # run's length depends on it: a group missing here runs after these, in collection order.
 LONGEST_FIRST = (
-    "shared_orgs",                               # logs and SSO suites, ~12 min
-    "tests/backup_stack/test_remote.py",         # ~7 min
+    "shared_orgs",                               # logs and SSO suites, ~11 min
+    "tests/backup_stack/test_remote.py",         # ~10 min
     "tests/backup_stack/test_backup_restore.py",  # ~6 min
-    "tests/stack/test_two_orgs.py",              # ~6 min
-    "tests/sso_stack/test_remote_host.py",       # ~4 min
+    "tests/stack/test_two_orgs.py",              # ~5 min
+    "tests/sso_stack/test_remote_host.py",       # ~5 min
 )
 
 

@@ -7,7 +7,8 @@ no test depends on another. The steps: the schedule installed by the
 role on the host, `backup run` running the job on the host, restore refusing to replace a present
 org, purge + restore on the same host, restore --as-org onto another machine (--to-host moves the
 org's inventory entry), env credentials read from the host's file, and removing the backup block
-removing the schedule.
+removing the schedule. The toolkit's wheel install (roles/backup/tasks/toolkit.yml) needs a package
+index and is not exercised: the "host" has the toolkit at backup__python.
 
 The `backup run` and the restore on the host are also watched by a process sampler
 (tests/proc_sampler.py): no secret of the org is on any process's command line (readable by every
@@ -16,8 +17,7 @@ user of the machine) on either side, the controller (the CLI, ansible-playbook, 
 secrets looked for are every value of the org's vault, among them the S3 secret key and the
 recovery identity a restore hands to its host. Only S3 test servers (`rclone serve s3 --auth-key
 ID,SECRET`, of this suite or of another running on the machine) are ignored: they stand for a
-storage service elsewhere, not for anything the toolkit starts (its S3 client is boto3). The toolkit's wheel install (roles/backup/tasks/toolkit.yml) needs a package
-index and is not exercised: the "host" has the toolkit at backup__python.
+storage service elsewhere, not for anything the toolkit starts (its S3 client is boto3).
 """
 
 from __future__ import annotations
