@@ -157,12 +157,19 @@ def read_report(stats: Any) -> dict[str, dict[str, Any]]:
                             _REPORT_HINT)
     validator = _report_validator()
     out: dict[str, dict[str, Any]] = {}
-    for host, sections in report.items():
+    bad: list[str] = []
+    # Every host's report is checked, in name order: hosts finish in any order, and an operator
+    # fixing a role wants every org it broke named in one message, the same message each run.
+    for host in sorted(report, key=str):
+        sections = report[host]
         errors = sorted(validator.iter_errors(sections), key=lambda e: [str(p) for p in e.absolute_path])
         if errors:
-            lines = [f"  {_problem(err)}" for err in errors[:5]]
-            raise ReportInvalid(f"the playbook's report for {host} is malformed:\n" + "\n".join(lines), _REPORT_HINT)
+            bad.append(f"the playbook's report for {host} is malformed:\n"
+                       + "\n".join(f"  {_problem(err)}" for err in errors[:5]))
+            continue
         out[str(host)] = dict(sections)
+    if bad:
+        raise ReportInvalid("\n".join(bad), _REPORT_HINT)
     return out
 
 
