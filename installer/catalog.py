@@ -9,10 +9,12 @@ else, which is how a test machine without a registry runs the very same template
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.version import InvalidVersion, Version
 
 from . import paths
 from .errors import SfpError
@@ -40,6 +42,18 @@ class Image:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A fact an operator must know when moving to a release: what upstream changed since the previous one."""
+
+    kind: str
+    """breaking (behaviour changes), manual (a step to take), setting (added, renamed or removed)."""
+    text: str
+
+
+NOTE_KINDS = ("breaking", "manual", "setting")
+
+
+@dataclass(frozen=True)
 class Release:
     id: str
     upstream: dict[str, str]
@@ -47,9 +61,32 @@ class Release:
     features: dict[str, bool]
     images: dict[str, Image]
     path: Path
+    previous: str | None = None
+    """The release before this one in the catalog; `notes` say what changed since it."""
+    notes: tuple[Note, ...] = ()
+    migrates: tuple[str, ...] = ()
+    """Services that change the database's schema when they start on a new version: an upgrade
+    that recreates one of them may have changed data, so its rollback restores the data too."""
+    base: str | None = None
+    """For a test variant (declared by an image catalog, never upstream): the release it varies."""
 
     def image_ref(self, service: str, registry_prefix: str = "") -> str:
         return registry_prefix + self.images[service].ref
+
+    @property
+    def version(self) -> Version:
+        return release_version(self.id)
+
+
+def release_version(release_id: str) -> Version:
+    """The release id's order: `v0.8.1` is 0.8.1; a test variant `v0.8.1-authfail` sorts just
+    before its base (a pre-release of it), so it is newer than every release before the base."""
+    text = release_id.removeprefix("v")
+    main, _, variant = text.partition("-")
+    try:
+        return Version(f"{main}.dev0" if variant else main)
+    except InvalidVersion as exc:
+        raise SfpError(f"release id {release_id!r} is not vMAJOR.MINOR.PATCH", "name releases as upstream tags them") from exc
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -60,30 +97,76 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def release_ids() -> list[str]:
-    return sorted(p.stem for p in paths.releases_dir().glob("*.yml"))
+def release_ids(image_catalog: str | None = None) -> list[str]:
+    """Upstream releases in version order; with a test image catalog, its variants among them."""
+    ids = [p.stem for p in paths.releases_dir().glob("*.yml")]
+    if image_catalog and image_catalog != "upstream":
+        ids += list(load_image_catalog(image_catalog).variants)
+    return sorted(ids, key=release_version)
 
 
-def load_release(release_id: str) -> Release:
-    path = paths.releases_dir() / f"{release_id}.yml"
+def load_release(release_id: str, image_catalog: str | None = None) -> Release:
+    variant = None
+    if image_catalog and image_catalog != "upstream":
+        variant = load_image_catalog(image_catalog).variants.get(release_id)
+    file_id = str(variant["base"]) if variant else release_id
+    path = paths.releases_dir() / f"{file_id}.yml"
     if not path.is_file():
-        known = ", ".join(release_ids()) or "none"
+        known = ", ".join(release_ids(image_catalog)) or "none"
         raise SfpError(f"unknown release {release_id!r}", f"use one of: {known}")
     data = _load_yaml(path)
     images = {name: Image(str(s["image"]), str(s["tag"])) for name, s in data["services"].items()}
     missing = set(SERVICES) - set(images)
     if missing:
         raise SfpError(f"{path}: no image for {', '.join(sorted(missing))}", "complete the release file")
+    notes = tuple(Note(str(n["kind"]), str(n["text"])) for n in data.get("notes", []))
+    bad = sorted({n.kind for n in notes} - set(NOTE_KINDS))
+    if bad:
+        raise SfpError(f"{path}: unknown note kind {', '.join(bad)}", f"use one of: {', '.join(NOTE_KINDS)}")
     return Release(
-        id=str(data["id"]),
+        id=release_id,
         upstream=dict(data["upstream"]),
         postgres_major=int(data["postgres_major"]),
         features={str(k): bool(v) for k, v in data.get("features", {}).items()},
         images=images,
         path=path,
+        previous=data.get("previous"),
+        notes=notes,
+        migrates=tuple(str(s) for s in data.get("migrates", [])),
+        base=file_id if variant else None,
     )
+
+
+def releases_between(current: str, target: str, image_catalog: str | None = None) -> list[Release]:
+    """The releases after `current` up to and including `target`, oldest first: their notes are
+    what an upgrade from `current` to `target` crosses."""
+    lo, hi = release_version(current), release_version(target)
+    return [load_release(r, image_catalog) for r in release_ids(image_catalog)
+            if lo < release_version(r) <= hi and (r == target or "-" not in r.removeprefix("v"))]
+
+
+@dataclass(frozen=True)
+class ImageCatalog:
+    """Images that replace a release's upstream ones (the test catalog), per release where they differ."""
+
+    id: str
+    images: dict[str, dict[str, Any]]
+    releases: dict[str, dict[str, dict[str, Any]]]
+    """Per release id, per service: what replaces `images[service]` for that release."""
+    variants: dict[str, dict[str, Any]]
+    """Test-only release ids: `base` (the release file they vary) and `images` (per service, merged)."""
+
+
+@cache
+def load_image_catalog(catalog_id: str) -> ImageCatalog:
+    path = paths.image_catalogs_dir() / f"{catalog_id}.yml"
+    if not path.is_file():
+        raise SfpError(f"unknown image catalog {catalog_id!r}", f"use one of: {', '.join(image_catalog_ids())}")
+    data = _load_yaml(path)
+    return ImageCatalog(id=catalog_id, images=dict(data.get("images") or {}),
+                        releases={str(k): dict(v) for k, v in (data.get("releases") or {}).items()},
+                        variants={str(k): dict(v) for k, v in (data.get("variants") or {}).items()})
 
 
 def image_catalog_ids() -> list[str]:
     return ["upstream", *sorted(p.stem for p in paths.image_catalogs_dir().glob("*.yml"))]
-

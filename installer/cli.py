@@ -23,6 +23,7 @@ from .commands.backup import COMMANDS as backup_commands
 from .commands.common import Context, program
 from .commands.logs import logs as logs_group
 from .commands.sso import sso as sso_group
+from .commands.upgrade import upgrade as upgrade_command
 from .errors import SfpError
 from .inventory import select
 from .runner import require_success
@@ -268,6 +269,7 @@ def secrets_set(obj: Context, org: str, name: str, from_file: Any) -> None:
 
 cli.add_command(sso_group)
 cli.add_command(logs_group)
+cli.add_command(upgrade_command)
 for command in backup_commands:  # `backup …` and `restore`
     cli.add_command(command)
 

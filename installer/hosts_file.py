@@ -152,3 +152,33 @@ def move_host_in_file(path: Path, org: str, to_group: str, *, top: str = ORG_GRO
     tmp.write_text(text)
     os.replace(tmp, path)
     return before, left
+
+
+def set_org_release(vars_dir: Path, org: str, release: str) -> tuple[Path, bytes]:
+    """Write `sfp_org.release: RELEASE` in the org's host_vars file that sets it, keeping the file's
+    comments and layout. Returns (the file, its old bytes) so a caller can put it back.
+
+    Refused, naming the file to edit by hand, when no file of host_vars/<org>/ sets sfp_org.release
+    (the setting lives elsewhere) or the result would read as anything but that one change.
+    """
+    for path in sorted(vars_dir.glob("*.yml")) + sorted(vars_dir.glob("*.yaml")):
+        before = path.read_bytes()
+        plain = yaml.safe_load(before)
+        if not (isinstance(plain, dict) and isinstance(plain.get("sfp_org"), dict) and "release" in plain["sfp_org"]):
+            continue
+        rt = _round_trip()
+        data = rt.load(before.decode())
+        data["sfp_org"]["release"] = release
+        buf = io.StringIO()
+        rt.dump(data, buf)
+        expected = copy.deepcopy(plain)
+        expected["sfp_org"]["release"] = release
+        if yaml.safe_load(buf.getvalue()) != expected:
+            break
+        tmp = path.with_name(f".{path.name}.sfp-tmp")
+        tmp.write_text(buf.getvalue())
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+        return path, before
+    raise SfpError(f"cannot write the release of {org} automatically: no file of {vars_dir} sets sfp_org.release as a plain value",
+                   f"set `sfp_org: release: {release}` for {org} yourself, then run the command again")

@@ -39,12 +39,15 @@ def check_org(org: Org) -> list[Problem]:
     for key in sorted(k for k in org.hostvars if k.startswith("sfp_") and k not in KNOWN_SFP_VARS):
         problems.append(Problem(f"settings of {org.name}: {key}", "unknown setting", f"known settings: {', '.join(sorted(KNOWN_SFP_VARS))}"))
 
-    release = raw.get("release")
-    if isinstance(release, str) and release not in catalog.release_ids():
-        problems.append(Problem(f"{where}: {ORG_VAR}.release", f"unknown release {release!r}", f"supported releases: {', '.join(catalog.release_ids())}"))
     image_catalog = org.settings.get("sfp_image_catalog")
-    if isinstance(image_catalog, str) and image_catalog not in catalog.image_catalog_ids():
+    known_catalog = isinstance(image_catalog, str) and image_catalog in catalog.image_catalog_ids()
+    if isinstance(image_catalog, str) and not known_catalog:
         problems.append(Problem(f"settings of {org.name}: sfp_image_catalog", f"unknown image catalog {image_catalog!r}", f"one of: {', '.join(catalog.image_catalog_ids())}"))
+    # A test image catalog's variants are releases only for orgs that use that catalog.
+    releases = catalog.release_ids(image_catalog if known_catalog else None)
+    release = raw.get("release")
+    if isinstance(release, str) and release not in releases:
+        problems.append(Problem(f"{where}: {ORG_VAR}.release", f"unknown release {release!r}", f"supported releases: {', '.join(releases)}"))
 
     smtp = raw.get("smtp")
     if isinstance(smtp, dict) and isinstance(smtp.get("admin_email"), str) and not EMAIL.fullmatch(smtp["admin_email"]):

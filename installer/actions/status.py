@@ -35,6 +35,8 @@ class OrgStatus:
     last_backup_success: float | None = None
     """Unix time of the last successful backup (from the backup metric file), if the org has one."""
     last_backup_size_bytes: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Upgrades and rollbacks of the org, oldest first (deployed.json on its host)."""
 
     @property
     def healthy(self) -> bool:
@@ -86,6 +88,7 @@ def gather(inv: Inventory, names: list[str], console: Console) -> list[OrgStatus
             installed=deployed is not None,
             release=(deployed or {}).get("release"),
             image_catalog=(deployed or {}).get("image_catalog"),
+            history=list((deployed or {}).get("history") or []),
             services=services,
             error=failures.get(name),
             **_backup_metrics(reports.get("backup_metrics", {})),

@@ -6,6 +6,7 @@ server is the backup library's test fixture (tests/backup/support.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -75,39 +76,46 @@ def quiet() -> Console:
     return Console(record=True, width=200, file=open(os.devnull, "w"))
 
 
-@pytest.fixture(scope="module")
-def backup_org(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[BackupDeployment]:
-    root = tmp_path_factory.mktemp("backup-stack")
+@contextlib.contextmanager
+def deployed_with_backups(root: Path, org: str, bucket: str, **extra: Any) -> Iterator[BackupDeployment]:
+    """`org` installed from the test catalog with a backup block to a fresh `rclone serve s3` bucket
+    (schedule in a temp cron.d), removed again afterwards. `extra` are further sfp_org settings."""
     (root / "s3").mkdir()
     server = RcloneS3(root / "s3")
     base_dir = root / "hosts" / "sfp"
     cron_dir = root / "cron.d"
     cron_dir.mkdir()
-    ports = org_ports(ORG)[ORG]
+    ports = org_ports(org)[org]
     backup_block: dict[str, Any] = {
-        "store": {"bucket": BUCKET, "prefix": "sfp", "endpoint_url": server.endpoint, "path_style": True,
+        "store": {"bucket": bucket, "prefix": "sfp", "endpoint_url": server.endpoint, "path_style": True,
                   "credentials": {"source": "vault"}},
         "schedule": "41 2 * * *",
         "retention": {"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 0},
     }
-    settings = org_settings(ports, services=OPTIONAL_OFF, backup=backup_block)
+    settings = org_settings(ports, services=OPTIONAL_OFF, backup=backup_block, **extra)
     # Studio's health check starts node inside its limit: give it the whole (busy, shared) machine.
     settings["resources"] = {**settings["resources"], "studio": {"cpus": 2, "memory": "512m"}}
-    inv_path = build_inventory(root, {ORG: settings}, base_dir)
+    inv_path = build_inventory(root, {org: settings}, base_dir)
     # Where the role puts the schedule on this test machine (no systemd; a temp dir for cron.d).
-    write_yaml(inv_path / "host_vars" / ORG / "backup.yml", {"backup__scheduler": "cron", "backup__cron_dir": str(cron_dir)})
+    write_yaml(inv_path / "host_vars" / org / "backup.yml", {"backup__scheduler": "cron", "backup__cron_dir": str(cron_dir)})
     inv = Inventory(inv_path, inv_path / ".vault-pass")
-    secrets.set_value(inv, ORG, "BACKUP_S3_ACCESS_KEY_ID", ACCESS_KEY)
-    secrets.set_value(inv, ORG, "BACKUP_S3_SECRET_ACCESS_KEY", SECRET_KEY)
-    server.store(BUCKET)  # creates the bucket
+    secrets.set_value(inv, org, "BACKUP_S3_ACCESS_KEY_ID", ACCESS_KEY)
+    secrets.set_value(inv, org, "BACKUP_S3_SECRET_ACCESS_KEY", SECRET_KEY)
+    server.store(bucket)  # creates the bucket
     try:
-        outcome = deploy.install(Inventory(inv_path, inv_path / ".vault-pass"), [ORG], quiet())
+        outcome = deploy.install(Inventory(inv_path, inv_path / ".vault-pass"), [org], quiet())
         assert outcome.result.ok, (outcome.result.failures, outcome.result.stdout_tail)
-        assert "BACKUP_RECOVERY_IDENTITY" in outcome.generated[ORG]
+        assert "BACKUP_RECOVERY_IDENTITY" in outcome.generated[org]
         yield BackupDeployment(Inventory(inv_path, inv_path / ".vault-pass"), base_dir, ports, server, cron_dir)
     finally:
-        remove_orgs((ORG,), base_dir)
+        remove_orgs((org,), base_dir)
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def backup_org(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[BackupDeployment]:
+    with deployed_with_backups(tmp_path_factory.mktemp("backup-stack"), ORG, BUCKET) as deployment:
+        yield deployment
 
 
 # -- remote orgs (tests/backup_stack/test_remote.py) --------------------------------------------

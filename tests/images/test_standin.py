@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import hmac
 import importlib.util
 import json
+import os
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -245,3 +251,323 @@ def test_no_route(standin: ModuleType) -> None:
 def test_bad_expressions_are_refused(standin: ModuleType, expression: str) -> None:
     with pytest.raises(standin.YamlError):
         standin.compile_expression(expression)
+
+
+# STANDIN_UNHEALTHY: each service's health path answers 503, any other path is served as before.
+HEALTH_PROBES = {
+    "auth": "/health",
+    "rest": "/ready",
+    "realtime": "/api/tenants/realtime-dev/health",
+    "storage": "/status",
+    "imgproxy": "/health",
+    "functions": "/_internal/health",
+    "studio": "/api/platform/profile",
+    "analytics": "/health",
+    "vector": "/health",
+    "supavisor": "/api/health",
+}
+
+
+@pytest.fixture
+def served(standin: ModuleType) -> Any:
+    """What the service itself answers, to tell a passed-through request from a switched one."""
+    return standin.json_response(200, {"served": True})
+
+
+@pytest.mark.parametrize(("service", "path"), sorted(HEALTH_PROBES.items()))
+def test_unhealthy_switch_fails_health_paths_only(
+    standin: ModuleType, served: Any, service: str, path: str
+) -> None:
+    app = standin.health_switch(lambda req: served, service, True)
+    response = app(request(standin, path))
+    assert response.status == 503
+    assert json.loads(response.body)["message"] == "stand-in: unhealthy on purpose (STANDIN_UNHEALTHY)"
+    assert app(request(standin, "/some/other/path")) is served
+    assert standin.health_switch(lambda req: served, service, False)(request(standin, path)) is served
+
+
+def test_every_service_with_a_health_path_is_probed(standin: ModuleType) -> None:
+    # kong's check is the `kong health` command (bin/kong), not a path.
+    assert set(standin.HEALTH_PATHS) == set(standin.SERVICES) - {"kong"} == set(HEALTH_PROBES)
+
+
+def test_realtime_healthcheck_path_and_other_tenants(standin: ModuleType, served: Any) -> None:
+    app = standin.health_switch(lambda req: served, "realtime", True)
+    assert app(request(standin, "/healthcheck")).status == 503
+    assert app(request(standin, "/api/tenants/other/health")).status == 503
+    assert app(request(standin, "/api/tenants/realtime-dev/health/x")) is served
+
+
+# STANDIN_STORAGE_MIGRATION, against a fake DB-API connection.
+
+
+class _NotYet(Exception):
+    pass
+
+
+class _Cursor:
+    def __init__(self, conn: _Conn) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> _Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def execute(self, sql: str, params: tuple[Any, ...] | None = None) -> None:
+        if self.conn.fail_sql:
+            raise RuntimeError("permission denied for schema storage")
+        self.conn.calls.append((sql, params))
+
+
+class _Conn:
+    def __init__(self, fail_sql: bool = False) -> None:
+        self.fail_sql = fail_sql
+        self.calls: list[tuple[str, tuple[Any, ...] | None]] = []
+        self.events: list[str] = []
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self)
+
+    def commit(self) -> None:
+        self.events.append("commit")
+
+    def rollback(self) -> None:
+        self.events.append("rollback")
+
+    def close(self) -> None:
+        self.events.append("close")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _connect_after(failures: int, conn: _Conn) -> Any:
+    attempts = [0]
+
+    def connect() -> _Conn:
+        attempts[0] += 1
+        if attempts[0] <= failures:
+            raise _NotYet("the database system is starting up")
+        return conn
+
+    return connect
+
+
+def test_storage_migration_runs_fixed_sql_with_bound_name(standin: ModuleType) -> None:
+    conn, clock = _Conn(), _Clock()
+    name = "v0.8.1'); DROP TABLE x; --"
+    standin.apply_storage_migration(name, _connect_after(3, conn), (_NotYet,), sleep=clock.sleep, clock=clock)
+    assert conn.calls == [
+        (
+            "CREATE TABLE IF NOT EXISTS storage.standin_migrations "
+            "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            None,
+        ),
+        ("INSERT INTO storage.standin_migrations (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,)),
+    ]
+    assert conn.events == ["commit", "close"]
+    assert clock.now == 3.0
+
+
+def test_storage_migration_gives_up_after_the_wait(standin: ModuleType) -> None:
+    conn, clock = _Conn(), _Clock()
+    with pytest.raises(_NotYet):
+        standin.apply_storage_migration(
+            "m", _connect_after(1000, conn), (_NotYet,), wait=60.0, sleep=clock.sleep, clock=clock
+        )
+    assert clock.now == 60.0
+    assert conn.calls == []
+
+
+def test_storage_migration_sql_error_rolls_back_without_retry(standin: ModuleType) -> None:
+    conn, clock = _Conn(fail_sql=True), _Clock()
+    with pytest.raises(RuntimeError):
+        standin.apply_storage_migration(
+            "m", _connect_after(0, conn), (_NotYet,), sleep=clock.sleep, clock=clock
+        )
+    assert conn.events == ["rollback", "close"]
+    assert clock.now == 0.0
+
+
+# WebSocket upgrades: the realtime stand-in accepts a Realtime client's handshake, the kong stand-in
+# relays it (the upgrade health gate's path), both served for real on loopback ports.
+
+JWT_SECRET = "realtime-test-secret-with-at-least-32-chars"
+RFC_KEY, RFC_ACCEPT = "dGhlIHNhbXBsZSBub25jZQ==", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455, 1.3
+
+
+def _jwt(claims: dict[str, Any], secret: str) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signed = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signed}.{b64(hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest())}"
+
+
+ANON_JWT = _jwt({"role": "anon", "iss": "supabase"}, JWT_SECRET)
+
+
+@contextlib.contextmanager
+def _serving(standin: ModuleType, app: Any) -> Iterator[int]:
+    server = standin.StandInServer(0, app, standin.plain_access_log)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def realtime_port(standin: ModuleType) -> Iterator[int]:
+    with _serving(standin, standin.realtime_app("realtime-dev", JWT_SECRET)) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def gateway_port(standin: ModuleType, realtime_port: int) -> Iterator[int]:
+    # The realtime websocket route as roles/supabase_stack/templates/kong.yml.j2 renders it.
+    config = {
+        "consumers": [{"username": "anon", "keyauth_credentials": [{"key": ANON_JWT}, {"key": "not-a-jwt"}]}],
+        "acls": [{"consumer": "anon", "group": "anon"}],
+        "services": [
+            {
+                "name": "realtime-v1-ws",
+                "url": f"http://127.0.0.1:{realtime_port}/socket",
+                "protocol": "ws",
+                "routes": [{"name": "realtime-v1-ws", "strip_path": True, "paths": ["/realtime/v1/"]}],
+                "plugins": [
+                    {"name": "cors"},
+                    {"name": "key-auth", "config": {"hide_credentials": False}},
+                    {"name": "acl", "config": {"hide_groups_header": True, "allow": ["admin", "anon"]}},
+                ],
+            }
+        ],
+    }
+    with _serving(standin, standin.Kong(config).handle) as port:
+        yield port
+
+
+def _handshake(port: int, path: str, key: str = RFC_KEY) -> tuple[socket.socket, int, dict[str, str]]:
+    """Sends a Realtime client's opening handshake; the socket, the status and the answer's headers."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+    head = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    answer = b""
+    while not answer.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)  # one at a time, so that no frame after the head is swallowed
+        assert byte, f"closed during the handshake: {answer!r}"
+        answer += byte
+    status_line, *lines = answer.decode().split("\r\n")[:-2]
+    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+    # A refusal's body is read too: closing with unread bytes would reset the connection.
+    if int(headers.get("content-length", "0")):
+        sock.recv(int(headers["content-length"]), socket.MSG_WAITALL)
+    return sock, int(status_line.split()[1]), headers
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    mask = os.urandom(4)  # a client must mask its frames
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def _server_frame(sock: socket.socket) -> tuple[int, bytes]:
+    first, length = sock.recv(2, socket.MSG_WAITALL)
+    return first & 0x0F, sock.recv(length, socket.MSG_WAITALL) if length else b""
+
+
+def _ping_and_close(sock: socket.socket) -> None:
+    """Bytes after the handshake reach the stand-in and its answers come back; then the close."""
+    sock.sendall(_client_frame(0x9, b"are you there"))
+    assert _server_frame(sock) == (0xA, b"are you there")
+    sock.sendall(_client_frame(0x8, b"\x03\xe8bye"))
+    assert _server_frame(sock) == (0x8, b"\x03\xe8")
+    assert sock.recv(1) == b""  # and the connection ends
+    sock.close()
+
+
+def test_realtime_accepts_websocket_handshake(realtime_port: int) -> None:
+    sock, status, headers = _handshake(realtime_port, f"/socket/websocket?vsn=1.0.0&apikey={ANON_JWT}")
+    assert status == 101
+    assert headers["sec-websocket-accept"] == RFC_ACCEPT
+    assert headers["upgrade"] == "websocket"
+    assert "content-length" not in headers
+    _ping_and_close(sock)
+
+
+def test_realtime_closes_an_idle_websocket(
+    standin: ModuleType, realtime_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(standin, "WS_IDLE", 0.2)
+    sock, status, _ = _handshake(realtime_port, f"/socket/websocket?apikey={ANON_JWT}")
+    assert status == 101
+    assert sock.recv(1) == b""
+    sock.close()
+
+
+def _ws_request(standin: ModuleType, query: dict[str, list[str]], **headers: str) -> Any:
+    base = {
+        "connection": "keep-alive, Upgrade",
+        "upgrade": "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": RFC_KEY,
+    }
+    base.update({name.replace("_", "-"): value for name, value in headers.items()})
+    return standin.Request("GET", "/socket/websocket", "/socket/websocket", query, base, b"", "10.0.0.9")
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status"),
+    [
+        ({}, {}, 403),
+        ({"apikey": [_jwt({"role": "anon"}, "another-secret")]}, {}, 403),
+        ({"apikey": ["not-a-jwt"]}, {}, 403),
+        ({}, {"x_api_key": ANON_JWT}, 101),
+        ({"apikey": [ANON_JWT]}, {"upgrade": "", "connection": ""}, 400),
+        ({"apikey": [ANON_JWT]}, {"sec_websocket_version": "8"}, 426),
+        ({"apikey": [ANON_JWT]}, {"sec_websocket_key": "c2hvcnQ="}, 400),
+    ],
+)
+def test_realtime_websocket_refusals(
+    standin: ModuleType, query: dict[str, list[str]], headers: dict[str, str], status: int
+) -> None:
+    response = standin.realtime_app("realtime-dev", JWT_SECRET)(_ws_request(standin, query, **headers))
+    assert response.status == status
+    assert (response.takeover is not None) == (status == 101)
+
+
+def test_kong_relays_websocket_to_realtime(gateway_port: int) -> None:
+    sock, status, headers = _handshake(gateway_port, f"/realtime/v1/websocket?vsn=1.0.0&apikey={ANON_JWT}")
+    assert status == 101
+    assert headers["sec-websocket-accept"] == RFC_ACCEPT
+    assert headers["x-sfp-stand-in"] == "kong"
+    _ping_and_close(sock)
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("", 401),  # kong's key-auth: no API key
+        ("&apikey=unknown", 401),  # kong's key-auth: not a consumer's key
+        ("&apikey=not-a-jwt", 403),  # kong lets it through, realtime refuses it: passed back as is
+    ],
+)
+def test_kong_refuses_websocket_without_valid_key(gateway_port: int, query: str, status: int) -> None:
+    sock, got, headers = _handshake(gateway_port, f"/realtime/v1/websocket?vsn=1.0.0{query}")
+    sock.close()
+    assert got == status
+    assert "sec-websocket-accept" not in headers

@@ -22,6 +22,12 @@ options:
     type: list
     elements: dict
     default: []
+  diff_lines:
+    description:
+      - Return, per changed file, its unified diff (upgrade plans show them). Never set it for
+        files that hold secrets.
+    type: bool
+    default: false
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -29,8 +35,10 @@ attributes:
 
 RETURN = r"""
 changed_paths: {description: Paths that were (or in check mode would be) created or changed, type: list, returned: always}
+diffs: {description: "With diff_lines, path: unified diff of each changed file (empty before: a new file)", type: dict, returned: always}
 """
 
+import difflib
 import os
 import tempfile
 
@@ -47,11 +55,13 @@ def main() -> None:
             "root": {"type": "path", "required": True},
             "dirs": {"type": "list", "elements": "dict", "default": []},
             "files": {"type": "list", "elements": "dict", "default": []},
+            "diff_lines": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     root = module.params["root"]
     changed: list[str] = []
+    diffs: dict[str, str] = {}
     for d in module.params["dirs"]:
         path = os.path.normpath(os.path.join(root, d["path"]))
         mode = _mode(d["mode"])
@@ -71,12 +81,18 @@ def main() -> None:
         exists = os.path.isfile(path)
         if exists and f.get("create_only"):
             continue
+        old = b""
         if exists:
             with open(path, "rb") as fh:
-                same = fh.read() == content
-            if same and os.stat(path).st_mode & 0o7777 == mode:
+                old = fh.read()
+            if old == content and os.stat(path).st_mode & 0o7777 == mode:
                 continue
         changed.append(f["path"])
+        if module.params["diff_lines"]:
+            diffs[f["path"]] = "".join(difflib.unified_diff(
+                old.decode(errors="replace").splitlines(keepends=True),
+                content.decode(errors="replace").splitlines(keepends=True),
+                fromfile=f"a/{f['path']}", tofile=f"b/{f['path']}"))
         if module.check_mode:
             continue
         directory = os.path.dirname(path)
@@ -93,7 +109,7 @@ def main() -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-    module.exit_json(changed=bool(changed), changed_paths=changed)
+    module.exit_json(changed=bool(changed), changed_paths=changed, diffs=diffs)
 
 
 if __name__ == "__main__":

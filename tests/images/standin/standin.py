@@ -6,6 +6,10 @@ checks log into the org's real database with the credentials upstream would use,
 response carries `X-SFP-Stand-In: <service>`. Command-line arguments are ignored on purpose, since
 the compose template passes the upstream commands unchanged.
 
+Switches for tests: STANDIN_BUILD names the build (sfp-test/standin:0 sets 0 to stand for the previous
+release in upgrade tests; default 1), STANDIN_UNHEALTHY makes the health checks fail while everything
+else is served, STANDIN_STORAGE_MIGRATION makes the storage stand-in migrate its database at start.
+
 Only the standard library and psycopg2 (Debian's python3-psycopg2) are used.
 """
 
@@ -33,7 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 SERVICE = os.environ.get("STANDIN_SERVICE", "").strip()
-VERSION = "stand-in"
+BUILD = os.environ.get("STANDIN_BUILD", "").strip() or "1"
+VERSION = f"stand-in (build {BUILD})"
 STAND_IN_HEADER = "X-SFP-Stand-In"
 MAX_BODY = 256 * 1024 * 1024
 
@@ -114,12 +119,19 @@ class Request:
         return ""
 
 
+Reader = Callable[[int], bytes]  # returns what is there, at most n bytes; b"" at end of stream
+# Serves a connection after its 101 answer: the socket to write to and a reader for what the peer
+# sends, which must be used instead of recv() since the request's reader may already hold frames.
+Takeover = Callable[[socket.socket, Reader], None]
+
+
 @dataclass
 class Response:
     status: int
     body: bytes = b""
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    takeover: Takeover | None = None  # with status 101: serves the connection after the head
 
 
 def json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
@@ -216,6 +228,12 @@ class StandInHandler(BaseHTTPRequestHandler):
                 response = json_response(500, {"message": f"stand-in {SERVICE} error: {exc}"})
                 log(f"stand-in {SERVICE}: error handling {req.method} {req.path}: {exc!r}")
         self._send(response, head_only=self.command == "HEAD")
+        if response.takeover is not None:
+            # The connection no longer speaks HTTP: once the takeover returns it is closed.
+            self.close_connection = True
+            with contextlib.suppress(OSError, EOFError):
+                response.takeover(self.connection, self.rfile.read1)  # type: ignore[attr-defined]
+        # Logged when the exchange ends, as nginx does, so a websocket's line comes at its close.
         with contextlib.suppress(Exception):
             log(self.server.access_log(req, response, time.monotonic() - started))
 
@@ -226,9 +244,11 @@ class StandInHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if "content-type" not in names and response.content_type:
             self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        informational = 100 <= response.status < 200  # carries no body, so no Content-Length (RFC 9110)
+        if not informational:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if not head_only and response.body:
+        if not head_only and not informational and response.body:
             self.wfile.write(response.body)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
@@ -258,10 +278,153 @@ class StandInHandler(BaseHTTPRequestHandler):
         log(f"stand-in {SERVICE}: {format % args}")
 
 
+# --------------------------------------------------------------------------------------------
+# STANDIN_UNHEALTHY: the paths the compose health checks (and bin/postgrest, bin/imgproxy) call. A
+# container must be able to go unhealthy while it keeps serving, so that tests see what the server
+# does with a service that started but never passes its check (an upgrade that must roll back).
+
+HEALTH_PATHS: dict[str, re.Pattern[str]] = {
+    service: re.compile(pattern)
+    for service, pattern in {
+        "auth": r"/health",
+        "rest": r"/ready|/live",
+        "realtime": r"/api/tenants/[^/]+/health|/healthcheck",
+        "storage": r"/status",
+        "imgproxy": r"/health",
+        # Upstream's check only opens TCP port 9000, which no HTTP answer can fail; this is the
+        # edge runtime's own health path, for tests that ask it directly.
+        "functions": r"/_internal/health",
+        "studio": r"/api/platform/profile",
+        "analytics": r"/health",
+        "vector": r"/health",
+        "supavisor": r"/api/health",
+        # kong: `kong health` is a command, not a path (bin/kong reads STANDIN_UNHEALTHY itself).
+    }.items()
+}
+UNHEALTHY_MESSAGE = "stand-in: unhealthy on purpose (STANDIN_UNHEALTHY)"
+
+
+def is_health_path(service: str, path: str) -> bool:
+    pattern = HEALTH_PATHS.get(service)
+    return pattern is not None and pattern.fullmatch(path) is not None
+
+
+def health_switch(app: App, service: str, unhealthy: bool) -> App:
+    """`app`, except that its health paths answer 503 when `unhealthy`."""
+    if not unhealthy:
+        return app
+
+    def switched(req: Request) -> Response:
+        if is_health_path(service, req.path):
+            return json_response(503, {"message": UNHEALTHY_MESSAGE, "stand_in": service})
+        return app(req)
+
+    return switched
+
+
 def serve(port: int, app: App, access_log: AccessLog = plain_access_log) -> None:
-    server = StandInServer(port, app, access_log)
+    server = StandInServer(port, health_switch(app, SERVICE, env_bool("STANDIN_UNHEALTHY")), access_log)
     threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True).start()
     log(f"stand-in {SERVICE}: listening on port {port}")
+
+
+def pump(read: Reader, dst: socket.socket) -> None:
+    """Copies until `read` ends or fails, then closes dst's sending half so its peer sees the end."""
+    try:
+        while data := read(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def splice(a: socket.socket, a_read: Reader, b: socket.socket, b_read: Reader) -> None:
+    """Relays bytes both ways, unbuffered, until both directions have ended."""
+    other = threading.Thread(target=pump, args=(b_read, a), daemon=True)
+    other.start()
+    pump(a_read, b)
+    other.join()
+
+
+# --------------------------------------------------------------------------------------------
+# WebSocket (RFC 6455), as far as the gates need it: the realtime stand-in accepts the handshake a
+# Realtime client sends and then only keeps the socket (pings, the closing handshake); the kong
+# stand-in relays an upgraded connection.
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_IDLE = 30.0  # seconds without a frame after which the realtime stand-in closes the socket
+WS_MAX_PAYLOAD = 1024 * 1024
+WS_CLOSE, WS_PING, WS_PONG = 0x8, 0x9, 0xA
+
+
+def is_websocket_upgrade(req: Request) -> bool:
+    tokens = {token.strip() for token in req.header("connection").lower().split(",")}
+    return "upgrade" in tokens and req.header("upgrade").strip().lower() == "websocket"
+
+
+def websocket_accept(key: str) -> str:
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def websocket_handshake_error(req: Request) -> Response | None:
+    """Why `req` is not a handshake a server may accept, as the answer to give; None if it is one."""
+    if req.method != "GET" or not is_websocket_upgrade(req):
+        return json_response(400, {"message": "expected a websocket upgrade (GET, Connection: Upgrade)"})
+    if req.header("sec-websocket-version").strip() != "13":
+        supported = [("Sec-WebSocket-Version", "13")]
+        return json_response(426, {"message": "unsupported websocket version"}, supported)
+    try:
+        nonce = base64.b64decode(req.header("sec-websocket-key").strip(), validate=True)
+    except ValueError:
+        nonce = b""
+    if len(nonce) != 16:
+        return json_response(400, {"message": "Sec-WebSocket-Key must be 16 bytes in base64"})
+    return None
+
+
+def read_exact(read: Reader, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = read(n - len(data))
+        if not chunk:
+            raise EOFError("peer closed the connection")
+        data += chunk
+    return data
+
+
+def read_frame(read: Reader) -> tuple[int, bytes]:
+    """Opcode and unmasked payload of the next frame (fragments are returned one by one)."""
+    first, second = read_exact(read, 2)
+    length = second & 0x7F
+    if length >= 126:
+        length = int.from_bytes(read_exact(read, 2 if length == 126 else 8), "big")
+    if length > WS_MAX_PAYLOAD:
+        raise EOFError(f"frame of {length} bytes refused")
+    mask = read_exact(read, 4) if second & 0x80 else b""
+    payload = read_exact(read, length)
+    if mask:
+        payload = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return first & 0x0F, payload
+
+
+def control_frame(opcode: int, payload: bytes = b"") -> bytes:
+    # A server's frames are not masked, and control frames carry at most 125 bytes.
+    payload = payload[:125]
+    return bytes([0x80 | opcode, len(payload)]) + payload
+
+
+def websocket_session(sock: socket.socket, read: Reader) -> None:
+    """Keeps an accepted websocket open: answers pings and the closing handshake, ignores data."""
+    sock.settimeout(WS_IDLE)  # an idle peer (or one that vanished) must not hold a thread for good
+    while True:
+        opcode, payload = read_frame(read)
+        if opcode == WS_CLOSE:
+            sock.sendall(control_frame(WS_CLOSE, payload[:2]))  # echo the status code, as RFC 6455 asks
+            return
+        if opcode == WS_PING:
+            sock.sendall(control_frame(WS_PONG, payload))
 
 
 # --------------------------------------------------------------------------------------------
@@ -734,10 +897,26 @@ def run_rest() -> None:
     serve(env_port("PGRST_ADMIN_SERVER_PORT", 3001), admin, access)
 
 
-def run_realtime() -> None:
-    tenant = env("SELF_HOST_TENANT_NAME", "realtime-dev")
+def realtime_app(tenant: str, jwt_secret: str) -> App:
+    def websocket(req: Request) -> Response:
+        refused = websocket_handshake_error(req)
+        if refused is not None:
+            return refused
+        # Realtime's socket takes the key from the apikey parameter (what supabase-js sends) or the
+        # x-api-key header (what Kong adds) and refuses it unless it is a JWT signed with
+        # API_JWT_SECRET; Phoenix answers a refused connect with 403.
+        token = req.query.get("apikey", [""])[0] or req.header("x-api-key")
+        if not token:
+            return json_response(403, {"message": "Unauthorized: missing apikey"})
+        if verify_hs256(token, jwt_secret) is None:
+            return json_response(403, {"message": "Unauthorized: apikey is not a valid JWT"})
+        accept = websocket_accept(req.header("sec-websocket-key").strip())
+        upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)]
+        return Response(101, b"", "", upgrade, takeover=websocket_session)
 
     def app(req: Request) -> Response:
+        if req.path == "/socket/websocket":
+            return websocket(req)
         match = re.fullmatch(r"/api/tenants/([^/]+)/health", req.path)
         if match and req.method in ("GET", "HEAD"):
             if match.group(1) != tenant:
@@ -758,10 +937,85 @@ def run_realtime() -> None:
             return json_response(200, {"message": "stand-in for realtime"})
         return not_found(req)
 
+    return app
+
+
+def run_realtime() -> None:
+    app = realtime_app(env("SELF_HOST_TENANT_NAME", "realtime-dev"), env("API_JWT_SECRET"))
     serve(env_port("PORT", 4000), app, elixir_log)
 
 
+# STANDIN_STORAGE_MIGRATION: upgrade tests need a release whose start changes the database, as
+# storage-api's own migrations do. The SQL is fixed; the name is only ever a bound parameter.
+STORAGE_MIGRATION_SQL: tuple[str, str] = (
+    "CREATE TABLE IF NOT EXISTS storage.standin_migrations "
+    "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    "INSERT INTO storage.standin_migrations (name) VALUES (%s) ON CONFLICT DO NOTHING",
+)
+STORAGE_MIGRATION_WAIT = 60.0
+
+
+def apply_storage_migration(
+    name: str,
+    connect: Callable[[], Any],
+    retry_on: tuple[type[BaseException], ...],
+    wait: float = STORAGE_MIGRATION_WAIT,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Records `name` in storage.standin_migrations in one transaction. Connecting is retried for
+    `wait` seconds on `retry_on`, since compose may start storage before the database accepts
+    logins; an error of the SQL itself is not retried."""
+    deadline = clock() + wait
+    last_reason = ""
+    while True:
+        try:
+            conn = connect()
+            break
+        except retry_on as exc:
+            if clock() >= deadline:
+                raise
+            # Once per distinct reason: a minute of identical lines would bury the rest of the log.
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if reason != last_reason:
+                log(f"stand-in storage: database not reachable yet, retrying for up to {wait:.0f} s: {reason}")
+                last_reason = reason
+            sleep(1.0)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(STORAGE_MIGRATION_SQL[0])
+            cur.execute(STORAGE_MIGRATION_SQL[1], (name,))
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    log(f"stand-in storage: applied migration {name}")
+
+
+def migrate_storage(name: str, dsn: str) -> None:
+    import psycopg2
+
+    if not dsn:
+        log("stand-in storage: error: STANDIN_STORAGE_MIGRATION needs DATABASE_URL")
+        sys.exit(1)
+
+    def connect() -> Any:
+        return psycopg2.connect(dsn, connect_timeout=5, application_name="stand-in storage migration")
+
+    try:
+        apply_storage_migration(name, connect, (psycopg2.OperationalError,))
+    except psycopg2.Error as exc:
+        # Upstream's storage-api exits when its migrations fail; compose's restart policy retries.
+        log(f"stand-in storage: error: migration {name} failed: {str(exc).strip()}")
+        sys.exit(1)
+
+
 def run_storage() -> None:
+    migration = env("STANDIN_STORAGE_MIGRATION").strip()
+    if migration:
+        migrate_storage(migration, env("DATABASE_URL"))
     root = env("FILE_STORAGE_BACKEND_PATH", "/var/lib/storage")
     service_key = env("SERVICE_KEY")
 
@@ -949,16 +1203,6 @@ def tcp_forward(port: int, target: tuple[str, int]) -> None:
     except OSError:
         listener = socket.create_server(("0.0.0.0", port), backlog=128)
 
-    def pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
     def handle(client: socket.socket, peer: str) -> None:
         stamp = now_utc().strftime("%H:%M:%S.%f")[:-3]
         try:
@@ -969,10 +1213,7 @@ def tcp_forward(port: int, target: tuple[str, int]) -> None:
             return
         upstream.settimeout(None)
         log(f"{stamp} [info] stand-in: forwarding {peer} via :{port} to {target[0]}:{target[1]}")
-        other = threading.Thread(target=pump, args=(upstream, client), daemon=True)
-        other.start()
-        pump(client, upstream)
-        other.join()
+        splice(client, client.recv, upstream, upstream.recv)
         client.close()
         upstream.close()
 
@@ -1534,6 +1775,11 @@ class Kong:
         if route.strip_path and route.prefix not in ("", "/"):
             out["x-forwarded-prefix"] = route.prefix.rstrip("/")
         out["host"] = host if port in (80, 443) else f"{host}:{port}"
+        # Kong passes a websocket upgrade on (nginx's Upgrade/Connection pass-through) and, when the
+        # upstream switches protocols, relays the connection instead of reading a body.
+        websocket = is_websocket_upgrade(req)
+        if websocket:
+            out["connection"], out["upgrade"] = "Upgrade", "websocket"
         timeout = float(service.get("read_timeout") or 60000) / 1000
         started = time.monotonic()
         try:
@@ -1551,8 +1797,10 @@ class Kong:
                 headers=out,
             )
             upstream = conn.getresponse()
-            body = upstream.read()
-            conn.close()
+            upgraded = websocket and upstream.status == 101
+            body = b"" if upgraded else upstream.read()
+            if not upgraded:
+                conn.close()
         except socket.gaierror:
             return json_response(503, {"message": "name resolution failed"})
         except TimeoutError:
@@ -1576,7 +1824,25 @@ class Kong:
             ("Via", "kong/2.8.1"),
             (STAND_IN_HEADER, "kong"),
         ]
+        if upgraded:
+            resp_headers.append(("Connection", "Upgrade"))
+            return Response(101, b"", "", resp_headers, takeover=self._relay(conn, upstream))
         return Response(upstream.status, body, "", resp_headers)
+
+    @staticmethod
+    def _relay(conn: http.client.HTTPConnection, upstream: http.client.HTTPResponse) -> Takeover:
+        """Relays an upgraded client connection to `conn`, whose 101 answer `upstream` has read."""
+        sock = conn.sock
+        assert sock is not None  # connected: it has just answered
+
+        def relay(client: socket.socket, client_read: Reader) -> None:
+            try:
+                # Read through the response's buffer: frames may have come with the 101's head.
+                splice(client, client_read, sock, upstream.fp.read1)
+            finally:
+                conn.close()
+
+        return relay
 
 
 def run_kong() -> None:
@@ -1631,7 +1897,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log(f"stand-in for {SERVICE or '?'}: not the upstream image")
+    log(f"stand-in for {SERVICE or '?'} (build {BUILD}): not the upstream image")
+    if env_bool("STANDIN_UNHEALTHY"):
+        log(f"stand-in {SERVICE}: STANDIN_UNHEALTHY is set: health checks answer 503 on purpose")
     runner = SERVICES.get(SERVICE)
     if runner is None:
         log(f"stand-in: error: set STANDIN_SERVICE to one of: {', '.join(sorted(SERVICES))}")

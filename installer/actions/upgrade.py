@@ -1,0 +1,182 @@
+"""`sfp-server upgrade`: plan, pre-upgrade backup, deploy, gate and automatic rollback, one org at a time.
+
+The order for one org (each step only after the one before succeeded):
+1. plan (playbooks/upgrade.yml, tags plan, check mode): what changes, and the pre-checks;
+2. pull the target's absent images (nothing is stopped yet);
+3. a verified backup set of the org (its `backup:` block): the data a rollback comes back to;
+4. the release is written into the org's settings, and the stack role deploys it: Compose recreates
+   only the services whose definition changed and waits until each is healthy;
+5. the gate: requests through the gateway.
+A failure in 4 or 5 rolls back: the old release is written back and deployed again, and when a
+service that migrates the database at start was recreated, the data comes back from the set of 3.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from .. import hosts_file, runner
+from ..context import OrgContext
+from ..errors import SfpError
+from ..upgrade import plan as upgrade_plan
+from . import backup_run
+from . import restore as restore_action
+from . import status as status_action
+
+PLAYBOOK = "upgrade.yml"
+
+
+class UpgradeRefused(SfpError):
+    """A pre-check failed: nothing was changed (exit 1)."""
+
+
+class UpgradeFailed(SfpError):
+    """The upgrade started and was rolled back (exit 1): the org runs its old release."""
+
+
+@dataclass
+class UpgradeOutcome:
+    org: str
+    before: str | None
+    after: str | None
+    result: str
+    """upgraded, unchanged, rolled_back, failed"""
+    backup_set: str | None = None
+    restarted: list[str] = field(default_factory=list)
+    gate: list[dict[str, Any]] = field(default_factory=list)
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _image_catalog(ctx: OrgContext) -> str:
+    return str(ctx.machine_settings.get("sfp_image_catalog") or "upstream")
+
+
+def plan(ctx: OrgContext, target: str, console: Console, *, verbose: bool = False, rollback: bool = False) -> upgrade_plan.OrgPlan:
+    """What upgrading the org to `target` changes, changing nothing (the playbook runs in check mode)."""
+    inv = ctx.inventory
+    result = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console, check=True,
+                                 tags=["plan"], extravars=_target_vars(target, rollback), verbose=verbose)
+    reports = result.reports.get(ctx.name, {})
+    render = reports.get("render_plan", {}).get("msg")
+    checks = list(reports.get("upgrade_checks", {}).get("msg") or [])
+    if render is None:
+        runner.require_success(result, f"planning the upgrade of {ctx.name}")
+        raise SfpError(f"the plan of {ctx.name} reported nothing", "run it again with -v to see the tasks")
+    return upgrade_plan.build(ctx.name, target, _image_catalog(ctx), render, checks, rollback=rollback)
+
+
+def _target_vars(target: str, rollback: bool, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"supabase_stack__release": target}
+    if rollback:
+        out["supabase_stack__allow_downgrade"] = True
+    if history:
+        out["supabase_stack__history_add"] = history
+    return out
+
+
+def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = False,
+            say: Callable[[str], None] | None = None) -> UpgradeOutcome:
+    """Upgrade one org to `target`; on a failed deploy or gate, roll it back and raise UpgradeFailed."""
+    say = say or (lambda _m: None)
+    started = time.monotonic()
+    the_plan = plan(ctx, target, console, verbose=verbose)
+    if not the_plan.ok:
+        raise UpgradeRefused(f"{ctx.name} cannot be upgraded to {target}: " + "; ".join(the_plan.problems),
+                             f"see `{ctx.command('upgrade', '--org', ctx.name, '--to', target, '--plan')}`; nothing was changed")
+    current = the_plan.current
+    assert current is not None
+    if the_plan.no_op:
+        say(f"{ctx.name} already runs {target}: nothing to do")
+        return UpgradeOutcome(ctx.name, current, target, "unchanged", seconds=time.monotonic() - started)
+    if not ctx.settings.get("backup"):
+        raise UpgradeRefused(f"{ctx.name} has no backup block, so nothing could bring its data back if the upgrade fails",
+                             "add sfp_org.backup (an S3-compatible store) and run `sfp-server install`, then upgrade; nothing was changed")
+
+    inv = ctx.inventory
+    say(f"{ctx.name}: pulling the images of {target} that are not on the host")
+    runner.require_success(runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
+                                               tags=["pull"], extravars=_target_vars(target, False), verbose=verbose),
+                           f"pulling the images of {target}")
+    say(f"{ctx.name}: pre-upgrade backup")
+    job = backup_run.run(ctx, console, verbose=verbose, progress=say)
+    backup_run.verify(ctx, job.set_id)
+    say(f"{ctx.name}: backup {job.set_id} verified")
+
+    outcome = UpgradeOutcome(ctx.name, current, target, "upgraded", backup_set=job.set_id, restarted=the_plan.restarts)
+    entry = {"at": _now(), "action": "upgrade", "from": current, "to": target, "backup_set": job.set_id,
+             "restarted": the_plan.restarts}
+    path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
+    say(f"{ctx.name}: release {target} written to {path}; deploying (only changed services restart)")
+    deployed = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
+                                   tags=["deploy", "gate"], extravars={"supabase_stack__history_add": [entry]}, verbose=verbose)
+    outcome.gate = list(deployed.reports.get(ctx.name, {}).get("upgrade_gate", {}).get("msg") or [])
+    if deployed.ok:
+        outcome.seconds = time.monotonic() - started
+        say(f"{ctx.name}: upgraded to {target} in {outcome.seconds:.0f} s")
+        return outcome
+
+    why = "; ".join(f"{task}: {msg}" for _h, task, msg in deployed.failures) or deployed.status
+    say(f"{ctx.name}: the upgrade failed ({why}); rolling back to {current}")
+    path.write_bytes(old_bytes)
+    _roll_back(ctx.reload(check=False), current, target, job.set_id, data=bool(the_plan.migrates), reason=why,
+               console=console, verbose=verbose, say=say)
+    raise UpgradeFailed(f"the upgrade of {ctx.name} to {target} failed and was rolled back: {why}",
+                        f"{ctx.name} runs {current} again"
+                        + (f" with the data of backup {job.set_id}" if the_plan.migrates else "")
+                        + f"; see the containers' logs (`{ctx.command('logs', '--org', ctx.name)}`) for the cause")
+
+
+def _roll_back(ctx: OrgContext, release: str, failed: str, set_id: str, *, data: bool, reason: str, console: Console,
+               verbose: bool, say: Callable[[str], None]) -> None:
+    """Put `release` back on the org; with `data`, the database and storage of set `set_id` too."""
+    inv = ctx.inventory
+    entry = {"at": _now(), "action": "rollback", "from": failed, "to": release, "backup_set": set_id,
+             "data_restored": data, "reason": reason[:500]}
+    if data:
+        # Services of the failed release may have migrated the database: restore the set (it
+        # replaces the org's data after a safety backup), then record the history again, which the
+        # restore's fresh install started anew.
+        history = _history(ctx, console)
+        say(f"{ctx.name}: restoring the data of backup {set_id}")
+        restore_action.restore(ctx, ctx.name, set_id, console, force=True, verbose=verbose, say=say)
+        ctx = ctx.reload(check=False)
+        result = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
+                                     tags=["deploy", "gate"], extravars={"supabase_stack__history_add": [*history, entry]},
+                                     verbose=verbose)
+    else:
+        result = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
+                                     tags=["deploy", "gate"], extravars=_target_vars(release, True, [entry]), verbose=verbose)
+    runner.require_success(result, f"rolling {ctx.name} back to {release}")
+
+
+def _history(ctx: OrgContext, console: Console) -> list[dict[str, Any]]:
+    rows = status_action.gather(ctx.inventory, [ctx.name], console)
+    return list(rows[0].history) if rows else []
+
+
+def rollback(ctx: OrgContext, console: Console, *, verbose: bool = False,
+             say: Callable[[str], None] | None = None) -> UpgradeOutcome:
+    """`upgrade --rollback`: the release and data the org had before its last upgrade."""
+    say = say or (lambda _m: None)
+    started = time.monotonic()
+    history = _history(ctx, console)
+    last = next((h for h in reversed(history) if h.get("action") in ("upgrade", "rollback")), None)
+    if last is None or last.get("action") != "upgrade":
+        raise SfpError(f"{ctx.name} has no upgrade to roll back", f"`{ctx.command('status', '--org', ctx.name)}` shows its history")
+    before, failed, set_id = str(last["from"]), str(last["to"]), str(last["backup_set"])
+    path, _old = hosts_file.set_org_release(ctx.inventory.org_vars_dir(ctx.name), ctx.name, before)
+    say(f"{ctx.name}: release {before} written to {path}; restoring backup {set_id}")
+    _roll_back(ctx.reload(check=False), before, failed, set_id, data=True, reason="operator asked (--rollback)",
+               console=console, verbose=verbose, say=say)
+    return UpgradeOutcome(ctx.name, failed, before, "rolled_back", backup_set=set_id, seconds=time.monotonic() - started)

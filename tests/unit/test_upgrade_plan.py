@@ -1,0 +1,87 @@
+"""The release catalog's order and notes, and the upgrade plan built from what the roles report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from installer import catalog
+from installer.errors import SfpError
+from installer.upgrade.plan import build, changed_services, with_dependents
+
+
+def test_releases_sort_as_versions_and_variants_belong_to_their_catalog() -> None:
+    assert catalog.release_ids() == ["v0.8.0", "v0.8.1"]
+    # A variant sorts just before its base: newer than every earlier release, never above the base.
+    assert catalog.release_ids("test") == ["v0.8.0", "v0.8.1-authfail", "v0.8.1-migratefail", "v0.8.1"]
+    with pytest.raises(SfpError, match=r"unknown release 'v0\.8\.1-authfail'"):
+        catalog.load_release("v0.8.1-authfail")
+    variant = catalog.load_release("v0.8.1-authfail", "test")
+    assert (variant.id, variant.base, variant.images) == ("v0.8.1-authfail", "v0.8.1", catalog.load_release("v0.8.1").images)
+    with pytest.raises(SfpError, match=r"vMAJOR\.MINOR\.PATCH"):
+        catalog.release_version("latest")
+
+
+def test_notes_are_those_of_every_release_crossed() -> None:
+    assert [r.id for r in catalog.releases_between("v0.8.0", "v0.8.1")] == ["v0.8.1"]
+    assert catalog.releases_between("v0.8.1", "v0.8.1") == []
+    # A variant carries its base's notes; the other variants and the base are not crossed.
+    assert [r.id for r in catalog.releases_between("v0.8.0", "v0.8.1-migratefail", "test")] == ["v0.8.1-migratefail"]
+    assert all(n.kind in catalog.NOTE_KINDS for r in catalog.releases_between("v0.8.0", "v0.8.1") for n in r.notes)
+
+
+COMPOSE_A = "services:\n  db: {image: pg:17}\n  auth: {image: auth:1, environment: {A: '1'}}\n  kong: {image: kong:3}\n"
+COMPOSE_B = ("services:\n  db: {image: pg:17}\n  auth: {image: auth:2, environment: {A: '1'}}\n"
+             "  kong: {image: kong:3, depends_on: {gw: {condition: service_healthy}}}\n  rest: {image: r:1}\n"
+             "  gw: {image: g:1, depends_on: [auth]}\n")
+
+
+def test_changed_services_are_the_definitions_that_differ() -> None:
+    assert changed_services(COMPOSE_A, COMPOSE_B) == ["auth", "kong", "rest", "gw"]
+    assert changed_services(COMPOSE_B, COMPOSE_A) == ["auth", "kong", "gw", "rest"]
+    assert changed_services(COMPOSE_A, COMPOSE_A) == []
+    assert changed_services("", COMPOSE_A) == ["db", "auth", "kong"]
+
+
+def render(before: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return {"release": "v0.8.1", "before": before, "postgres_major": 17,
+            "images": {"db": "pg:17", "auth": "auth:2", "kong": "kong:3", "rest": "r:1"},
+            "changed": ["compose.yaml", "deployed.json"], "diffs": {"compose.yaml": "-a\n+b\n", "deployed.json": "x"},
+            "env_changed": False, "compose_before": COMPOSE_A, "compose_after": COMPOSE_B, **kw}
+
+
+DEPLOYED = {"release": "v0.8.0", "postgres_major": 17,
+            "images": {"db": {"ref": "pg:17"}, "auth": {"ref": "auth:1"}, "kong": {"ref": "kong:3"}}}
+OK = [{"check": "disk", "status": "ok", "detail": "room"}]
+
+
+def test_a_plan_names_images_files_restarts_and_notes() -> None:
+    plan = build("acme", "v0.8.1", None, render(DEPLOYED), OK)
+    assert plan.ok and not plan.no_op
+    assert [(c.service, c.before, c.after) for c in plan.images] == [("auth", "auth:1", "auth:2"), ("rest", None, "r:1")]
+    assert plan.files == ["compose.yaml"] and list(plan.diffs) == ["compose.yaml"]  # deployed.json is bookkeeping
+    # kong's definition changed; gw is new; auth changed, so gw (depends on auth) and kong (on gw) restart.
+    assert plan.restarts == ["auth", "kong", "rest", "gw"] and plan.migrates == ["auth"]
+    assert [r for r, _n in plan.notes] == ["v0.8.1"] * len(catalog.load_release("v0.8.1").notes)
+    assert "gateway" in plan.downtime
+
+
+def test_dependents_of_a_recreated_service_restart_too() -> None:
+    compose = ("services:\n  db: {image: pg}\n  meta: {image: m, depends_on: {db: {condition: service_healthy}}}\n"
+               "  studio: {image: s, depends_on: [meta]}\n  kong: {image: k, depends_on: [studio]}\n  auth: {image: a}\n")
+    assert with_dependents(compose, ["db"]) == ["db", "meta", "studio", "kong"]
+    assert with_dependents(compose, ["auth"]) == ["auth"]
+
+
+@pytest.mark.parametrize(("before", "target", "checks", "problem"), [
+    ({}, "v0.8.1", OK, "is not installed"),
+    ({**DEPLOYED, "release": "v0.8.1"}, "v0.8.0", OK, "an upgrade only goes forward"),
+    ({**DEPLOYED, "postgres_major": 15}, "v0.8.1", OK, "PostgreSQL 15 -> 17 is a major upgrade"),
+    (DEPLOYED, "v0.8.1", [{"check": "extensions", "status": "fail", "detail": "postgres: plv8"}], "postgres: plv8"),
+    ({**DEPLOYED, "release": "v0.0.1"}, "v0.8.1", OK, "which this toolkit's catalog does not know"),
+])
+def test_a_plan_that_cannot_go_ahead_says_why(before: dict[str, Any], target: str, checks: list[dict[str, str]], problem: str) -> None:
+    plan = build("acme", target, None, render(before), checks)
+    assert not plan.ok
+    assert any(problem in p for p in plan.problems), plan.problems
