@@ -79,14 +79,20 @@ class Release:
 
 
 def release_version(release_id: str) -> Version:
-    """The release id's order: `v0.8.1` is 0.8.1; a test variant `v0.8.1-authfail` sorts just
-    before its base (a pre-release of it), so it is newer than every release before the base."""
+    """The release id's order: `v0.8.1` is 0.8.1. Test variants name where they sort: `v0.8.1-authfail`
+    just before its base (a pre-release: newer than every release before the base, so an upgrade
+    target), `v0.8.1+restfail` just after it (a local version: an upgrade target from the base)."""
     text = release_id.removeprefix("v")
-    main, _, variant = text.partition("-")
+    main, dash, _variant = text.partition("-")
     try:
-        return Version(f"{main}.dev0" if variant else main)
+        return Version(f"{main}.dev0" if dash else text)
     except InvalidVersion as exc:
         raise SfpError(f"release id {release_id!r} is not vMAJOR.MINOR.PATCH", "name releases as upstream tags them") from exc
+
+
+def is_variant(release_id: str) -> bool:
+    """A test-only release of an image catalog, not upstream's."""
+    return "-" in release_id or "+" in release_id
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -119,7 +125,8 @@ def load_release(release_id: str, image_catalog: str | None = None) -> Release:
     missing = set(SERVICES) - set(images)
     if missing:
         raise SfpError(f"{path}: no image for {', '.join(sorted(missing))}", "complete the release file")
-    notes = tuple(Note(str(n["kind"]), str(n["text"])) for n in data.get("notes", []))
+    # A variant after its base (`+`) crosses nothing upstream changed; one before it stands for it.
+    notes = () if "+" in release_id else tuple(Note(str(n["kind"]), str(n["text"])) for n in data.get("notes", []))
     bad = sorted({n.kind for n in notes} - set(NOTE_KINDS))
     if bad:
         raise SfpError(f"{path}: unknown note kind {', '.join(bad)}", f"use one of: {', '.join(NOTE_KINDS)}")
@@ -142,7 +149,7 @@ def releases_between(current: str, target: str, image_catalog: str | None = None
     what an upgrade from `current` to `target` crosses."""
     lo, hi = release_version(current), release_version(target)
     return [load_release(r, image_catalog) for r in release_ids(image_catalog)
-            if lo < release_version(r) <= hi and (r == target or "-" not in r.removeprefix("v"))]
+            if lo < release_version(r) <= hi and (r == target or not is_variant(r))]
 
 
 @dataclass(frozen=True)

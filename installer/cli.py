@@ -174,7 +174,7 @@ def install(obj: Context, orgs: tuple[str, ...], all_orgs: bool, check: bool) ->
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -> None:
-    """One row per org: host, release, each service's state and health."""
+    """One row per org: host, release (and its last upgrade or rollback), each service's state and health."""
     inv = obj.inventory()
     names = select(inv, orgs, all_orgs or not orgs)
     rows = status_action.gather(inv, names, err)
@@ -189,7 +189,11 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
                 for s in r.services
             )
             last = [status_action.backup_summary(r)] if backups else []
-            table.add_row(r.org, r.machine, r.release or "-", r.verdict, services or (r.error or "-"), *last)
+            release = r.release or "-"
+            if r.history:  # the last upgrade or rollback, so an operator sees at once how the org got here
+                h = r.history[-1]
+                release += f"\n({h.get('action')} from {h.get('from')}, {str(h.get('at', ''))[:16]})"
+            table.add_row(r.org, r.machine, release, r.verdict, services or (r.error or "-"), *last)
         out.print(table)
     if any(r.verdict in ("degraded", "unreachable") for r in rows):
         sys.exit(1)

@@ -57,7 +57,7 @@ LONGEST_FIRST = (
     "shared_orgs",                               # logs and SSO suites, ~11 min
     "tests/backup_stack/test_remote.py",         # ~10 min
     "tests/backup_stack/test_backup_restore.py",  # ~6 min
-    "tests/upgrade_stack/test_upgrade.py",       # ~8 min (plan, a rollback with a data restore, upgrade)
+    "tests/upgrade_stack/test_upgrade.py",       # ~10 min (plan, two rollbacks, one with a data restore, upgrade)
     "tests/stack/test_two_orgs.py",              # ~5 min
     "tests/sso_stack/test_remote_host.py",       # ~5 min
 )

@@ -130,3 +130,15 @@ def positive_control(runs: int = 5, lifetime: float = 0.05, interval: float = 0.
             subprocess.run(["sh", "-c", 'sleep "$1"; exit 0', canary, str(lifetime)], check=True)
     caught = sampler.leaks({c: c for c in canaries})
     return len(caught), runs
+
+
+def assert_clean(seen: ProcSampler, done: subprocess.CompletedProcess[str], values: Mapping[str, str],
+                 steps: Iterable[str]) -> None:
+    """The sampler saw every step of the chain (so it watched the right processes), and no secret
+    was on any command line it saw or in the command's output."""
+    for step in steps:
+        assert seen.saw(step), (step, seen.command_lines())
+    leaks = seen.leaks(dict(values))
+    assert not leaks, json.dumps(leaks, indent=1)
+    for name, value in values.items():
+        assert value not in done.stdout + done.stderr, name

@@ -65,8 +65,10 @@ def _image_catalog(ctx: OrgContext) -> str:
 def plan(ctx: OrgContext, target: str, console: Console, *, verbose: bool = False, rollback: bool = False) -> upgrade_plan.OrgPlan:
     """What upgrading the org to `target` changes, changing nothing (the playbook runs in check mode)."""
     inv = ctx.inventory
+    # The role's guard against older releases is for runs that change things; a plan shows an older
+    # target as a problem of its own (exit 1), so the check-mode render may look at any release.
     result = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console, check=True,
-                                 tags=["plan"], extravars=_target_vars(target, rollback), verbose=verbose)
+                                 tags=["plan"], extravars=_target_vars(target, True), verbose=verbose)
     reports = result.reports.get(ctx.name, {})
     render = reports.get("render_plan", {}).get("msg")
     checks = list(reports.get("upgrade_checks", {}).get("msg") or [])
@@ -96,14 +98,22 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
                              f"see `{ctx.command('upgrade', '--org', ctx.name, '--to', target, '--plan')}`; nothing was changed")
     current = the_plan.current
     assert current is not None
+    inv = ctx.inventory
     if the_plan.no_op:
-        say(f"{ctx.name} already runs {target}: nothing to do")
+        # Nothing to change, but an earlier run may have stopped between its deploy and its gate:
+        # the gate says whether the org really runs the release.
+        gate = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
+                                   tags=["gate"], verbose=verbose)
+        if not gate.ok:
+            why = "; ".join(msg for _h, _t, msg in gate.failures) or gate.status
+            raise UpgradeFailed(f"{ctx.name} runs {target} but fails its gate: {why}",
+                                f"`{ctx.command('upgrade', '--org', ctx.name, '--rollback')}` returns to the release before")
+        say(f"{ctx.name} already runs {target} and passes its gate: nothing to do")
         return UpgradeOutcome(ctx.name, current, target, "unchanged", seconds=time.monotonic() - started)
     if not ctx.settings.get("backup"):
         raise UpgradeRefused(f"{ctx.name} has no backup block, so nothing could bring its data back if the upgrade fails",
                              "add sfp_org.backup (an S3-compatible store) and run `sfp-server install`, then upgrade; nothing was changed")
 
-    inv = ctx.inventory
     say(f"{ctx.name}: pulling the images of {target} that are not on the host")
     runner.require_success(runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
                                                tags=["pull"], extravars=_target_vars(target, False), verbose=verbose),
@@ -129,8 +139,15 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
     why = "; ".join(f"{task}: {msg}" for _h, task, msg in deployed.failures) or deployed.status
     say(f"{ctx.name}: the upgrade failed ({why}); rolling back to {current}")
     path.write_bytes(old_bytes)
-    _roll_back(ctx.reload(check=False), current, target, job.set_id, data=bool(the_plan.migrates), reason=why,
-               console=console, verbose=verbose, say=say)
+    try:
+        _roll_back(ctx.reload(check=False), current, target, job.set_id, data=bool(the_plan.migrates), reason=why,
+                   console=console, verbose=verbose, say=say)
+    except SfpError as exc:
+        # The worst case: say exactly how to get the org back by hand (its settings already name the old release).
+        raise UpgradeFailed(
+            f"the upgrade of {ctx.name} to {target} failed ({why}) and so did its rollback to {current}: {exc.message}",
+            f"{path} names {current} again; bring the org back with "
+            f"`{ctx.command('restore', '--org', ctx.name, '--backup', job.set_id, '--force')}` (the pre-upgrade backup)") from exc
     raise UpgradeFailed(f"the upgrade of {ctx.name} to {target} failed and was rolled back: {why}",
                         f"{ctx.name} runs {current} again"
                         + (f" with the data of backup {job.set_id}" if the_plan.migrates else "")

@@ -34,6 +34,8 @@ class OrgPlan:
     files: list[str] = field(default_factory=list)
     diffs: dict[str, str] = field(default_factory=dict)
     env_changed: bool = False
+    recreates: list[str] = field(default_factory=list)
+    """Services whose definition in compose.yaml changes: Compose recreates them (a new version starts)."""
     restarts: list[str] = field(default_factory=list)
     """Services Compose will recreate (their definition in compose.yaml changes) and their dependents,
     which it stops and starts around them."""
@@ -43,7 +45,8 @@ class OrgPlan:
     problems: list[str] = field(default_factory=list)
     """Why the upgrade cannot go ahead (empty: it can)."""
     migrates: list[str] = field(default_factory=list)
-    """Restarting services that migrate the database at start: a rollback restores the data."""
+    """Recreated services that migrate the database when a new version starts: a rollback restores
+    the data. A dependent that only restarts runs the version it ran before and migrates nothing."""
 
     @property
     def no_op(self) -> bool:
@@ -73,7 +76,7 @@ class OrgPlan:
             "org": self.org, "current": self.current, "target": self.target,
             "postgres_major": {"before": self.postgres_before, "after": self.postgres_after},
             "images": [vars(c) for c in self.images], "files": self.files, "env_changed": self.env_changed,
-            "restarts": self.restarts, "migrates": self.migrates, "downtime": self.downtime,
+            "recreates": self.recreates, "restarts": self.restarts, "migrates": self.migrates, "downtime": self.downtime,
             "notes": [{"release": r, "kind": n.kind, "text": n.text} for r, n in self.notes],
             "checks": self.checks, "problems": self.problems, "can_upgrade": self.ok, "no_op": self.no_op,
             "diffs": self.diffs,
@@ -129,9 +132,9 @@ def build(org: str, target: str, image_catalog: str | None, render: dict[str, An
     plan.files = sorted(p for p in render.get("changed", []) if p != "deployed.json")
     plan.diffs = {p: d for p, d in (render.get("diffs") or {}).items() if p in plan.files}
     plan.env_changed = bool(render.get("env_changed"))
-    plan.restarts = with_dependents(str(render["compose_after"]),
-                                    changed_services(str(render.get("compose_before") or ""), str(render["compose_after"])))
-    plan.migrates = [s for s in plan.restarts if s in target_release.migrates]
+    plan.recreates = changed_services(str(render.get("compose_before") or ""), str(render["compose_after"]))
+    plan.restarts = with_dependents(str(render["compose_after"]), plan.recreates)
+    plan.migrates = [s for s in plan.recreates if s in target_release.migrates]
 
     if current is None:
         plan.problems.append(f"{org} is not installed on its host: install it (sfp-server install --org {org})")

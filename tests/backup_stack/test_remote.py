@@ -46,7 +46,7 @@ from tests.backup_stack.conftest import (
     storage_tree,
 )
 from tests.conftest import write_yaml
-from tests.proc_sampler import INTERVAL, ProcSampler, vault_secrets
+from tests.proc_sampler import INTERVAL, ProcSampler, assert_clean, vault_secrets
 from tests.stack.conftest import inspect, project_containers
 
 SEED = """
@@ -91,17 +91,6 @@ def org_secrets(d: RemoteDeployment) -> dict[str, str]:
     assert values["BACKUP_RECOVERY_IDENTITY"].startswith("AGE-SECRET-KEY-")
     assert values["BACKUP_S3_SECRET_ACCESS_KEY"] == SECRET_KEY
     return values
-
-
-def watched_and_clean(seen: ProcSampler, done: subprocess.CompletedProcess[str], values: dict[str, str],
-                      steps: tuple[str, ...]) -> None:
-    """The sampler saw every step of the chain, and no secret was on any command line or in the output."""
-    for step in steps:
-        assert seen.saw(step), (step, seen.command_lines())
-    leaks = seen.leaks(values)
-    assert not leaks, json.dumps(leaks, indent=1)
-    for name, value in values.items():
-        assert value not in done.stdout + done.stderr, name
 
 
 def keys_work(d: RemoteDeployment, org: str) -> None:
@@ -157,7 +146,7 @@ def backup_run_on_the_remote_host(remote_org: RemoteDeployment) -> dict[str, Any
     assert set_id, done.stdout
     # The sampler watched the whole chain: the playbook on the controller, the job on the host and
     # the dump inside the org's database container.
-    watched_and_clean(seen, done, org_secrets(remote_org),
+    assert_clean(seen, done, org_secrets(remote_org),
                       ("ansible-playbook", "/env/extravars", "installer.backup_job", "pg_dump"))
     verified = cli(inv, "backup", "verify", "--org", REMOTE_ORG)
     assert verified.returncode == 0, verified.stderr
@@ -196,7 +185,7 @@ def purge_then_restore_on_the_remote_host(remote_org: RemoteDeployment, state: d
     assert f"set {state['set_id']}" in done.stdout and "healthy" in done.stdout
     # The restore's playbook got the recovery identity and the S3 keys (backup__restore_config) from
     # its private extravars file; the job on the host read them from its 0600 config.
-    watched_and_clean(seen, done, values, ("ansible-playbook", "/env/extravars", "installer.restore_job", "pg_restore"))
+    assert_clean(seen, done, values, ("ansible-playbook", "/env/extravars", "installer.restore_job", "pg_restore"))
     assert logical_dump(REMOTE_ORG) == state["dump"]
     assert psql(REMOTE_ORG, "SELECT rolname FROM pg_roles WHERE rolname = 'remote_reader'").strip() == "remote_reader"
     assert storage_tree(remote_org.org_dir("hosta", REMOTE_ORG) / "volumes" / "storage") == state["tree"]

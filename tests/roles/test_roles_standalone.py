@@ -100,3 +100,23 @@ def test_supabase_stack_validates_inputs_before_touching_the_host(tmp_path: Path
     assert done.returncode != 0
     assert message in done.stdout
     assert not (tmp_path / "sfp").exists()
+
+
+def test_upgrade_prechecks_of_an_org_that_does_not_run_fail_naming_why(tmp_path: Path) -> None:
+    org_dir = tmp_path / "orgs" / "ghost"
+    org_dir.mkdir(parents=True)
+    done = play(tmp_path, "supabase_upgrade", {"supabase_upgrade__org": "ghost", "supabase_upgrade__org_dir": str(org_dir),
+                                               "supabase_upgrade__images": ["sfp-test/standin:1", "sfp-test/nope:9"]},
+                "--tags", "precheck")
+    assert done.returncode != 0, done.stdout
+    assert "upgrade pre-checks failed on ghost" in done.stdout
+    assert "no container runs: install the org before upgrading it" in done.stdout
+    assert "the database container does not answer" in done.stdout
+    assert recap(done.stdout)["changed"] == 0
+
+
+def test_upgrade_role_rejects_bad_input(tmp_path: Path) -> None:
+    done = play(tmp_path, "supabase_upgrade", {"supabase_upgrade__org": "ghost", "supabase_upgrade__org_dir": str(tmp_path),
+                                               "supabase_upgrade__gate_timeout": "soon"}, "--tags", "precheck")
+    assert done.returncode != 0
+    assert "supabase_upgrade__gate_timeout" in done.stdout

@@ -37,7 +37,7 @@ from installer.inventory import SECRETS_VAR, Inventory
 from installer.sso.sp import check_saml_private_key
 from installer.vault import Vault
 from tests.conftest import write_yaml
-from tests.proc_sampler import INTERVAL, ProcSampler, vault_secrets
+from tests.proc_sampler import INTERVAL, ProcSampler, assert_clean, vault_secrets
 from tests.sshd import SshServer, running_sshd
 from tests.sso.idp_fixtures import OidcIdP, SamlIdP
 from tests.sso_stack.test_sso_stack import cli
@@ -140,13 +140,8 @@ def sampled_cli(r: Remote, *args: str, stdin: str | None = None) -> subprocess.C
     assert done.returncode == 0, done.stdout + done.stderr
     # ansible-playbook and its ssh client to the org's host (this sshd's port; ControlPersist may reuse
     # one login), and the module runs there (`/bin/sh -c '<python> && sleep 0'`, the module piped to it).
-    for step in ("ansible-playbook", f"Port={r.sshd.port}", "root@notty", "&& sleep 0"):
-        assert seen.saw(step), (step, seen.command_lines())
-    values = {**vault_secrets(r.secrets()), "the OIDC client secret": OIDC_SECRET}
-    leaks = seen.leaks(values)
-    assert not leaks, json.dumps(leaks, indent=1)
-    for name, value in values.items():
-        assert value not in done.stdout + done.stderr, name
+    assert_clean(seen, done, {**vault_secrets(r.secrets()), "the OIDC client secret": OIDC_SECRET},
+                 ("ansible-playbook", f"Port={r.sshd.port}", "root@notty", "&& sleep 0"))
     return done
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from installer import hosts_file
 from installer.errors import SfpError
 from installer.hosts_file import move_host, move_host_in_file
 
@@ -103,3 +104,36 @@ def test_the_file_is_replaced_and_the_old_bytes_returned(tmp_path: Path) -> None
     assert before == HOSTS.encode() and left == ["machine_a"]
     assert orgs_of(path.read_text()) == {"machine_a": ["globex"], "machine_b": ["acme"]}
     assert [p.name for p in tmp_path.iterdir()] == ["hosts.yml"]  # no temporary file left
+
+
+ORG_VARS = """\
+# Settings of acme: kept by hand.
+sfp_org:
+  # pinned by the change board, ticket 4711
+  release: v0.8.0
+  public_url: http://127.0.0.1:8000   # the gateway
+  ports: {api: 8000, postgres: 5432, pooler_transaction: 6543}
+"""
+
+
+def test_setting_the_release_keeps_the_operators_comments(tmp_path: Path) -> None:
+    d = tmp_path / "host_vars" / "acme"
+    d.mkdir(parents=True)
+    (d / "backup.yml").write_text("backup__scheduler: cron\n")
+    (d / "main.yml").write_text(ORG_VARS)
+    (d / "main.yml").chmod(0o640)
+    path, old = hosts_file.set_org_release(d, "acme", "v0.8.1")
+    assert path == d / "main.yml" and old == ORG_VARS.encode()
+    assert path.read_text() == ORG_VARS.replace("release: v0.8.0", "release: v0.8.1")
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert (d / "backup.yml").read_text() == "backup__scheduler: cron\n"
+
+
+def test_a_release_set_elsewhere_is_refused_naming_what_to_do(tmp_path: Path) -> None:
+    d = tmp_path / "host_vars" / "acme"
+    d.mkdir(parents=True)
+    (d / "main.yml").write_text("sfp_org:\n  public_url: http://x\n")
+    with pytest.raises(SfpError) as caught:
+        hosts_file.set_org_release(d, "acme", "v0.8.1")
+    assert "no file of" in caught.value.message and "sfp_org: release: v0.8.1" in str(caught.value.hint)
+    assert (d / "main.yml").read_text() == "sfp_org:\n  public_url: http://x\n"

@@ -14,7 +14,7 @@ from installer.upgrade.plan import build, changed_services, with_dependents
 def test_releases_sort_as_versions_and_variants_belong_to_their_catalog() -> None:
     assert catalog.release_ids() == ["v0.8.0", "v0.8.1"]
     # A variant sorts just before its base: newer than every earlier release, never above the base.
-    assert catalog.release_ids("test") == ["v0.8.0", "v0.8.1-authfail", "v0.8.1-migratefail", "v0.8.1"]
+    assert catalog.release_ids("test") == ["v0.8.0", "v0.8.1-authfail", "v0.8.1-migratefail", "v0.8.1", "v0.8.1+restfail"]
     with pytest.raises(SfpError, match=r"unknown release 'v0\.8\.1-authfail'"):
         catalog.load_release("v0.8.1-authfail")
     variant = catalog.load_release("v0.8.1-authfail", "test")
@@ -28,6 +28,7 @@ def test_notes_are_those_of_every_release_crossed() -> None:
     assert catalog.releases_between("v0.8.1", "v0.8.1") == []
     # A variant carries its base's notes; the other variants and the base are not crossed.
     assert [r.id for r in catalog.releases_between("v0.8.0", "v0.8.1-migratefail", "test")] == ["v0.8.1-migratefail"]
+    assert [r.id for r in catalog.releases_between("v0.8.0", "v0.8.1+restfail", "test")] == ["v0.8.1", "v0.8.1+restfail"]
     assert all(n.kind in catalog.NOTE_KINDS for r in catalog.releases_between("v0.8.0", "v0.8.1") for n in r.notes)
 
 
@@ -63,8 +64,17 @@ def test_a_plan_names_images_files_restarts_and_notes() -> None:
     assert plan.files == ["compose.yaml"] and list(plan.diffs) == ["compose.yaml"]  # deployed.json is bookkeeping
     # kong's definition changed; gw is new; auth changed, so gw (depends on auth) and kong (on gw) restart.
     assert plan.restarts == ["auth", "kong", "rest", "gw"] and plan.migrates == ["auth"]
+
     assert [r for r, _n in plan.notes] == ["v0.8.1"] * len(catalog.load_release("v0.8.1").notes)
     assert "gateway" in plan.downtime
+
+
+def test_a_dependent_that_only_restarts_needs_no_data_back() -> None:
+    # storage depends on rest; only rest changes. Storage restarts on its old version: no migration.
+    after = ("services:\n  rest: {image: r:2}\n  storage: {image: s:1, depends_on: [rest]}\n")
+    before = "services:\n  rest: {image: r:1}\n  storage: {image: s:1, depends_on: [rest]}\n"
+    plan = build("acme", "v0.8.1", None, render(DEPLOYED, compose_before=before, compose_after=after), OK)
+    assert (plan.recreates, plan.restarts, plan.migrates) == (["rest"], ["rest", "storage"], [])
 
 
 def test_dependents_of_a_recreated_service_restart_too() -> None:

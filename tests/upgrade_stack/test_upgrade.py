@@ -93,7 +93,8 @@ def test_plan_rollback_upgrade_and_no_op(org: tuple[Path, Path, dict[str, int]])
     assert set(plan["restarts"]) == changed_images | {"db", "meta", "kong"}, plan["restarts"]
     assert "compose.yaml" in plan["files"] and "PGRST_APP_SETTINGS_JWT_SECRET" in plan["diffs"]["compose.yaml"]
     assert any(n["release"] == "v0.8.1" for n in plan["notes"]), plan["notes"]
-    assert {c["check"]: c["status"] for c in plan["checks"]} == {"images": "ok", "disk": "ok", "database": "ok", "extensions": "ok"}
+    assert {c["check"]: c["status"] for c in plan["checks"]} == {"health": "ok", "images": "ok", "disk": "ok", "database": "ok",
+                                                                "extensions": "ok"}
     assert started() == times and files(org_dir) == before_files
 
     # A release whose Storage migrates the database and whose Auth never turns healthy: rolled back.
@@ -122,6 +123,19 @@ def test_plan_rollback_upgrade_and_no_op(org: tuple[Path, Path, dict[str, int]])
     assert (status["release"], status["verdict"]) == ("v0.8.1", "healthy"), status
     assert status["history"][-1]["action"] == "upgrade" and status["history"][-1]["to"] == "v0.8.1"
     assert yaml.safe_load((inv / "host_vars" / ORG / "main.yml").read_text())["sfp_org"]["release"] == "v0.8.1"
+
+    # A release after it where only REST changes and never turns healthy: REST does not migrate the
+    # database, so the rollback puts the release back without a restore.
+    done = cli(inv, "upgrade", "--org", ORG, "--to", "v0.8.1+restfail")
+    assert done.returncode == 1 and "rolled back" in done.stderr and "rest" in done.stderr, (done.stdout, done.stderr)
+    status = json.loads(cli(inv, "status", "--org", ORG, "--json").stdout)[0]
+    assert (status["release"], status["verdict"]) == ("v0.8.1", "healthy"), status
+    assert status["history"][-1]["action"] == "rollback" and status["history"][-1]["data_restored"] is False
+    # The whole story, oldest first: kept through the restore of the first rollback.
+    assert [(h["action"], h["to"]) for h in status["history"]] == [
+        ("upgrade", "v0.8.1-migratefail"), ("rollback", "v0.8.0"), ("upgrade", "v0.8.1"),
+        ("upgrade", "v0.8.1+restfail"), ("rollback", "v0.8.1")]
+    assert logical_dump(ORG) == dump
 
     # Again: nothing to do, nothing restarts.
     times = started()
