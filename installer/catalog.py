@@ -73,10 +73,6 @@ class Release:
     def image_ref(self, service: str, registry_prefix: str = "") -> str:
         return registry_prefix + self.images[service].ref
 
-    @property
-    def version(self) -> Version:
-        return release_version(self.id)
-
 
 def release_version(release_id: str) -> Version:
     """The release id's order: `v0.8.1` is 0.8.1. Test variants name where they sort: `v0.8.1-authfail`

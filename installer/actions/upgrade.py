@@ -50,7 +50,6 @@ class UpgradeOutcome:
     backup_set: str | None = None
     restarted: list[str] = field(default_factory=list)
     gate: list[dict[str, Any]] = field(default_factory=list)
-    detail: str = ""
     seconds: float = 0.0
 
 
@@ -64,11 +63,9 @@ def _image_catalog(ctx: OrgContext) -> str:
 
 def plan(ctx: OrgContext, target: str, console: Console, *, verbose: bool = False, rollback: bool = False) -> upgrade_plan.OrgPlan:
     """What upgrading the org to `target` changes, changing nothing (the playbook runs in check mode)."""
-    inv = ctx.inventory
     # The role's guard against older releases is for runs that change things; a plan shows an older
     # target as a problem of its own (exit 1), so the check-mode render may look at any release.
-    result = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console, check=True,
-                                 tags=["plan"], extravars=_target_vars(target, True), verbose=verbose)
+    result = _run(ctx, console, verbose, ["plan"], _target_vars(target, True), check=True)
     reports = result.reports.get(ctx.name, {})
     render = reports.get("render_plan", {}).get("msg")
     checks = list(reports.get("upgrade_checks", {}).get("msg") or [])
@@ -76,6 +73,14 @@ def plan(ctx: OrgContext, target: str, console: Console, *, verbose: bool = Fals
         runner.require_success(result, f"planning the upgrade of {ctx.name}")
         raise SfpError(f"the plan of {ctx.name} reported nothing", "run it again with -v to see the tasks")
     return upgrade_plan.build(ctx.name, target, _image_catalog(ctx), render, checks, rollback=rollback)
+
+
+def _run(ctx: OrgContext, console: Console, verbose: bool, tags: list[str], extravars: dict[str, Any] | None = None,
+         check: bool = False) -> runner.RunResult:
+    """One phase of playbooks/upgrade.yml for the org."""
+    inv = ctx.inventory
+    return runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console, check=check,
+                               tags=tags, extravars=extravars, verbose=verbose)
 
 
 def _target_vars(target: str, rollback: bool, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -102,8 +107,7 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
     if the_plan.no_op:
         # Nothing to change, but an earlier run may have stopped between its deploy and its gate:
         # the gate says whether the org really runs the release.
-        gate = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
-                                   tags=["gate"], verbose=verbose)
+        gate = _run(ctx, console, verbose, ["gate"])
         if not gate.ok:
             why = "; ".join(msg for _h, _t, msg in gate.failures) or gate.status
             raise UpgradeFailed(f"{ctx.name} runs {target} but fails its gate: {why}",
@@ -115,9 +119,7 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
                              "add sfp_org.backup (an S3-compatible store) and run `sfp-server install`, then upgrade; nothing was changed")
 
     say(f"{ctx.name}: pulling the images of {target} that are not on the host")
-    runner.require_success(runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
-                                               tags=["pull"], extravars=_target_vars(target, False), verbose=verbose),
-                           f"pulling the images of {target}")
+    runner.require_success(_run(ctx, console, verbose, ["pull"], _target_vars(target, False)), f"pulling the images of {target}")
     say(f"{ctx.name}: pre-upgrade backup")
     job = backup_run.run(ctx, console, verbose=verbose, progress=say)
     backup_run.verify(ctx, job.set_id)
@@ -128,8 +130,7 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
              "restarted": the_plan.restarts}
     path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
     say(f"{ctx.name}: release {target} written to {path}; deploying (only changed services restart)")
-    deployed = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
-                                   tags=["deploy", "gate"], extravars={"supabase_stack__history_add": [entry]}, verbose=verbose)
+    deployed = _run(ctx, console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [entry]})
     outcome.gate = list(deployed.reports.get(ctx.name, {}).get("upgrade_gate", {}).get("msg") or [])
     if deployed.ok:
         outcome.seconds = time.monotonic() - started
@@ -157,7 +158,6 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
 def _roll_back(ctx: OrgContext, release: str, failed: str, set_id: str, *, data: bool, reason: str, console: Console,
                verbose: bool, say: Callable[[str], None]) -> None:
     """Put `release` back on the org; with `data`, the database and storage of set `set_id` too."""
-    inv = ctx.inventory
     entry = {"at": _now(), "action": "rollback", "from": failed, "to": release, "backup_set": set_id,
              "data_restored": data, "reason": reason[:500]}
     if data:
@@ -168,12 +168,9 @@ def _roll_back(ctx: OrgContext, release: str, failed: str, set_id: str, *, data:
         say(f"{ctx.name}: restoring the data of backup {set_id}")
         restore_action.restore(ctx, ctx.name, set_id, console, force=True, verbose=verbose, say=say)
         ctx = ctx.reload(check=False)
-        result = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
-                                     tags=["deploy", "gate"], extravars={"supabase_stack__history_add": [*history, entry]},
-                                     verbose=verbose)
+        result = _run(ctx, console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [*history, entry]})
     else:
-        result = runner.run_playbook(PLAYBOOK, inv.path, [ctx.name], inv.vault_password_file, console=console,
-                                     tags=["deploy", "gate"], extravars=_target_vars(release, True, [entry]), verbose=verbose)
+        result = _run(ctx, console, verbose, ["deploy", "gate"], _target_vars(release, True, [entry]))
     runner.require_success(result, f"rolling {ctx.name} back to {release}")
 
 
