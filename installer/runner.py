@@ -212,14 +212,24 @@ def _env() -> dict[str, str]:
 
 
 class _Data(str):
-    """A string of an extra variable: written with YAML's `!unsafe` tag."""
+    """A string of an extra variable: written with YAML's `!unsafe` tag when it could hold a template."""
 
 
 class _ExtravarsDumper(yaml.SafeDumper):
     pass
 
 
-_ExtravarsDumper.add_representer(_Data, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
+def _represent_data(dumper: yaml.SafeDumper, value: _Data) -> yaml.ScalarNode:
+    # ansible-core 2.19 builds an `!unsafe` scalar by resolving its text as if it were unquoted, so
+    # `!unsafe "2026-12-03T03:10:24Z"` arrives as a datetime, "123" as an int and "yes" as True (an
+    # upgrade's history stamps, a digits-only S3 key). A string that YAML would read as another type
+    # holds no `{{`, `{%` or `{#`: it goes as a plain quoted string, which every version reads as text.
+    if dumper.resolve(yaml.ScalarNode, str(value), (True, False)) != "tag:yaml.org,2002:str":
+        return dumper.represent_str(str(value))
+    return dumper.represent_scalar("!unsafe", str(value), style='"')
+
+
+_ExtravarsDumper.add_representer(_Data, _represent_data)
 
 
 def _as_data(value: Any) -> Any:

@@ -33,6 +33,9 @@ PROBE: dict[str, Any] = {
     "count": 3,
     "nothing": None,
     "names": ["corp", "{{ 1 + 1 }}"],
+    # Strings YAML would read as other types when unquoted: a history stamp, digits-only and
+    # yes/no keys. ansible-core 2.19 turns `!unsafe "..."` of these into a datetime, int, bool.
+    "looks_like": ["2026-12-03T03:10:24Z", "2026-12-03", "123", "0x1F", "1.5e3", "yes", "off", "null", "~", ".inf"],
 }
 
 PLAYBOOK = """\
