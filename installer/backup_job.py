@@ -147,6 +147,7 @@ def set_secrets(cfg: dict[str, Any]) -> dict[str, str]:
 
 def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, client: Any = None) -> JobOutcome:
     from .backup import DockerExecDatabase, api  # lazy: see settings_of
+    from .backup.retention import upgrade_pins
 
     say = progress or (lambda _m: None)
     org = str(cfg["org"])
@@ -178,7 +179,9 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
     say(f"set {result.set_id} complete; applying retention")
     if cfg.get("prune", True):
         try:
-            report = api.prune(settings.store, org, settings.retention, client=client)
+            # The pre-upgrade set of an upgrade that can still be rolled back is kept (deployed.json's history).
+            pins = upgrade_pins(info.get("history"))
+            report = api.prune(settings.store, org, settings.retention, client=client, pinned=pins)
             outcome.pruned = list(report.deleted)
             outcome.warnings += [future_warning(org, set_id) for set_id in report.future]
             api.cleanup(settings.store, org, client=client)

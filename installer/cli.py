@@ -192,7 +192,14 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
             release = r.release or "-"
             if r.history:  # the last upgrade or rollback, so an operator sees at once how the org got here
                 h = r.history[-1]
-                release += f"\n({h.get('action')} from {h.get('from')}, {str(h.get('at', ''))[:16]})"
+                at = str(h.get("at", ""))[:16]
+                if h.get("action") == "finish":
+                    release += f"\n(upgrade kept, {at})"
+                else:
+                    release += f"\n({h.get('action')} from {h.get('from')}, {at}"
+                    if h.get("action") == "upgrade" and h.get("keep_until"):
+                        release += f"; rollback until {str(h['keep_until'])[:10]}"
+                    release += ")"
             table.add_row(r.org, r.machine, release, r.verdict, services or (r.error or "-"), *last)
         out.print(table)
     if any(r.verdict in ("degraded", "unreachable") for r in rows):

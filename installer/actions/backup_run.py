@@ -76,8 +76,10 @@ def verify(ctx: OrgContext, set_id: str, identity_file: Path | None = None, allo
                           trust=trust(ctx, file_keys, allow_unsigned), tools=tools)
 
 
-def prune(ctx: OrgContext, dry_run: bool = False) -> Any:
+def prune(ctx: OrgContext, history: list[dict[str, Any]], dry_run: bool = False) -> Any:
+    """The org's retention; `history` (deployed.json's, from `status`) names the pre-upgrade sets kept."""
     from ..backup import api  # lazy: see the module docstring
+    from ..backup.retention import upgrade_pins
 
     s = settings(ctx)
-    return api.prune(s.store, ctx.name, s.retention, dry_run=dry_run)
+    return api.prune(s.store, ctx.name, s.retention, dry_run=dry_run, pinned=upgrade_pins(history))

@@ -9,14 +9,20 @@ The order for one org (each step only after the one before succeeded):
 5. the gate: requests through the gateway.
 A failure in 4 or 5 rolls back: the old release is written back and deployed again, and when a
 service that migrates the database at start was recreated, the data comes back from the set of 3.
+
+The set of 3 is kept for `sfp_org.upgrade.keep_days` (the upgrade entry's `keep_until`: the backup
+retention does not prune it, installer/backup/retention.py), and `--rollback` is offered until then
+or until `--finish`. A fleet (`--all`) goes in batches of `--serial` orgs and stops after the batch
+in which one fails.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
@@ -53,8 +59,26 @@ class UpgradeOutcome:
     seconds: float = 0.0
 
 
+@dataclass
+class FleetOutcome:
+    """Where each org of an `--all`/`--serial` run stands: upgraded (or unchanged), failed, not started."""
+
+    outcomes: list[UpgradeOutcome] = field(default_factory=list)
+    failed: list[tuple[str, SfpError]] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(datetime.now(UTC))
+
+
+def keep_until(ctx: OrgContext) -> str:
+    """Until when the pre-upgrade set of an upgrade started now is kept (sfp_org.upgrade.keep_days)."""
+    return _stamp(datetime.now(UTC) + timedelta(days=int(ctx.settings["upgrade"]["keep_days"])))
 
 
 def _image_catalog(ctx: OrgContext) -> str:
@@ -126,8 +150,10 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
     say(f"{ctx.name}: backup {job.set_id} verified")
 
     outcome = UpgradeOutcome(ctx.name, current, target, "upgraded", backup_set=job.set_id, restarted=the_plan.restarts)
+    # keep_until: the backup job's retention keeps the set until then (or `upgrade --finish`), and
+    # `upgrade --rollback` restores it until then.
     entry = {"at": _now(), "action": "upgrade", "from": current, "to": target, "backup_set": job.set_id,
-             "restarted": the_plan.restarts}
+             "restarted": the_plan.restarts, "keep_until": keep_until(ctx)}
     path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
     say(f"{ctx.name}: release {target} written to {path}; deploying (only changed services restart)")
     deployed = _run(ctx, console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [entry]})
@@ -184,13 +210,88 @@ def rollback(ctx: OrgContext, console: Console, *, verbose: bool = False,
     """`upgrade --rollback`: the release and data the org had before its last upgrade."""
     say = say or (lambda _m: None)
     started = time.monotonic()
-    history = _history(ctx, console)
-    last = next((h for h in reversed(history) if h.get("action") in ("upgrade", "rollback")), None)
-    if last is None or last.get("action") != "upgrade":
-        raise SfpError(f"{ctx.name} has no upgrade to roll back", f"`{ctx.command('status', '--org', ctx.name)}` shows its history")
+    last = _last_upgrade(ctx, _history(ctx, console))
     before, failed, set_id = str(last["from"]), str(last["to"]), str(last["backup_set"])
     path, _old = hosts_file.set_org_release(ctx.inventory.org_vars_dir(ctx.name), ctx.name, before)
     say(f"{ctx.name}: release {before} written to {path}; restoring backup {set_id}")
     _roll_back(ctx.reload(check=False), before, failed, set_id, data=True, reason="operator asked (--rollback)",
                console=console, verbose=verbose, say=say)
     return UpgradeOutcome(ctx.name, failed, before, "rolled_back", backup_set=set_id, seconds=time.monotonic() - started)
+
+
+def upgrade_fleet(contexts: Sequence[OrgContext], target: str, console: Console, *, serial: int = 1, verbose: bool = False,
+                  say: Callable[[str], None] | None = None,
+                  one: Callable[..., UpgradeOutcome] | None = None) -> FleetOutcome:
+    """Upgrade `contexts` in order, `serial` at a time; after a batch in which an org failed, start no more.
+
+    An org's failure is its own (its upgrade was refused or rolled back, see upgrade): the others of
+    its batch finish. `one` replaces the per-org step (tests)."""
+    if serial < 1:
+        raise SfpError(f"--serial {serial}: upgrade at least one org at a time", "pass --serial 1 or more")
+    step = one or upgrade
+    fleet = FleetOutcome()
+    pending = list(contexts)
+    while pending and not fleet.failed:
+        batch, pending = pending[:serial], pending[serial:]
+        if len(batch) == 1:
+            results = [_attempt(step, batch[0], target, console, verbose, say)]
+        else:
+            # Orgs of a batch run side by side: a live status line per thread would garble the
+            # terminal, so they print plain lines to a console that is not live.
+            plain = Console(file=console.file, force_terminal=False, no_color=console.no_color, width=console.width)
+            with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                results = list(pool.map(_attempt, [step] * len(batch), batch, [target] * len(batch),
+                                        [plain] * len(batch), [verbose] * len(batch), [say] * len(batch)))
+        for ctx, result in zip(batch, results, strict=True):
+            if isinstance(result, SfpError):
+                fleet.failed.append((ctx.name, result))
+            else:
+                fleet.outcomes.append(result)
+    fleet.not_started = [c.name for c in pending]
+    return fleet
+
+
+def _attempt(step: Callable[..., UpgradeOutcome], ctx: OrgContext, target: str, console: Console, verbose: bool,
+             say: Callable[[str], None] | None) -> UpgradeOutcome | SfpError:
+    try:
+        return step(ctx, target, console, verbose=verbose, say=say)
+    except SfpError as exc:
+        return exc
+
+
+def _last_upgrade(ctx: OrgContext, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The org's last upgrade, while it can still be rolled back (not finished, its set still kept)."""
+    from ..backup.retention import parse_stamp  # lazy: see installer/actions/backup_config.py
+
+    last = next((h for h in reversed(history) if h.get("action") in ("upgrade", "rollback", "finish")), None)
+    if last is None or last.get("action") != "upgrade":
+        why = {"finish": " (it was finished)", "rollback": " (it was rolled back already)"}.get(
+            str((last or {}).get("action")), "")
+        raise SfpError(f"{ctx.name} has no upgrade to roll back{why}",
+                       f"`{ctx.command('status', '--org', ctx.name)}` shows its history")
+    until = parse_stamp(last.get("keep_until"))
+    if until is not None and until <= datetime.now(UTC):
+        raise SfpError(f"the pre-upgrade state of {ctx.name} was kept until {last['keep_until']} and may be pruned: no rollback",
+                       f"restore a set by hand if one is left (`{ctx.command('backup', 'list', '--org', ctx.name)}`)")
+    return last
+
+
+def finish(ctx: OrgContext, console: Console, *, verbose: bool = False) -> dict[str, Any]:
+    """`upgrade --finish`: the org keeps the release it runs; the pre-upgrade sets its upgrades kept are
+    left to the backup retention, and `--rollback` is no longer offered. Changes no service."""
+    from ..backup.retention import upgrade_pins  # lazy: see installer/actions/backup_config.py
+
+    rows = status_action.gather(ctx.inventory, [ctx.name], console)
+    if not rows or rows[0].error or not rows[0].release:
+        raise SfpError(f"cannot read what {ctx.name} runs on its host ({rows[0].verdict if rows else 'no status'})",
+                       f"see `{ctx.command('status', '--org', ctx.name)}`")
+    kept = upgrade_pins(rows[0].history)
+    if not kept:
+        raise SfpError(f"{ctx.name} keeps no pre-upgrade state: nothing to finish",
+                       f"`{ctx.command('status', '--org', ctx.name)}` shows its history")
+    release = rows[0].release
+    entry = {"at": _now(), "action": "finish", "from": release, "to": release, "backup_sets": sorted(kept)}
+    # The stack role records the entry in deployed.json; nothing it deploys changed, so nothing restarts.
+    result = _run(ctx, console, verbose, ["deploy"], {"supabase_stack__history_add": [entry]})
+    runner.require_success(result, f"recording the end of {ctx.name}'s upgrade")
+    return entry

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,9 @@ def restore_set(store: ObjectStore, org: str, set_id: str, identity: str, target
     return result
 
 
-def prune(store: ObjectStore, org: str, policy: Retention, *, dry_run: bool = False, client: Any = None) -> retention.PruneReport:
-    return retention.prune(_client(store, client), store, org, policy, dry_run=dry_run)
+def prune(store: ObjectStore, org: str, policy: Retention, *, dry_run: bool = False, client: Any = None,
+          pinned: Mapping[str, str] | None = None) -> retention.PruneReport:
+    return retention.prune(_client(store, client), store, org, policy, dry_run=dry_run, pinned=pinned)
 
 
 def cleanup(store: ObjectStore, org: str, *, grace: timedelta = timedelta(hours=24), dry_run: bool = False,

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ..actions import backup_keys, backup_run
 from ..actions import restore as restore_action
+from ..actions import status as status_action
 from ..backup_job import future_warning, human, raise_on_sigterm
 from ..errors import SfpError
 from .common import Context
@@ -161,8 +162,15 @@ def verify_cmd(obj: Context, org: str, set_id: str, identity_file: Path | None, 
 @json_option
 @click.pass_obj
 def prune_cmd(obj: Context, org: str, dry_run: bool, as_json: bool) -> None:
-    """Apply the org's retention (keep_daily/weekly/monthly/yearly)."""
-    report = backup_run.prune(obj.org(org), dry_run=dry_run)
+    """Apply the org's retention (keep_daily/weekly/monthly/yearly); pre-upgrade sets that
+    `upgrade --rollback` may still need are kept."""
+    ctx = obj.org(org)
+    # The host's upgrade history says which sets a rollback may still need: without it, no set is deleted.
+    rows = status_action.gather(ctx.inventory, [ctx.name], err)
+    if not rows or rows[0].error:
+        raise SfpError(f"cannot read {org}'s upgrade history on its host ({rows[0].error if rows else 'no status'}); nothing was pruned",
+                       f"check the host with `{obj.command_text('status', '--org', org)}`, then prune again")
+    report = backup_run.prune(ctx, rows[0].history, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(asdict(report), indent=2, default=str))
         return

@@ -10,7 +10,7 @@ import pytest
 from installer.backup import api, s3
 from installer.backup.config import Retention
 from installer.backup.manifest import MANIFEST, VERIFIED
-from installer.backup.retention import select
+from installer.backup.retention import select, upgrade_pins
 from installer.backup.s3 import SetInfo
 
 from .support import RcloneS3
@@ -141,3 +141,44 @@ def test_prune_on_the_store(s3_server: RcloneS3) -> None:
 
     report = api.prune(store, "acme", Retention(0, 0, 0, 0))
     assert [s.set_id for s in api.list_sets(store, "acme")] == list(report.kept)
+
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def history(*entries: dict[str, object]) -> list[dict[str, object]]:
+    return [dict(e) for e in entries]
+
+
+def test_upgrade_pins_the_set_a_rollback_may_still_need() -> None:
+    up = {"action": "upgrade", "backup_set": "S1", "keep_until": "2026-12-10T00:00:00Z"}
+    assert upgrade_pins(history(up), NOW) == {"S1": "pre-upgrade (rollback until 2026-12-10T00:00:00Z)"}
+    # Expired, finished, or a set before keep_until existed (older toolkit): not pinned.
+    assert upgrade_pins(history({**up, "keep_until": "2026-12-01T00:00:00Z"}), NOW) == {}
+    assert upgrade_pins(history(up, {"action": "finish", "backup_set": "S1"}), NOW) == {}
+    assert upgrade_pins(history({k: v for k, v in up.items() if k != "keep_until"}), NOW) == {}
+    # A finish ends only the upgrades before it.
+    later = {**up, "backup_set": "S2"}
+    assert list(upgrade_pins(history(up, {"action": "finish"}, later), NOW)) == ["S2"]
+    # Hosts written through ansible-core 2.19 before the runner's fix hold `+00:00` stamps; a stamp
+    # without a zone is no stamp.
+    assert list(upgrade_pins(history({**up, "keep_until": "2026-12-10T00:00:00+00:00"}), NOW)) == ["S1"]
+    assert upgrade_pins(history({**up, "keep_until": "2026-12-10T00:00:00"}), NOW) == {}
+
+
+@pytest.mark.parametrize("hostile", [
+    None, "history", {"action": "upgrade"}, [None, 3, "x"],
+    [{"action": "upgrade", "backup_set": ["S1"], "keep_until": "2099-01-01T00:00:00Z"}],
+    [{"action": "upgrade", "backup_set": "S1", "keep_until": "tomorrow"}],
+    [{"action": "upgrade", "backup_set": "S1", "keep_until": 4102444800}],
+])
+def test_a_malformed_history_pins_nothing_and_never_fails(hostile: object) -> None:
+    assert upgrade_pins(hostile, NOW) == {}
+
+
+def test_a_pinned_set_is_kept_whatever_the_policy() -> None:
+    sets = simulated_year()
+    oldest = next(s for s in sets if s.complete)
+    selection = select(sets, Retention(0, 0, 0, 0), {oldest.set_id: "pre-upgrade"})
+    assert selection.keep[oldest.set_id] == ["pre-upgrade"] and oldest.set_id not in selection.delete
+    assert len(selection.keep) == 2  # and the newest verified one

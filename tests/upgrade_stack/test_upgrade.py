@@ -8,7 +8,8 @@ One scenario, one test (each step needs the org as the step before left it):
   the org healthy on v0.8.0, the migrated table gone (data from the pre-upgrade set), the same data;
 - the upgrade to v0.8.1: only the changed services restart, the data (full logical dump) and the
   API keys are the same after, `status` shows the release and the history;
-- a second upgrade to v0.8.1 changes nothing.
+- a second upgrade to v0.8.1 changes nothing;
+- `--finish` keeps it (nothing restarts) and `--rollback` is refused after.
 Stand-ins prove the orchestration (what restarts, gates, rollback, data), not upstream's services.
 """
 
@@ -142,3 +143,17 @@ def test_plan_rollback_upgrade_and_no_op(org: tuple[Path, Path, dict[str, int]])
     done = cli(inv, "upgrade", "--org", ORG, "--to", "v0.8.1")
     assert done.returncode == 0 and "unchanged" in done.stdout, (done.stdout, done.stderr)
     assert started() == times
+
+    # The upgrade to v0.8.1 keeps its pre-upgrade set for sfp_org.upgrade.keep_days; --finish ends
+    # that (nothing restarts) and with it the rollback.
+    upgraded = next(h for h in status["history"] if h["to"] == "v0.8.1" and h["action"] == "upgrade")
+    assert upgraded["keep_until"] > upgraded["at"], upgraded
+    done = cli(inv, "upgrade", "--org", ORG, "--finish")
+    assert done.returncode == 0 and "no rollback" in done.stdout, (done.stdout, done.stderr)
+    assert started() == times
+    status = json.loads(cli(inv, "status", "--org", ORG, "--json").stdout)[0]
+    assert status["history"][-1]["action"] == "finish" and status["verdict"] == "healthy", status
+    done = cli(inv, "upgrade", "--org", ORG, "--rollback")
+    assert done.returncode == 1 and "it was finished" in done.stderr, (done.stdout, done.stderr)
+    done = cli(inv, "upgrade", "--org", ORG, "--finish")
+    assert done.returncode == 1 and "nothing to finish" in done.stderr, (done.stdout, done.stderr)
