@@ -3,9 +3,10 @@
     python -m installer.restore_job --config FILE
 
 The controller has already checked the set (it exists, the recovery key opens it, its settings
-object verifies), written the set's secrets into the org's vault and installed the org, so the
-database container runs a fresh cluster initialised with the backup's passwords. This job then
-stops every service of the org but the database, moves the fresh storage directory aside, and
+object verifies), written the set's secrets into the org's vault and installed the org with only
+its database started, so the database container runs a fresh cluster initialised with the backup's
+passwords. This job then stops every other service of the org that runs (none after that install;
+an org restored over itself by hand may have some), moves the fresh storage directory aside, and
 calls the backup library's restore_set (which checks every object before applying anything).
 The services stay stopped: the controller's second install starts them with the restored data.
 
@@ -69,8 +70,9 @@ def _compose(cfg: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str
 
 
 def stop_all_but_db(cfg: dict[str, Any]) -> list[str]:
-    """Stop every service of the org but `db`: nothing may write to the database or the storage tree meanwhile."""
-    listed = _compose(cfg, "config", "--services")
+    """Stop every running service of the org but `db`: nothing may write to the database or the storage
+    tree meanwhile. Returns the services it stopped (none after the restore's own install)."""
+    listed = _compose(cfg, "ps", "--services", "--status", "running", "--status", "restarting", "--status", "paused")
     if listed.returncode != 0:
         raise SfpError(f"cannot read the services of {cfg['project']}: {listed.stderr.strip()[-400:]}",
                        f"check {cfg['org_dir']}/compose.yaml; the install before the restore must have succeeded")

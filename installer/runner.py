@@ -272,6 +272,7 @@ def run_playbook(
     extravars: dict[str, Any] | None = None,
     check: bool = False,
     tags: list[str] | None = None,
+    skip_tags: list[str] | None = None,
     verbose: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
@@ -321,6 +322,8 @@ def run_playbook(
         cmdline.append("--check")
     if tags:
         cmdline += ["--tags", ",".join(tags)]
+    if skip_tags:
+        cmdline += ["--skip-tags", ",".join(skip_tags)]
 
     private = Path(tempfile.mkdtemp(prefix="sfp-run-"))
     os.chmod(private, 0o700)

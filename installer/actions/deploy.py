@@ -47,8 +47,12 @@ def preflight_checks(result: runner.RunResult) -> dict[str, list[dict[str, str]]
 
 
 def install(
-    inv: Inventory, names: list[str], console: Console, *, check: bool = False, verbose: bool = False
+    inv: Inventory, names: list[str], console: Console, *, check: bool = False, verbose: bool = False,
+    database_only: bool = False,
 ) -> DeployOutcome:
+    """Install or update the orgs (playbooks/site.yml). `database_only`: render everything but start
+    only the database, with no SSO registration and no backup schedule (a restore's first step: its
+    data goes in before any other service starts; the install after it does the rest)."""
     contexts = of_validated(inv, validate.validate(inv, names))
     generated: dict[str, list[str]] = {}
     if not check:
@@ -59,7 +63,9 @@ def install(
             if added:
                 generated[ctx.name] = added
     result = runner.run_playbook(
-        "site.yml", inv.path, names, inv.vault_password_file, console=console, check=check, verbose=verbose
+        "site.yml", inv.path, names, inv.vault_password_file, console=console, check=check, verbose=verbose,
+        extravars={"supabase_stack__start_services": ["db"]} if database_only else None,
+        skip_tags=["sso", "backup"] if database_only else None,
     )
     orgs = [
         OrgSummary(host, reports["org"].get("msg", {}))

@@ -299,9 +299,9 @@ def restore(target: OrgContext, source: str, set_ref: str, console: Console, *, 
     outcome.secrets_written = len(restored)
     say(f"wrote {len(restored)} secrets of set {set_id} into {target.inventory.vault_file(target.name)}")
 
-    say(f"installing {target.name} on {target.machine} (fresh database)")
+    say(f"installing {target.name} on {target.machine} (a fresh database; the other services start after the restore)")
     target = target.reload(check=False)  # re-read: the vault changed
-    first = deploy.install(target.inventory, [target.name], console, verbose=verbose)
+    first = deploy.install(target.inventory, [target.name], console, verbose=verbose, database_only=True)
     runner.require_success(first.result, "install")
 
     cfg = restore_job_config(source_context(target, source), target, source, set_id, ident, src_settings, set_trust)

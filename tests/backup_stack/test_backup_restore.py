@@ -168,6 +168,8 @@ def purge_then_restore_brings_back_data_files_and_keys(backup_org: BackupDeploym
     done = cli(inv, "restore", "--org", ORG, "--backup", "latest", timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"set {state['set_id']}" in done.stdout and "healthy" in done.stdout
+    # Only the database ran before the data was in: no service migrated a database the restore replaced.
+    assert "stopped nothing (the database stays up" in done.stderr, done.stderr
     assert logical_dump(ORG) == state["dump"]
     assert psql("SELECT count(*) FROM public.orders; SELECT email FROM auth.users;").split() == ["20000", "ada@example.test"]
     assert psql("SELECT rolname FROM pg_roles WHERE rolname = 'app_reader'").strip() == "app_reader"

@@ -173,3 +173,21 @@ def test_an_org_with_settings_that_no_longer_validate_stays_removable(make_inven
                           capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stdout
     assert "failed=0" in done.stdout
+
+
+def test_start_services_must_name_services_the_org_runs(tmp_path: Path) -> None:
+    """A restore starts [db] first (installer/actions/restore.py); a name the org does not run stops
+    the role before anything is rendered, with the services it could name."""
+    values, _ = secrets.complete({})
+    done = play(tmp_path, "supabase_stack", {
+        "supabase_stack__org": "starts", "supabase_stack__release": "v0.8.1", "supabase_stack__base_dir": str(tmp_path / "sfp"),
+        "supabase_stack__public_url": "http://127.0.0.1:1",
+        "supabase_stack__ports": {"api": 18111, "postgres": 18112, "pooler_transaction": 18113},
+        "supabase_stack__services": {"analytics": False},
+        "supabase_stack__secrets": values,
+        "supabase_stack__start_services": ["db", "analytics"],
+    }, "--tags", "render")
+    assert done.returncode != 0
+    assert "supabase_stack__start_services names analytics, which the org does not run" in done.stdout, done.stdout
+    assert "db" in done.stdout.split("use some of", 1)[1].split("\n")[0]
+    assert not (tmp_path / "sfp" / "orgs" / "starts").exists()
