@@ -178,8 +178,11 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
     inv = obj.inventory()
     names = select(inv, orgs, all_orgs or not orgs)
     rows = status_action.gather(inv, names, err)
+    # Secrets past the org's maximum age (sfp_org.secrets.max_age_days): read from the vault here,
+    # on the controller; the host knows nothing of them.
+    stale = {r.org: secrets_action.too_old(obj.org(r.org)) for r in rows}
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        click.echo(json.dumps([{**r.as_dict(), "secrets_too_old": [a.name for a in stale[r.org]]} for r in rows], indent=2))
     else:
         backups = any(r.last_backup_success for r in rows)
         table = Table("org", "host", "release", "state", "services", *(["last backup"] if backups else []))
@@ -202,6 +205,12 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
                     release += ")"
             table.add_row(r.org, r.machine, release, r.verdict, services or (r.error or "-"), *last)
         out.print(table)
+        for org, old in stale.items():
+            if old:
+                limit = obj.org(org).settings["secrets"]["max_age_days"]
+                listed = ", ".join(f"{a.name} ({a.age_days:.0f} days)" for a in old[:5]) + (", …" if len(old) > 5 else "")
+                err.print(f"warning: {org}: {len(old)} secret(s) older than {limit} days (sfp_org.secrets.max_age_days): "
+                          f"{listed}; see `{obj.command('secrets', 'age', '--org', org)}`", markup=False)
     if any(r.verdict in ("degraded", "unreachable") for r in rows):
         sys.exit(1)
 
@@ -245,6 +254,27 @@ def secrets_ensure(obj: Context, orgs: tuple[str, ...], all_orgs: bool) -> None:
     for name in select(inv, orgs, all_orgs):
         added = secrets_action.ensure(inv, name)
         out.print(f"{name}: " + (f"generated {', '.join(added)}" if added else "all secrets present"))
+
+
+@secrets.command("age")
+@org_option
+@all_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def secrets_age(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -> None:
+    """When each secret was made or last changed, and which are older than sfp_org.secrets.max_age_days."""
+    inv = obj.inventory()
+    report = {name: secrets_action.age(obj.org(name)) for name in select(inv, orgs, all_orgs)}
+    if as_json:
+        click.echo(json.dumps({org: [vars(a) for a in ages] for org, ages in report.items()}, indent=2))
+        return
+    for org, ages in report.items():
+        limit = obj.org(org).settings["secrets"]["max_age_days"]
+        table = Table("secret", "made or changed (UTC)", "age", title=f"{org} (maximum {limit} days)", title_justify="left")
+        for a in ages:
+            age = "unknown" if a.age_days is None else f"{a.age_days:.0f} days" + (" (too old)" if a.too_old else "")
+            table.add_row(a.name, a.changed_at or "before ages were kept", age)
+        out.print(table)
 
 
 @secrets.command("list")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 from . import validate
 from .errors import SfpError
-from .inventory import SECRETS_VAR, Inventory, Org
+from .inventory import SECRET_AGES_VAR, SECRETS_VAR, Inventory, Org
 from .vault import Vault
 
 # Host variables Ansible reads as a boolean, written by hand in many spellings.
@@ -58,21 +59,43 @@ def open_vault(inv: Inventory) -> Vault:
     return Vault(inv.vault_password_file)
 
 
-def read_secrets(inv: Inventory, name: str) -> dict[str, str]:
-    """The org's vault entries (`sfp_org_secrets`); an org without a vault file has none yet."""
+def _vault_data(inv: Inventory, name: str) -> dict[str, Any]:
     path = inv.vault_file(name)
     if not path.exists():
         return {}
     data: dict[str, Any] = open_vault(inv).read(path)
-    values = data.get(SECRETS_VAR, {})
-    if not isinstance(values, dict):
-        raise SfpError(f"{path}: {SECRETS_VAR} is not a mapping", "restore the file from a backup")
-    return {str(k): str(v) for k, v in values.items()}
+    for var in (SECRETS_VAR, SECRET_AGES_VAR):
+        if not isinstance(data.get(var, {}), dict):
+            raise SfpError(f"{path}: {var} is not a mapping", "restore the file from a backup")
+    return data
+
+
+def read_secrets(inv: Inventory, name: str) -> dict[str, str]:
+    """The org's vault entries (`sfp_org_secrets`); an org without a vault file has none yet."""
+    return {str(k): str(v) for k, v in _vault_data(inv, name).get(SECRETS_VAR, {}).items()}
+
+
+def read_secret_ages(inv: Inventory, name: str) -> dict[str, str]:
+    """When each of the org's secrets was made or last changed (`sfp_org_secret_ages`: name -> UTC
+    stamp). A secret written before the toolkit kept these has none until it changes."""
+    return {str(k): str(v) for k, v in _vault_data(inv, name).get(SECRET_AGES_VAR, {}).items()}
 
 
 def write_secrets(inv: Inventory, name: str, values: dict[str, str]) -> None:
-    """Replace the org's vault entries (encrypted, 0600, atomically)."""
-    open_vault(inv).write(inv.vault_file(name), {SECRETS_VAR: values})
+    """Replace the org's vault entries (encrypted, 0600, atomically). Every writer of secrets comes
+    through here, so this is where their ages are kept: a new or changed value is stamped now, an
+    unchanged one keeps its stamp, a removed one loses it."""
+    before = _vault_data(inv, name)
+    old_values, old_ages = before.get(SECRETS_VAR, {}), before.get(SECRET_AGES_VAR, {})
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ages = {}
+    for key, value in values.items():
+        if key in old_values and str(old_values[key]) == str(value):
+            if key in old_ages:
+                ages[key] = str(old_ages[key])
+        else:
+            ages[key] = now
+    open_vault(inv).write(inv.vault_file(name), {SECRETS_VAR: values, SECRET_AGES_VAR: ages})
 
 
 @dataclass

@@ -29,6 +29,7 @@ from .errors import ConfigError, Problem, SfpError
 ORG_GROUP = "sfp_orgs"
 ORG_VAR = settings.ORG_VAR
 SECRETS_VAR = settings.SECRETS_VAR
+SECRET_AGES_VAR = settings.SECRET_AGES_VAR
 
 
 

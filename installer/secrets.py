@@ -15,8 +15,9 @@ import secrets as _random
 import string
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -201,3 +202,29 @@ def verify_api_key(token: str, values: dict[str, str]) -> dict[str, Any]:
         key = jwt.PyJWK(signing_jwk(values), algorithm="ES256").key
         return jwt.decode(token, key, algorithms=["ES256"], issuer=JWT_ISSUER)
     return jwt.decode(token, values["JWT_SECRET"], algorithms=["HS256"], issuer=JWT_ISSUER)
+
+
+@dataclass(frozen=True)
+class SecretAge:
+    name: str
+    changed_at: str | None
+    """When the value was made or last changed (UTC stamp); None: before the toolkit kept ages."""
+    age_days: float | None
+    too_old: bool
+
+
+def ages(values: Mapping[str, str], stamps: Mapping[str, str], max_age_days: int, now: datetime) -> list[SecretAge]:
+    """Each secret's age against the org's maximum, by name. A stamp that does not parse (the vault
+    was edited by hand) counts as unknown, like a missing one: never as new."""
+    out = []
+    for name in sorted(values):
+        stamp = stamps.get(name)
+        try:
+            at = datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
+        except ValueError:
+            at = None
+        if at is not None and at.tzinfo is None:
+            at = None
+        days = (now - at).total_seconds() / 86400 if at is not None else None
+        out.append(SecretAge(name, stamp if at is not None else None, days, days is not None and days > max_age_days))
+    return out

@@ -35,6 +35,8 @@ from .errors import ConfigError, Problem, SfpError
 
 ORG_VAR = "sfp_org"
 SECRETS_VAR = "sfp_org_secrets"
+# Beside the secrets in the same vault file: when each was made or last changed (UTC stamps).
+SECRET_AGES_VAR = "sfp_org_secret_ages"
 SSO_VAR = "sfp_org_sso"
 ROLE_VAR = "x-role-var"
 ROLE_DEFAULTS_VAR = "x-role-defaults-var"

@@ -13,13 +13,13 @@ from typing import Any
 
 from . import backup_inventory, catalog, settings, sso_inventory
 from .errors import ConfigError, Problem
-from .inventory import ORG_GROUP, ORG_VAR, SECRETS_VAR, Inventory, Org
+from .inventory import ORG_GROUP, ORG_VAR, SECRET_AGES_VAR, SECRETS_VAR, Inventory, Org
 
 # An org name becomes a DNS label (host names), a Compose project and container names.
 ORG_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
 EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")  # fullmatch: `$` would let a final newline by
 # Variables the toolkit reads besides the machine settings; any other `sfp_*` is most likely a typo.
-KNOWN_SFP_VARS = {ORG_VAR, SECRETS_VAR, "sfp_machine", "sfp_org_sso", *settings.machine_names()}
+KNOWN_SFP_VARS = {ORG_VAR, SECRETS_VAR, SECRET_AGES_VAR, "sfp_machine", "sfp_org_sso", *settings.machine_names()}
 
 
 def check_org(org: Org) -> list[Problem]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from .. import secrets as gen
 from .. import sso_inventory
-from ..context import OrgContext, read_secrets, write_secrets
+from ..context import OrgContext, read_secret_ages, read_secrets, write_secrets
 from ..errors import SfpError
 from ..inventory import Inventory
 
@@ -58,3 +60,14 @@ def set_value(inv: Inventory, org: str, name: str, value: str) -> None:
 def names(inv: Inventory, org: str) -> list[tuple[str, str]]:
     """Names (never values) with what each is for."""
     return [(n, gen.DESCRIPTIONS.get(n, "")) for n in sorted(read(inv, org))]
+
+
+def age(ctx: OrgContext, now: datetime | None = None) -> list[gen.SecretAge]:
+    """How old each of the org's secrets is, against sfp_org.secrets.max_age_days."""
+    limit = int(ctx.settings["secrets"]["max_age_days"])
+    return gen.ages(ctx.secrets, read_secret_ages(ctx.inventory, ctx.name), limit, now or datetime.now(UTC))
+
+
+def too_old(ctx: OrgContext, now: datetime | None = None) -> list[gen.SecretAge]:
+    """The org's secrets older than its maximum age, oldest first."""
+    return sorted((a for a in age(ctx, now) if a.too_old), key=lambda a: -(a.age_days or 0))
