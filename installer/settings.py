@@ -21,6 +21,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -37,6 +38,7 @@ ORG_VAR = "sfp_org"
 SECRETS_VAR = "sfp_org_secrets"
 # Beside the secrets in the same vault file: when each was made or last changed (UTC stamps).
 SECRET_AGES_VAR = "sfp_org_secret_ages"
+_METRIC_LABEL = re.compile(r"[A-Za-z0-9_]{1,128}")
 SSO_VAR = "sfp_org_sso"
 ROLE_VAR = "x-role-var"
 ROLE_DEFAULTS_VAR = "x-role-defaults-var"
@@ -402,7 +404,26 @@ def role_inputs(org_name: str, hostvars: Mapping[str, Any], strict: bool = True)
     # Optional paths whose default follows from the org (the schema's description says which).
     inputs.setdefault("backup__metrics_dir", org_path_default("backup", "paths.metrics_dir", org=org_name, org_dir=directory))
     inputs.setdefault("backup__env_file", org_path_default("backup", "paths.env_file", org=org_name, org_dir=directory))
+    inputs.setdefault("supabase_stack__secrets_metrics_dir", org_path_default("org", "secrets.metrics_dir", org=org_name,
+                                                                              org_dir=directory))
+    inputs["supabase_stack__secret_ages"] = secret_epochs(_plain(hostvars.get(SECRET_AGES_VAR) or {}))
     return inputs
+
+
+def secret_epochs(stamps: Any) -> dict[str, int]:
+    """The vault's secret ages (name -> UTC stamp) as Unix times for the Prometheus textfile. The
+    names become label values: only plain names pass, and a stamp that does not parse is left out."""
+    out: dict[str, int] = {}
+    for name, stamp in (stamps.items() if isinstance(stamps, Mapping) else ()):
+        if not isinstance(name, str) or not _METRIC_LABEL.fullmatch(name) or not isinstance(stamp, str):
+            continue
+        try:
+            at = datetime.fromisoformat(stamp)
+        except ValueError:
+            continue
+        if at.tzinfo is not None:
+            out[name] = int(at.timestamp())
+    return dict(sorted(out.items()))
 
 
 def org_path_default(name: str, dotted: str, *, org: str, org_dir: str) -> str:

@@ -23,7 +23,7 @@ from installer.errors import SfpError
 
 # Only these host variables feed the model; reading no others keeps the filter cheap (playbook
 # variables are templated lazily, so it runs once per variable that reads it, then hits the cache).
-_READ = (settings.ORG_VAR, settings.SECRETS_VAR, settings.SSO_VAR, *settings.machine_names())
+_READ = (settings.ORG_VAR, settings.SECRETS_VAR, settings.SECRET_AGES_VAR, settings.SSO_VAR, *settings.machine_names())
 
 
 @lru_cache(maxsize=64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import yaml
 from installer import secrets
 from tests.conftest import org_config, write_yaml
 from tests.roles.test_compose_escaping import resolved, text
-from tests.roles.test_roles_standalone import BIN, REPO, play
+from tests.roles.test_roles_standalone import BIN, REPO, play, recap
 from tests.unit.test_cli import sfp
 
 OPENAI_KEY = "sk-test-$OPENAI'\"key"
@@ -116,10 +117,17 @@ def test_the_playbooks_render_the_validated_model(make_inventory: Callable[..., 
     assert sfp("-i", str(inv), "secrets", "ensure", "--org", "acme").returncode == 0
     stored = sfp("-i", str(inv), "secrets", "set", "--org", "acme", "OPENAI_API_KEY", stdin=OPENAI_KEY + "\n")
     assert stored.returncode == 0, stored.stderr
-    done = site(inv, "--tags", "render")
+    done = site(inv, "--tags", "render,metrics")
     assert done.returncode == 0, done.stdout + done.stderr
     org_dir = tmp_path / "sfp" / "orgs" / "acme"
     config = resolved(org_dir)
+    # The vault's ages (every generated secret, and the key set by hand) reach the textfile.
+    metric = (org_dir / "metrics" / "sfp_secrets_acme.prom").read_text()
+    changed = [ln for ln in metric.splitlines() if ln.startswith("sfp_secret_changed_timestamp_seconds{")]
+    assert {ln.split('secret="')[1].split('"')[0] for ln in changed} == {*secrets.NAMES, "OPENAI_API_KEY"}
+    assert all(abs(int(ln.rsplit(" ", 1)[1]) - time.time()) < 600 for ln in changed)
+    assert 'sfp_secret_max_age_seconds{org="acme"} 31536000' in metric
+    assert OPENAI_KEY not in metric
     # Sized from the 4g limit the org gave its database: 25%, 75%, a quarter over 200 connections.
     options = pg_options(config["services"]["db"]["command"])
     assert {k: options[k] for k in ("shared_buffers", "effective_cache_size", "work_mem", "max_connections")} == \
@@ -191,3 +199,36 @@ def test_start_services_must_name_services_the_org_runs(tmp_path: Path) -> None:
     assert "supabase_stack__start_services names analytics, which the org does not run" in done.stdout, done.stdout
     assert "db" in done.stdout.split("use some of", 1)[1].split("\n")[0]
     assert not (tmp_path / "sfp" / "orgs" / "starts").exists()
+
+
+def test_secret_ages_textfile_is_idempotent_and_leaves_with_the_org(tmp_path: Path) -> None:
+    """The role alone: the ages it is given become sfp_secrets_<org>.prom in the metrics directory;
+    a second run and a check-mode run change nothing; removing the org removes the file."""
+    values, _ = secrets.complete({})
+    metrics = tmp_path / "textfile_collector"
+    variables: dict[str, Any] = {
+        "supabase_stack__org": "ages", "supabase_stack__release": "v0.8.1", "supabase_stack__base_dir": str(tmp_path / "sfp"),
+        "supabase_stack__public_url": "http://127.0.0.1:1",
+        "supabase_stack__ports": {"api": 18121, "postgres": 18122, "pooler_transaction": 18123},
+        "supabase_stack__secrets": values, "supabase_stack__secrets_metrics_dir": str(metrics),
+        "supabase_stack__secrets_max_age_days": 90,
+        "supabase_stack__secret_ages": {"POSTGRES_PASSWORD": 1700000000, "JWT_SECRET": 1700000100},
+    }
+    first = play(tmp_path, "supabase_stack", variables, "--tags", "metrics")
+    assert first.returncode == 0, first.stdout
+    assert (metrics / "sfp_secrets_ages.prom").read_text().splitlines() == [
+        "# HELP sfp_secret_changed_timestamp_seconds When the org's secret was made or last changed (sfp-server secrets age).",
+        "# TYPE sfp_secret_changed_timestamp_seconds gauge",
+        'sfp_secret_changed_timestamp_seconds{org="ages",secret="JWT_SECRET"} 1700000100',
+        'sfp_secret_changed_timestamp_seconds{org="ages",secret="POSTGRES_PASSWORD"} 1700000000',
+        "# HELP sfp_secret_max_age_seconds The org's maximum secret age (sfp_org.secrets.max_age_days).",
+        "# TYPE sfp_secret_max_age_seconds gauge",
+        'sfp_secret_max_age_seconds{org="ages"} 7776000',
+    ]
+    assert oct((metrics / "sfp_secrets_ages.prom").stat().st_mode & 0o777) == "0o644"
+    for extra in ((), ("--check",)):
+        again = play(tmp_path, "supabase_stack", variables, "--tags", "metrics", *extra)
+        assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout
+    removed = play(tmp_path, "supabase_stack", {**variables, "supabase_stack__state": "absent"}, "--tags", "remove")
+    assert removed.returncode == 0, removed.stdout
+    assert not (metrics / "sfp_secrets_ages.prom").exists()
