@@ -180,7 +180,8 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
     rows = status_action.gather(inv, names, err)
     # Secrets past the org's maximum age (sfp_org.secrets.max_age_days): read from the vault here,
     # on the controller; the host knows nothing of them.
-    stale = {r.org: secrets_action.too_old(obj.org(r.org)) for r in rows}
+    contexts = {r.org: obj.org(r.org) for r in rows}
+    stale = {org: secrets_action.too_old(ctx) for org, ctx in contexts.items()}
     if as_json:
         click.echo(json.dumps([{**r.as_dict(), "secrets_too_old": [a.name for a in stale[r.org]]} for r in rows], indent=2))
     else:
@@ -207,7 +208,7 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
         out.print(table)
         for org, old in stale.items():
             if old:
-                limit = obj.org(org).settings["secrets"]["max_age_days"]
+                limit = contexts[org].settings["secrets"]["max_age_days"]
                 listed = ", ".join(f"{a.name} ({a.age_days:.0f} days)" for a in old[:5]) + (", …" if len(old) > 5 else "")
                 err.print(f"warning: {org}: {len(old)} secret(s) older than {limit} days (sfp_org.secrets.max_age_days): "
                           f"{listed}; see `{obj.command('secrets', 'age', '--org', org)}`", markup=False)
