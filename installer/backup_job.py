@@ -173,6 +173,7 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None, *, c
         org_config=cfg.get("org_config") or {}, secrets=set_secrets(cfg), signing_key=signing_key,
         release=info.get("release"), images=info.get("images") or None,
         postgres_major=int(major) if major not in (None, "") else None, metrics_dir=metrics, client=client,
+        secret_ages={str(k): str(v) for k, v in (cfg.get("secret_ages") or {}).items()},
     )
     outcome = JobOutcome(org=org, set_id=result.set_id, size=result.size, seconds=result.seconds,
                          objects=len(result.manifest.objects), warnings=list(result.warnings))

@@ -81,10 +81,11 @@ def read_secret_ages(inv: Inventory, name: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in _vault_data(inv, name).get(SECRET_AGES_VAR, {}).items()}
 
 
-def write_secrets(inv: Inventory, name: str, values: dict[str, str]) -> None:
+def write_secrets(inv: Inventory, name: str, values: dict[str, str], known_ages: dict[str, str] | None = None) -> None:
     """Replace the org's vault entries (encrypted, 0600, atomically). Every writer of secrets comes
-    through here, so this is where their ages are kept: a new or changed value is stamped now, an
-    unchanged one keeps its stamp, a removed one loses it."""
+    through here, so this is where their ages are kept: a new or changed value is stamped now (or
+    with its stamp in `known_ages`: a restore brings back values made earlier), an unchanged one
+    keeps its stamp, a removed one loses it."""
     before = _vault_data(inv, name)
     old_values, old_ages = before.get(SECRETS_VAR, {}), before.get(SECRET_AGES_VAR, {})
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -94,7 +95,7 @@ def write_secrets(inv: Inventory, name: str, values: dict[str, str]) -> None:
             if key in old_ages:
                 ages[key] = str(old_ages[key])
         else:
-            ages[key] = now
+            ages[key] = (known_ages or {}).get(key, now)
     open_vault(inv).write(inv.vault_file(name), {SECRETS_VAR: values, SECRET_AGES_VAR: ages})
 
 
@@ -160,8 +161,8 @@ class OrgContext:
         """A follow-up command for a message or hint, as the operator can type it (plain text)."""
         return self.follow_up(*args)
 
-    def write_secrets(self, values: dict[str, str]) -> None:
-        write_secrets(self.inventory, self.name, values)
+    def write_secrets(self, values: dict[str, str], known_ages: dict[str, str] | None = None) -> None:
+        write_secrets(self.inventory, self.name, values, known_ages)
         self._secrets = dict(values)
 
     def reload(self, *, check: bool | None = None) -> OrgContext:

@@ -398,6 +398,8 @@ def role_inputs(org_name: str, hostvars: Mapping[str, Any], strict: bool = True)
         "backup__org": org_name,
         "backup__org_dir": directory,
         "backup__secrets": secrets,
+        # Stored in each set, so that a restore brings back when each secret was made.
+        "backup__secret_ages": {k: str(v) for k, v in _plain(hostvars.get(SECRET_AGES_VAR) or {}).items()},
         # Stored in each set so that a restore knows the org as it was written.
         "backup__org_config": _plain(hostvars.get(ORG_VAR) or {}),
     })

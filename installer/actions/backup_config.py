@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import backup_inventory as binv
 from .. import backup_job
-from ..context import OrgContext
+from ..context import OrgContext, read_secret_ages
 from ..errors import SfpError
 
 
@@ -81,5 +81,6 @@ def job_config(ctx: OrgContext) -> dict[str, Any]:
         "keys": job_keys(raw, values),
         "org_config": plain(ctx.org.raw),
         "secrets": {k: v for k, v in values.items() if k not in binv.NOT_IN_SETS},
+        "secret_ages": read_secret_ages(ctx.inventory, ctx.name),
         "env_file": env_file(ctx),
     }

@@ -23,6 +23,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,7 @@ def restore(target: OrgContext, source: str, set_ref: str, console: Console, *, 
             verbose: bool = False, say: Callable[[str], None] | None = None) -> RestoreOutcome:
     """Restore set `set_ref` of org `source` into the org `target` (itself, or --as-org)."""
     from ..backup import api  # lazy: see the module docstring
+    from ..backup.content import secret_ages as set_secret_ages
 
     say = say or (lambda _m: None)
     started = time.monotonic()
@@ -294,8 +296,12 @@ def restore(target: OrgContext, source: str, set_ref: str, console: Console, *, 
     if outcome.ignored_secrets:
         say(f"warning: left out {len(outcome.ignored_secrets)} secret(s) of set {set_id} that are not the toolkit's: "
             f"{', '.join(outcome.ignored_secrets)}")
-    target.write_secrets(vault_after_restore(restored, target.secrets, target.org, same_org=target.name == source,
-                                             ident=ident if identity_file is not None else None, file_keys=file_keys))
+    values = vault_after_restore(restored, target.secrets, target.org, same_org=target.name == source,
+                                 ident=ident if identity_file is not None else None, file_keys=file_keys)
+    # The restored values keep the ages the set recorded (a secret made a year ago is a year old
+    # after a disaster recovery, not new); values the target keeps as its own are not the set's.
+    ages = {k: v for k, v in set_secret_ages(document, datetime.now(UTC)).items() if values.get(k) == restored.get(k)}
+    target.write_secrets(values, known_ages=ages)
     outcome.secrets_written = len(restored)
     say(f"wrote {len(restored)} secrets of set {set_id} into {target.inventory.vault_file(target.name)}")
 

@@ -51,6 +51,7 @@ def run_backup(
     images: dict[str, str] | None = None,
     postgres_major: int | None = None,
     metrics_dir: Path | None = None,
+    secret_ages: dict[str, str] | None = None,
     client: Any = None,
     **tuning: Any,
 ) -> BackupResult:
@@ -62,7 +63,7 @@ def run_backup(
     try:
         result = _backup.run_backup(settings, org, database, storage_dir=storage_dir, org_config=org_config,
                                     secrets=secrets, signing_key=signing_key, release=release, images=images,
-                                    postgres_major=postgres_major,
+                                    postgres_major=postgres_major, secret_ages=secret_ages,
                                     client=client, **tuning)
     except BaseException as exc:
         message = exc.message if isinstance(exc, SfpError) else f"{type(exc).__name__}: backup interrupted or failed"

@@ -144,6 +144,7 @@ def run_backup(
     release: str | None = None,
     images: dict[str, str] | None = None,
     postgres_major: int | None = None,
+    secret_ages: dict[str, str] | None = None,
     client: Any = None,
     part_size: int = PART_SIZE,
     in_flight: int = IN_FLIGHT,
@@ -233,8 +234,10 @@ def run_backup(
             data = database.read_file(path)
             if data is not None:
                 key_files[path] = data.decode("utf-8", "surrogateescape")
-        document = yaml.safe_dump({"org": org, "config": org_config, "secrets": secrets, "key_files": key_files},
-                                  sort_keys=True).encode()
+        # secret_ages: when each secret was made or last changed, so a restore keeps their ages.
+        ages = {k: str(v) for k, v in (secret_ages or {}).items() if k in secrets}
+        document = yaml.safe_dump({"org": org, "config": org_config, "secrets": secrets, "key_files": key_files,
+                                   "secret_ages": ages}, sort_keys=True).encode()
         stats = upload(SECRETS_KEY)(io.BytesIO(document))
         objects.append(entry(stats, SECRETS_KEY, "config"))
         manifest = Manifest(

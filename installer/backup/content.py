@@ -21,6 +21,7 @@ object in the signed manifest.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from pglast import ast, enums, parse_sql
@@ -106,6 +107,9 @@ def check_config_document(document: Any, org: str, set_id: str) -> dict[str, Any
     secrets = document.get("secrets")
     if not isinstance(secrets, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()):
         raise refuse("`secrets` is not a mapping of names to strings")
+    ages = document.get("secret_ages") or {}
+    if not isinstance(ages, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ages.items()):
+        raise refuse("`secret_ages` is not a mapping of names to strings")
     if document.get("org") not in (None, org):
         raise refuse(f"it names org {document.get('org')!r}")
     files = document.get("key_files") or {}
@@ -123,3 +127,19 @@ def key_files(document: dict[str, Any]) -> dict[str, bytes]:
     """The key files of a checked settings object, by the toolkit's own paths (never a path from the set)."""
     files = document.get("key_files") or {}
     return {path: files[path].encode("utf-8", "surrogateescape") for path in KEY_FILES if path in files}
+
+
+def secret_ages(document: dict[str, Any], now: datetime) -> dict[str, str]:
+    """When each secret of a checked settings object was made or last changed (sets made before
+    ages were kept have none). Only stamps of secrets the set holds that parse as times with a zone
+    and lie in the past: a stamp from the future would make a secret look newer than it is."""
+    secrets = document.get("secrets") or {}
+    out = {}
+    for name, stamp in (document.get("secret_ages") or {}).items():
+        try:
+            at = datetime.fromisoformat(stamp)
+        except ValueError:
+            continue
+        if name in secrets and at.tzinfo is not None and at <= now:
+            out[name] = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out

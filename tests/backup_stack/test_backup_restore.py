@@ -24,6 +24,7 @@ import jwt
 import requests
 
 from installer.actions import deploy, secrets
+from installer.context import read_secret_ages
 from installer.inventory import Inventory
 from installer.secrets import verify_api_key
 from installer.vault import create_password_file
@@ -198,6 +199,7 @@ def disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_org: Ba
     kept = cli(old_inv, "backup", "key", "--org", ORG, "--output", str(key))
     assert kept.returncode == 0, kept.stderr
     old_values = backup_org.secrets()
+    old_ages = read_secret_ages(Inventory(old_inv, old_inv / ".vault-pass"), ORG)
     purged = cli(old_inv, "uninstall", "--org", ORG, "--purge", "--confirm", ORG)
     assert purged.returncode == 0, purged.stderr
 
@@ -229,6 +231,11 @@ def disaster_recovery_on_a_new_controller_with_the_key_file_alone(backup_org: Ba
     for name in ("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "POSTGRES_PASSWORD", "BACKUP_RECOVERY_IDENTITY",
                  "BACKUP_RECOVERY_RECIPIENT"):
         assert values[name] == old_values[name], name
+    # The set carried when each secret was made: on the new controller they are as old as before
+    # (the S3 keys set by hand above, and the host's new signing key, are new).
+    new_ages = read_secret_ages(Inventory(new_inv, new_inv / ".vault-pass"), ORG)
+    for name in ("JWT_SECRET", "ANON_KEY", "POSTGRES_PASSWORD", "DASHBOARD_PASSWORD"):
+        assert new_ages[name] == old_ages[name], (name, new_ages[name], old_ages[name])
     # The old host's signing key stays trusted for the sets it made; the new host signs with its own.
     assert values["BACKUP_SIGNING_PREVIOUS_PUBLIC_KEYS"] == old_values["BACKUP_SIGNING_PUBLIC_KEY"]
     assert values["BACKUP_SIGNING_PUBLIC_KEY"] != old_values["BACKUP_SIGNING_PUBLIC_KEY"]

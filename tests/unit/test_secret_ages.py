@@ -16,7 +16,8 @@ import pytest
 
 from installer import secrets as gen
 from installer.actions import secrets as secrets_action
-from installer.context import open_vault, read_secret_ages, read_secrets, resolve
+from installer.backup import content
+from installer.context import open_vault, read_secret_ages, read_secrets, resolve, write_secrets
 from installer.errors import SfpError
 from installer.inventory import SECRET_AGES_VAR, SECRETS_VAR, Inventory
 from tests.conftest import org_config
@@ -100,3 +101,36 @@ def test_age_command_and_status_warn_past_the_maximum(inv: Inventory) -> None:
     assert "secrets age --org aged" in warning
     as_json = sfp("-i", str(inv.path), "status", "--org", ORG, "--json")
     assert json.loads(as_json.stdout)[0]["secrets_too_old"] == ["POSTGRES_PASSWORD", "JWT_SECRET"]
+
+
+def test_known_ages_stamp_only_values_that_change(inv: Inventory) -> None:
+    """A restore passes the set's ages: they are taken for the values it writes anew, never for one
+    the vault already holds unchanged (that keeps its own stamp)."""
+    values, _ = gen.complete({})
+    write_raw(inv, {SECRETS_VAR: values, SECRET_AGES_VAR: {"JWT_SECRET": "2026-01-01T00:00:00Z"}})
+    changed = {**values, "POSTGRES_PASSWORD": "restored-password"}
+    known = {"POSTGRES_PASSWORD": "2025-06-01T00:00:00Z", "JWT_SECRET": "2025-06-01T00:00:00Z"}
+    write_secrets(inv, ORG, changed, known_ages=known)
+    ages = read_secret_ages(inv, ORG)
+    assert ages["POSTGRES_PASSWORD"] == "2025-06-01T00:00:00Z"  # new value: the set's stamp
+    assert ages["JWT_SECRET"] == "2026-01-01T00:00:00Z"  # unchanged: its own
+    assert "ANON_KEY" not in ages  # unchanged and never stamped: still unknown
+
+
+@pytest.mark.parametrize(("ages", "kept"), [
+    ({"JWT_SECRET": "2025-06-01T00:00:00Z"}, {"JWT_SECRET": "2025-06-01T00:00:00Z"}),
+    ({"JWT_SECRET": "2025-06-01T02:00:00+02:00"}, {"JWT_SECRET": "2025-06-01T00:00:00Z"}),  # normalised to UTC
+    ({"JWT_SECRET": "2999-01-01T00:00:00Z"}, {}),  # the future would make it look new
+    ({"JWT_SECRET": "2025-06-01T00:00:00"}, {}),  # no zone
+    ({"JWT_SECRET": "last spring"}, {}),
+    ({"NOT_IN_THE_SET": "2025-06-01T00:00:00Z"}, {}),
+])
+def test_a_sets_ages_are_checked_before_a_restore_uses_them(ages: dict[str, str], kept: dict[str, str]) -> None:
+    document = content.check_config_document({"org": ORG, "secrets": {"JWT_SECRET": "s"}, "secret_ages": ages}, ORG, "S1")
+    assert content.secret_ages(document, datetime.now(UTC)) == kept
+
+
+@pytest.mark.parametrize("ages", [["JWT_SECRET"], {"JWT_SECRET": 1700000000}, "2025-06-01"])
+def test_a_set_whose_ages_are_not_names_to_strings_is_refused(ages: object) -> None:
+    with pytest.raises(SfpError, match="secret_ages"):
+        content.check_config_document({"org": ORG, "secrets": {"JWT_SECRET": "s"}, "secret_ages": ages}, ORG, "S1")
