@@ -385,7 +385,10 @@ def role_inputs(org_name: str, hostvars: Mapping[str, Any], strict: bool = True)
         "supabase_stack__org": org_name,
         "supabase_stack__org_dir": directory,
         "supabase_stack__project": project(org_name),
-        "supabase_stack__secrets": secrets,
+        # The stack's .env gets every secret but the backup job's (BACKUP_*): the recovery key opens
+        # every set and must not sit on the host beside the data; the job's own config carries the
+        # signing key, the S3 keys and the recipient it needs (roles/backup).
+        "supabase_stack__secrets": {k: v for k, v in secrets.items() if not str(k).startswith("BACKUP_")},
         "preflight__org": org_name,
         "preflight__project": project(org_name),
         "preflight__ports": sorted(p for p in ports.values() if isinstance(p, int)),

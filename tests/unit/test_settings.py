@@ -76,7 +76,8 @@ def test_role_inputs_carry_the_model() -> None:
         **hostvars(resources={"db": {"memory": "8g"}}, pooler={"default_pool_size": 40}, rest={"schemas": ["public", "api"]},
                    functions={"verify_jwt": True}, bind_address="0.0.0.0"),
         "sfp_base_dir": "/srv/sfp", "sfp_docker_socket": "/run/user/1000/docker.sock",
-        "sfp_org_secrets": {"POSTGRES_PASSWORD": "pw"},
+        "sfp_org_secrets": {"POSTGRES_PASSWORD": "pw", "BACKUP_RECOVERY_IDENTITY": "AGE-SECRET-KEY-1X",
+                            "BACKUP_SIGNING_KEY": "k", "BACKUP_RECOVERY_RECIPIENT": "age1x"},
     })
     assert set(inputs) == set(settings.input_names())
     assert inputs["supabase_stack__postgres"]["shared_buffers"] == "2048MB"
@@ -88,7 +89,10 @@ def test_role_inputs_carry_the_model() -> None:
     assert inputs["supabase_stack__base_dir"] == inputs["preflight__base_dir"] == "/srv/sfp"
     assert inputs["preflight__ports"] == [5432, 6543, 8000]
     assert inputs["supabase_sso__api_url"] == "http://127.0.0.1:8000"
+    # The backup job's keys never reach the stack's .env (the recovery key opens every set); the job's
+    # own config gets what it needs.
     assert inputs["supabase_stack__secrets"] == {"POSTGRES_PASSWORD": "pw"}
+    assert inputs["backup__secrets"]["BACKUP_SIGNING_KEY"] == "k"
     assert inputs["backup__settings"] == {} and inputs["backup__schedule"] == settings.default_of("backup", "schedule")
     assert inputs["supabase_stack__resources_default"]["db"] == {"cpus": 2, "memory": "2g"}
 
