@@ -40,9 +40,12 @@ SECRET_KEY = "BACKUP_S3_SECRET_ACCESS_KEY"
 SIGNING_KEY = "BACKUP_SIGNING_KEY"
 SIGNING_PUBLIC_KEY = "BACKUP_SIGNING_PUBLIC_KEY"
 SIGNING_PREVIOUS = "BACKUP_SIGNING_PREVIOUS_PUBLIC_KEYS"
-VAULT_KEYS = (IDENTITY, RECIPIENT, ACCESS_KEY, SECRET_KEY, SIGNING_KEY, SIGNING_PUBLIC_KEY, SIGNING_PREVIOUS)
-# Never written into a set: the key that opens the sets, and the key that signs them.
-NOT_IN_SETS = (IDENTITY, SIGNING_KEY)
+# Earlier recovery keys (one per line), kept after a rotation while sets made with them remain.
+PREVIOUS_IDENTITIES = "BACKUP_RECOVERY_PREVIOUS_IDENTITIES"
+VAULT_KEYS = (IDENTITY, RECIPIENT, ACCESS_KEY, SECRET_KEY, SIGNING_KEY, SIGNING_PUBLIC_KEY, SIGNING_PREVIOUS,
+              PREVIOUS_IDENTITIES)
+# Never written into a set: the keys that open the sets, and the key that signs them.
+NOT_IN_SETS = (IDENTITY, PREVIOUS_IDENTITIES, SIGNING_KEY)
 # A syntactically valid recipient for validating an org whose key is made on its first install.
 _PLACEHOLDER: str | None = None
 

@@ -249,9 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m installer.backup_job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="the job config the backup role renders (0600)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="leave retention to the next run (a safety backup before a restore: it must not prune the set restored)")
     args = parser.parse_args(argv)
     started = time.time()
-    code, outcome = run_job(args.config, "secrets", lambda cfg: run(cfg, None if args.json else (lambda m: print(m, flush=True))),
+    say = None if args.json else (lambda m: print(m, flush=True))
+    code, outcome = run_job(args.config, "secrets", lambda cfg: run({**cfg, "prune": False} if args.no_prune else cfg, say),
                             "uploads aborted, no set was left behind")
     if outcome is None:
         return code

@@ -22,6 +22,7 @@ from .actions import status as status_action
 from .commands.backup import COMMANDS as backup_commands
 from .commands.common import Context, program
 from .commands.logs import logs as logs_group
+from .commands.rotate import rotate as rotate_command
 from .commands.sso import sso as sso_group
 from .commands.upgrade import upgrade as upgrade_command
 from .errors import SfpError
@@ -309,6 +310,7 @@ def secrets_set(obj: Context, org: str, name: str, from_file: Any) -> None:
     out.print(f"{org}: {name} stored in {inv.vault_file(org)}; run `{obj.command('install', '--org', org)}` to apply it")
 
 
+secrets.add_command(rotate_command)
 cli.add_command(sso_group)
 cli.add_command(logs_group)
 cli.add_command(upgrade_command)

@@ -48,3 +48,9 @@ class ConfigError(SfpError):
 
 class PlaybookFailed(SfpError):
     exit_code = 3
+
+
+class UsageError(SfpError):
+    """Arguments that name nothing the command can act on (exit 2, like a click usage error)."""
+
+    exit_code = 2

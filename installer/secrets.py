@@ -15,7 +15,7 @@ import secrets as _random
 import string
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -173,6 +173,7 @@ DESCRIPTIONS: dict[str, str] = {s.name: s.description for s in SPECS} | {
     "BACKUP_S3_SECRET_ACCESS_KEY": "backup store secret access key (sfp_org.backup.store.credentials.source: vault)",
     "BACKUP_RECOVERY_IDENTITY": "the org's backup recovery key (age identity; keep a copy offline: `backup key`)",
     "BACKUP_RECOVERY_RECIPIENT": "public recipient of the recovery key; backup sets are encrypted to it",
+    "BACKUP_RECOVERY_PREVIOUS_IDENTITIES": "earlier recovery keys (after a rotation), kept while sets made with them remain",
     "BACKUP_SIGNING_KEY": "Ed25519 key the org's backup job signs its sets with (never stored in the bucket)",
     "BACKUP_SIGNING_PUBLIC_KEY": "its public half: verify and restore accept only sets it signed (in `backup key`'s file)",
     "BACKUP_SIGNING_PREVIOUS_PUBLIC_KEYS": "earlier signing public keys whose sets still verify (after a restore onto a new controller)",
@@ -193,6 +194,35 @@ def complete(existing: dict[str, str]) -> tuple[dict[str, str], list[str]]:
             values[spec.name] = spec.make(values)
             added.append(spec.name)
     return values, added
+
+
+def regenerate(values: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
+    """A copy of `values` with new values for `names`, made as at first generation (a rotation).
+    Only generated secrets can be made anew; what derives from them is the caller's to remake."""
+    specs = {s.name: s for s in SPECS}
+    out = dict(values)
+    for name in names:
+        if name not in specs:
+            raise KeyError(f"{name} is not a generated secret")
+        out[name] = specs[name].make(out)
+    return out
+
+
+def with_legacy_secret(values: Mapping[str, str], jwt_secret: str | None = None) -> dict[str, str]:
+    """A copy of `values` with a new legacy JWT secret and everything made from it: the HS256 anon and
+    service_role keys, and the symmetric entry of the signing key set and of the public key set. The
+    EC key, and the ES256 keys it signs, stay as they are."""
+    out = dict(values)
+    out["JWT_SECRET"] = jwt_secret or _alnum(48)
+    issued_at = int(out["API_KEYS_ISSUED_AT"])
+    out["ANON_KEY"] = legacy_api_key(out["JWT_SECRET"], "anon", issued_at)
+    out["SERVICE_ROLE_KEY"] = legacy_api_key(out["JWT_SECRET"], "service_role", issued_at)
+    keys = [k for k in json.loads(out["JWT_KEYS"]) if k.get("kty") != "oct"] + [_oct_jwk(out["JWT_SECRET"])]
+    out["JWT_KEYS"] = json.dumps(keys, separators=(",", ":"))
+    jwks = json.loads(out["JWT_JWKS"])
+    jwks["keys"] = [k for k in jwks.get("keys", []) if k.get("kty") != "oct"] + [_oct_jwk(out["JWT_SECRET"])]
+    out["JWT_JWKS"] = json.dumps(jwks, separators=(",", ":"))
+    return out
 
 
 def verify_api_key(token: str, values: dict[str, str]) -> dict[str, Any]:

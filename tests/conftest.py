@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 # "Developing"). Marking happens here, in one place, so a new deploying test cannot forget it:
 # every test under a deploying suite's directory, every test elsewhere that uses a fixture which
 # starts containers on the local engine, and the standalone runs of the roles that query the engine.
-STACK_DIRS = frozenset({"stack", "backup_stack", "sso_stack", "logs_stack"})
+STACK_DIRS = frozenset({"stack", "backup_stack", "sso_stack", "logs_stack", "upgrade_stack", "rotate_stack"})
 DOCKER_FIXTURES = frozenset({
     "docker_engine",  # below: every deploying fixture asks for it, so its users are marked however deep
     "two_orgs",      # tests/stack/conftest.py: two orgs deployed with the test image catalog
@@ -58,6 +58,7 @@ LONGEST_FIRST = (
     "tests/backup_stack/test_remote.py",         # ~10 min
     "tests/backup_stack/test_backup_restore.py",  # ~6 min
     "tests/upgrade_stack/test_upgrade.py",       # ~10 min (plan, two rollbacks, one with a data restore, upgrade)
+    "tests/rotate_stack/test_rotate.py",         # ~7 min (db password: plan, rotation, one undone; dashboard; legacy JWT secret; recovery key with a restore)
     "tests/stack/test_two_orgs.py",              # ~5 min
     "tests/sso_stack/test_remote_host.py",       # ~5 min
 )

@@ -47,7 +47,8 @@ def ensure_recovery_key(ctx: OrgContext) -> list[str]:
 
 
 def key_material(ctx: OrgContext, identity_file: Path | None = None) -> tuple[str, list[str]]:
-    """(the recovery identity, the signing public keys of the key file) from --identity-file, else from the vault."""
+    """(the recovery identities, current first, one per line; the signing public keys of the key file)
+    from --identity-file, else from the vault (with the earlier keys a rotation kept)."""
     if identity_file is not None:
         from ..backup.keys import read_key_file  # lazy: see above
 
@@ -56,7 +57,8 @@ def key_material(ctx: OrgContext, identity_file: Path | None = None) -> tuple[st
     if not value:
         raise SfpError(f"org {ctx.name!r} has no recovery key in its vault",
                        "pass --identity-file with the key kept offline (`backup key` printed it)")
-    return value, []
+    earlier = ctx.secrets.get(binv.PREVIOUS_IDENTITIES, "")
+    return "\n".join([value.strip(), *[ln.strip() for ln in earlier.splitlines() if ln.strip()]]), []
 
 
 def trust(ctx: OrgContext, file_keys: list[str], allow_unsigned: bool = False) -> Any:
@@ -73,3 +75,27 @@ def key_text(ctx: OrgContext) -> tuple[str, bool]:
 
     keys = binv.public_keys(ctx.secrets)
     return key_file(ctx.name, key_material(ctx)[0], keys), bool(keys)
+
+
+def forget_unused_recovery_keys(ctx: OrgContext, store: Any) -> list[str]:
+    """Drop the earlier recovery keys (kept by a rotation) that no complete set of the org is encrypted
+    to any more: the retention pruned the last set made with each. Returns their public recipients.
+
+    A manifest is read without its signature check: a forged one could only make a key stay longer."""
+    earlier = [ln.strip() for ln in ctx.secrets.get(binv.PREVIOUS_IDENTITIES, "").splitlines() if ln.strip()]
+    if not earlier:
+        return []
+    from ..backup import api  # lazy: see above
+    from ..backup.keys import recipient_of
+
+    in_use = {api.show_set(store, ctx.name, s.set_id).recipient for s in api.list_sets(store, ctx.name)}
+    keep = [e for e in earlier if recipient_of(e) in in_use]
+    if keep == earlier:
+        return []
+    values = ctx.secrets
+    if keep:
+        values[binv.PREVIOUS_IDENTITIES] = "\n".join(keep)
+    else:
+        values.pop(binv.PREVIOUS_IDENTITIES, None)
+    ctx.write_secrets(values)
+    return [recipient_of(e) for e in earlier if e not in keep]

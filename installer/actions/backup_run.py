@@ -23,22 +23,23 @@ from .. import backup_job, runner
 from ..context import OrgContext
 from ..errors import SfpError
 from .backup_config import job_config, settings
-from .backup_keys import key_material, trust
+from .backup_keys import forget_unused_recovery_keys, key_material, trust
 from .local_docker import container_running
 
 
 def run(ctx: OrgContext, console: Console, *, verbose: bool = False,
-        progress: Callable[[str], None] | None = None) -> backup_job.JobOutcome:
+        progress: Callable[[str], None] | None = None, prune: bool = True) -> backup_job.JobOutcome:
+    """One backup set now; then the retention, unless `prune` is false (it runs with the next set)."""
     settings(ctx, encrypting=True)  # a clear error before anything starts
     if ctx.transport.local:
-        return backup_job.run(job_config(ctx), progress)
-    return _run_remote(ctx, console, verbose)
+        return backup_job.run({**job_config(ctx), "prune": prune}, progress)
+    return _run_remote(ctx, console, verbose, prune)
 
 
-def _run_remote(ctx: OrgContext, console: Console, verbose: bool) -> backup_job.JobOutcome:
+def _run_remote(ctx: OrgContext, console: Console, verbose: bool, prune: bool) -> backup_job.JobOutcome:
     inv, name = ctx.inventory, ctx.name
     result = runner.run_playbook("backup.yml", inv.path, [name], inv.vault_password_file, console=console,
-                                 extravars={"backup__run_now": True}, verbose=verbose)
+                                 extravars={"backup__run_now": True, "backup__run_prune": prune}, verbose=verbose)
     runner.require_success(result, "backup")
     out = str(result.reports.get(name, {}).get("backup", {}).get("stdout", ""))
     try:
@@ -82,4 +83,8 @@ def prune(ctx: OrgContext, history: list[dict[str, Any]], dry_run: bool = False)
     from ..backup.retention import upgrade_pins
 
     s = settings(ctx)
-    return api.prune(s.store, ctx.name, s.retention, dry_run=dry_run, pinned=upgrade_pins(history))
+    report = api.prune(s.store, ctx.name, s.retention, dry_run=dry_run, pinned=upgrade_pins(history))
+    if not dry_run:
+        # Earlier recovery keys are kept only while a set made with them is left.
+        report.forgotten_keys = forget_unused_recovery_keys(ctx, s.store)
+    return report

@@ -116,12 +116,11 @@ def config_document(store: Any, manifest: Any, ident: str) -> dict[str, Any]:
     """The set's org settings and secrets, checked against the manifest like every other object."""
     from ..backup import s3  # lazy: see the module docstring
     from ..backup.content import check_config_document
-    from ..backup.keys import check_identity, parse_identity
+    from ..backup.keys import identity_for
     from ..backup.manifest import set_prefix
     from ..backup.verify import check_object
 
-    key = parse_identity(ident)
-    check_identity(key, manifest.recipient, manifest.set_id)
+    key = identity_for(ident, manifest.recipient, manifest.set_id)
     entry = manifest.entry("config")
     if entry is None:
         raise SfpError(f"set {manifest.set_id} has no settings object", "restore another set")
@@ -193,9 +192,12 @@ def vault_after_restore(restored: dict[str, str], current: dict[str, str], targe
         return values
     block = binv.block(target.hostvars) or {}
     if ident is not None and not values.get(binv.IDENTITY) and not block.get("recipient"):
+        current, *earlier = ident.strip().splitlines()  # key_material: current first, one per line
         from ..backup.keys import recipient_of  # lazy: see the module docstring
 
-        values[binv.IDENTITY], values[binv.RECIPIENT] = ident.strip(), recipient_of(ident)
+        values[binv.IDENTITY], values[binv.RECIPIENT] = current.strip(), recipient_of(current)
+        if earlier:
+            values[binv.PREVIOUS_IDENTITIES] = "\n".join(e.strip() for e in earlier)
     known = binv.public_keys(values)
     earlier = [k for k in file_keys if k not in known]
     if earlier:
@@ -284,7 +286,10 @@ def restore(target: OrgContext, source: str, set_ref: str, console: Console, *, 
     if found.present:
         if binv.configured(target.hostvars) and found.running(f"{target.project}-db"):
             say(f"safety backup of {target.name} before it is replaced")
-            outcome.safety_set = run_backup(target.reload(check=True), console, verbose=verbose, progress=say).set_id
+            # No retention after it: it would prune the set about to be restored when that is an
+            # earlier set of the same day (the policy keeps one a day, and the newest verified).
+            outcome.safety_set = run_backup(target.reload(check=True), console, verbose=verbose, progress=say,
+                                            prune=False).set_id
             say(f"safety backup {outcome.safety_set} done")
         say(f"removing {target.name} and its data on {target.machine}")
         runner.require_success(deploy.uninstall(target.inventory, [target.name], console, purge=True, verbose=verbose),

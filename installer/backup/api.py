@@ -27,7 +27,7 @@ from . import report, retention, s3
 from .backup import BackupResult
 from .config import BackupSettings, ObjectStore, Retention
 from .db import Database
-from .keys import Trust, parse_identity
+from .keys import Trust, identity_for
 from .manifest import Manifest
 from .restore import RestoreResult, restore_manifest
 from .s3 import CleanupReport, SetInfo
@@ -131,11 +131,12 @@ def verify_set(store: ObjectStore, org: str, set_id: str, identity: str, *, trus
     """Check the set's signature, then every object; `tools` (any Database) adds `pg_restore --list` on each dump.
 
     Raises SfpError for a set not signed by a key of `trust` (before any object is downloaded) and
-    naming each damaged object; on success records verified.json in the set.
+    naming each damaged object; on success records verified.json in the set. `identity`: one or more
+    recovery keys (an age identity file); the one the set is encrypted to is used.
     """
-    key = parse_identity(identity)
     cli = _client(store, client)
     manifest = s3.read_manifest(cli, store, org, resolve_set(store, org, set_id, client=cli), trust)
+    key = identity_for(identity, manifest.recipient, manifest.set_id)
     return verify_manifest(cli, store, manifest, key, tools)
 
 
@@ -147,9 +148,9 @@ def restore_set(store: ObjectStore, org: str, set_id: str, identity: str, target
     The set's signature is checked first (keys of `trust`), then every object against the manifest,
     all before anything is applied.
     """
-    key = parse_identity(identity)
     cli = _client(store, client)
     manifest = s3.read_manifest(cli, store, org, resolve_set(store, org, set_id, client=cli), trust)
+    key = identity_for(identity, manifest.recipient, manifest.set_id)
     result = restore_manifest(cli, store, manifest, key, target, storage_dir=storage_dir, jobs=jobs,
                               workdir=workdir, databases=databases)
     result.signed_by = manifest.signed_by

@@ -67,6 +67,29 @@ def parse_identity(text: str) -> x25519.Identity:
                        "pass the file that holds the org's recovery key, as printed when it was made") from None
 
 
+def parse_identities(text: str) -> list[x25519.Identity]:
+    """Every key of an age identity file, in order (a key file after a recovery-key rotation holds the
+    current key first, then the earlier ones kept for the sets made with them)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    try:
+        if not lines:
+            raise ValueError
+        return [x25519.Identity.from_str(line) for line in lines]
+    except Exception:
+        raise SfpError("the recovery key is not an age identity (AGE-SECRET-KEY-1…)",
+                       "pass the file that holds the org's recovery key, as printed when it was made") from None
+
+
+def identity_for(text: str, recipient: str, set_id: str) -> x25519.Identity:
+    """The key of `text` (one or more) that opens a set encrypted to `recipient`; fails before any download."""
+    for identity in parse_identities(text):
+        if str(identity.to_public()) == recipient:
+            return identity
+    raise SfpError(f"the recovery key does not match set {set_id}: the set is encrypted to {recipient}",
+                   "use the key file that holds the org's recovery key whose public recipient is the one named here "
+                   "(after a rotation: `backup key` prints the current and the kept earlier keys)")
+
+
 def recipient_of(identity_text: str) -> str:
     """The public recipient (age1…) of a recovery key or key file."""
     return str(parse_identity(identity_text).to_public())
@@ -184,21 +207,25 @@ def check_signature(body: bytes, signature: bytes | None, trust: Trust, *, org: 
 
 # -- the offline key file ------------------------------------------------------------------------
 def key_file(org: str, identity: str, public_keys: Sequence[str]) -> str:
-    """The text `backup key` prints: an age identity file that also carries the signing public keys."""
+    """The text `backup key` prints: an age identity file that also carries the signing public keys.
+    `identity` may hold earlier recovery keys after the current one: each is written with its public key."""
+    keys = parse_identities(identity)
     lines = [f"# sfp-server backup key of org {org}: keep this file OFFLINE (restore on a new controller:",
              "# sfp-server restore --org ORG --backup latest --identity-file THIS-FILE)",
-             f"# public key: {recipient_of(identity)}"]
+             f"# public key: {keys[0].to_public()}"]
     lines += [f"{SIGNING_KEY_LINE} {k.strip()}" for k in public_keys]
-    lines.append(str(parse_identity(identity)))
+    lines.append(str(keys[0]))
+    for earlier in keys[1:]:
+        lines += [f"# earlier recovery key, kept for the sets made with it: {earlier.to_public()}", str(earlier)]
     return "\n".join(lines) + "\n"
 
 
 def read_key_file(text: str) -> tuple[str, list[str]]:
-    """(the recovery identity, the signing public keys) of a key file or a bare identity."""
+    """(the recovery identities, one per line, current first; the signing public keys) of a key file or a bare identity."""
     keys = []
     for line in text.splitlines():
         if line.strip().startswith(SIGNING_KEY_LINE):
             value = line.strip()[len(SIGNING_KEY_LINE):].strip()
             parse_public_key(value)
             keys.append(value)
-    return str(parse_identity(text)), keys
+    return "\n".join(str(k) for k in parse_identities(text)), keys

@@ -113,6 +113,8 @@ class PruneReport:
     dry_run: bool
     future: list[str] = field(default_factory=list)
     """Complete sets dated in the future, left alone (see select)."""
+    forgotten_keys: list[str] = field(default_factory=list)
+    """Recipients of earlier recovery keys dropped from the vault: no set left is encrypted to them."""
 
 
 def prune(cli: Any, store: ObjectStore, org: str, policy: Retention, dry_run: bool = False,

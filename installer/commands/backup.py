@@ -178,6 +178,9 @@ def prune_cmd(obj: Context, org: str, dry_run: bool, as_json: bool) -> None:
     out.print(f"{org}: {verb} {len(report.deleted)} set(s){': ' + ', '.join(report.deleted) if report.deleted else ''}")
     for set_id in report.future:
         err.print(f"[yellow]warning:[/yellow] {future_warning(org, set_id)}")
+    for recipient in report.forgotten_keys:
+        out.print(f"{org}: earlier recovery key {recipient} dropped from the vault: no set is encrypted to it any more "
+                  f"(print the key file again: `{obj.command('backup', 'key', '--org', org)}`)")
 
 
 @backup.command("key")

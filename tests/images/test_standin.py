@@ -286,6 +286,18 @@ def test_unhealthy_switch_fails_health_paths_only(
     assert standin.health_switch(lambda req: served, service, False)(request(standin, path)) is served
 
 
+def test_unhealthy_when_another_variable_holds_the_crafted_text(standin: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STANDIN_UNHEALTHY", raising=False)
+    switch = {"STANDIN_UNHEALTHY_WHEN_ENV_HOLDS": "rotation-fails-here"}
+    url = "postgres://supabase_auth_admin:{}@db:5432/postgres"
+    assert standin.told_unhealthy({**switch, "GOTRUE_DB_DATABASE_URL": url.format("rotation-fails-here")})
+    # The switch's own value does not count, nor does another value.
+    assert not standin.told_unhealthy({**switch, "GOTRUE_DB_DATABASE_URL": url.format("0123abcd")})
+    assert not standin.told_unhealthy({"GOTRUE_DB_DATABASE_URL": url.format("rotation-fails-here")})
+    monkeypatch.setenv("STANDIN_UNHEALTHY", "true")
+    assert standin.told_unhealthy({})
+
+
 def test_every_service_with_a_health_path_is_probed(standin: ModuleType) -> None:
     # kong's check is the `kong health` command (bin/kong), not a path.
     assert set(standin.HEALTH_PATHS) == set(standin.SERVICES) - {"kong"} == set(HEALTH_PROBES)

@@ -120,3 +120,22 @@ def test_upgrade_role_rejects_bad_input(tmp_path: Path) -> None:
                                                "supabase_upgrade__gate_timeout": "soon"}, "--tags", "precheck")
     assert done.returncode != 0
     assert "supabase_upgrade__gate_timeout" in done.stdout
+
+
+def test_rotate_role_of_an_org_that_is_not_installed_says_so(tmp_path: Path) -> None:
+    done = play(tmp_path, "supabase_rotate", {"supabase_rotate__org": "ghost", "supabase_rotate__org_dir": str(tmp_path),
+                                              "supabase_rotate__names": ["POSTGRES_PASSWORD"]})
+    assert done.returncode != 0, done.stdout
+    assert "ghost has no compose.yaml" in done.stdout and "it is not installed there" in done.stdout
+    assert recap(done.stdout)["changed"] == 0
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    ([], "supabase_rotate__names must list the vault names being rotated"),
+    (["postgres_password; drop"], "supabase_rotate__names must list the vault names being rotated"),
+])
+def test_rotate_role_rejects_bad_names(tmp_path: Path, names: list[str], message: str) -> None:
+    done = play(tmp_path, "supabase_rotate", {"supabase_rotate__org": "ghost", "supabase_rotate__org_dir": str(tmp_path),
+                                              "supabase_rotate__names": names})
+    assert done.returncode != 0 and message in done.stdout, done.stdout
+    assert recap(done.stdout)["changed"] == 0

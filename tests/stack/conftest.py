@@ -53,6 +53,25 @@ def project_containers(project: str) -> list[str]:
     return sorted(out.split())
 
 
+def service_start_times(project: str) -> dict[str, str]:
+    """Service -> its container's start time (a restart or a recreation changes it)."""
+    out: dict[str, str] = {}
+    for cid in project_containers(project):
+        info = inspect(cid)
+        out[info["Config"]["Labels"]["com.docker.compose.service"]] = info["State"]["StartedAt"]
+    return out
+
+
+def service_health(project: str) -> dict[str, str]:
+    """Service -> its health, or its state ("running") when it has no health check (pg-meta)."""
+    out: dict[str, str] = {}
+    for cid in project_containers(project):
+        info = inspect(cid)
+        state = info["State"]
+        out[info["Config"]["Labels"]["com.docker.compose.service"]] = (state.get("Health") or {}).get("Status", state["Status"])
+    return out
+
+
 def remove_orgs(orgs: tuple[str, ...] | list[str], base_dir: Path) -> None:
     """Remove everything the orgs own on the engine and disk, whatever state a test left them in."""
     for org in orgs:

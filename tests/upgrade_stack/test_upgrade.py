@@ -29,7 +29,7 @@ import yaml
 from installer.actions import secrets
 from installer.inventory import Inventory
 from tests.backup_stack.conftest import deployed_with_backups, logical_dump
-from tests.stack.conftest import docker, project_containers
+from tests.stack.conftest import service_start_times
 
 pytestmark = pytest.mark.stack
 
@@ -56,12 +56,7 @@ def psql(sql: str) -> str:
 
 
 def started() -> dict[str, str]:
-    """Service -> its container's start time (a restart changes it)."""
-    out: dict[str, str] = {}
-    for cid in project_containers(f"sfp-{ORG}"):
-        info = json.loads(docker("inspect", cid).stdout)[0]
-        out[info["Config"]["Labels"]["com.docker.compose.service"]] = info["State"]["StartedAt"]
-    return out
+    return service_start_times(f"sfp-{ORG}")
 
 
 def files(org_dir: Path) -> dict[str, bytes]:

@@ -322,8 +322,17 @@ def health_switch(app: App, service: str, unhealthy: bool) -> App:
     return switched
 
 
+def told_unhealthy(environ: dict[str, str]) -> bool:
+    """STANDIN_UNHEALTHY, or STANDIN_UNHEALTHY_WHEN_ENV_HOLDS=TEXT and another variable's value holds
+    TEXT: a rotation test gives a secret a crafted value, and the service turns unhealthy only when
+    it is recreated with that value (and healthy again when the old one comes back)."""
+    text = environ.get("STANDIN_UNHEALTHY_WHEN_ENV_HOLDS", "")
+    held = bool(text) and any(text in v for k, v in environ.items() if k != "STANDIN_UNHEALTHY_WHEN_ENV_HOLDS")
+    return held or env_bool("STANDIN_UNHEALTHY")
+
+
 def serve(port: int, app: App, access_log: AccessLog = plain_access_log) -> None:
-    server = StandInServer(port, health_switch(app, SERVICE, env_bool("STANDIN_UNHEALTHY")), access_log)
+    server = StandInServer(port, health_switch(app, SERVICE, told_unhealthy(dict(os.environ))), access_log)
     threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True).start()
     log(f"stand-in {SERVICE}: listening on port {port}")
 

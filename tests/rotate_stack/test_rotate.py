@@ -1,0 +1,348 @@
+"""`sfp-server secrets rotate db-password` on a real org (test catalog: real PostgreSQL 17, the
+pooler a stand-in that forwards to it, so the database itself checks every login).
+
+One scenario, one test (each step needs the org as the step before left it):
+- `--plan` names the services that read the password and those left alone, and changes nothing;
+  groups this version cannot rotate, and unknown names, exit 2 with nothing changed;
+- the rotation: a verified backup first; the backup job on the host has the new value; through the pooler the old password is refused and the
+  new one works; every service healthy; the services that do not read the password (the gateway)
+  kept running; neither password on any command line, in the command's output or in the log of any
+  container; `secrets age` restarted for it; a probe measured how long the org was not fully healthy;
+- a plain `ansible-playbook playbooks/rotate.yml` afterwards changes nothing;
+- a rotation to a crafted value that Auth's stand-in refuses to turn healthy with: the command
+  fails, the vault holds the value before again (with its age), and the org is healthy with it.
+- dashboard: only the gateway restarts; the old basic-auth password is refused, the new one opens Studio;
+- legacy-jwt-secret: refused without --confirm; the old HS256 anon key is refused at the gateway, the
+  new one and the opaque key work; only the services that read it restart;
+- recovery-key: no service restarts; a set made before (with the old key) and one after both verify,
+  the one before restores, and the vault keeps the new key and the old one.
+Stand-ins prove the orchestration (what restarts, health, rollback), not upstream's services.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from rich.console import Console
+
+from installer.actions import rotate as rotate_action
+from installer.actions import secrets
+from installer.context import read_secret_ages, resolve
+from installer.inventory import Inventory
+from installer.rotation.groups import GROUPS
+from tests.backup_stack.conftest import BackupDeployment, deployed_with_backups
+from tests.proc_sampler import INTERVAL, ProcSampler
+from tests.stack.conftest import docker, project_containers, service_health, service_start_times
+
+pytestmark = pytest.mark.stack
+
+ORG = "rota"
+BUCKET = "sfp-rotate-backups"
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# Not the org's role passwords' own roles: what a client of the pooler logs in as.
+POOLER_USER = "postgres"
+
+
+def cli(inv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "installer.cli", "-i", str(inv), *args], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "COLUMNS": "200"})
+
+
+def vault(org: BackupDeployment) -> dict[str, str]:
+    return secrets.read(Inventory(org.inventory.path, org.inventory.vault_password_file), ORG)
+
+
+def started() -> dict[str, str]:
+    return service_start_times(f"sfp-{ORG}")
+
+
+def healthy() -> dict[str, str]:
+    return service_health(f"sfp-{ORG}")
+
+
+def pooler_login(port: int, password: str) -> str | None:
+    """None when the pooler lets `postgres` in with `password`, else the error (the password never in it)."""
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user=POOLER_USER, password=password, dbname="postgres",
+                             connect_timeout=5) as conn:
+            conn.execute("select 1")
+        return None
+    except psycopg.Error as exc:
+        return type(exc).__name__ + ": " + str(exc).replace(password, "<password>")
+
+
+def container_logs() -> str:
+    return "".join(docker("logs", cid, check=False).stdout + docker("logs", cid, check=False).stderr
+                   for cid in project_containers(f"sfp-{ORG}"))
+
+
+class Probe:
+    """Asks the org, every 0.2 s, through the gateway (Auth health) and through the pooler (a login
+    with the password the vault holds at that moment, as a client handed the new value would):
+    how long it was not fully healthy while a rotation ran."""
+
+    def __init__(self, org: BackupDeployment) -> None:
+        self.api, self.port, self.org = f"http://127.0.0.1:{org.ports['api']}", org.ports["postgres"], org
+        self.failures: list[float] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ok(self) -> bool:
+        values = vault(self.org)  # the values a client handed the new ones would use
+        try:
+            r = requests.get(f"{self.api}/auth/v1/health", headers={"apikey": values["ANON_KEY"]}, timeout=2)
+        except requests.RequestException:
+            return False
+        return r.status_code == 200 and pooler_login(self.port, values["POSTGRES_PASSWORD"]) is None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            at = time.monotonic()
+            if not self._ok():
+                self.failures.append(at)
+            self.samples += 1
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def unhealthy_seconds(self) -> float:
+        """The span from the first failed sample to the last (0 when none failed)."""
+        return (self.failures[-1] - self.failures[0] + 0.2) if self.failures else 0.0
+
+
+@pytest.fixture(scope="module")
+def org(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[BackupDeployment]:
+    with deployed_with_backups(tmp_path_factory.mktemp("rotate-stack"), ORG, BUCKET) as d:
+        yield d
+
+
+def test_plan_rotate_no_leak_and_undo(org: BackupDeployment, record_property: pytest.RecordProperty) -> None:
+    inv = org.inventory.path
+    pooler = org.ports["postgres"]
+    old = vault(org)
+    before = started()
+    # The pooler stand-in forwards to the real database: it checks the password.
+    assert pooler_login(pooler, old["POSTGRES_PASSWORD"]) is None
+
+    # -- the plan changes nothing ---------------------------------------------------------------
+    planned = cli(inv, "secrets", "rotate", "--org", ORG, "db-password", "--plan", "--json")
+    assert planned.returncode == 0, planned.stderr
+    p = json.loads(planned.stdout)
+    assert p["secrets"] == ["POSTGRES_PASSWORD"] and p["backup_first"] is True
+    assert p["recreates"][0] == "db", p["recreates"]
+    assert {"auth", "rest", "realtime", "storage", "meta", "studio", "supavisor"} <= set(p["recreates"])
+    assert "kong" in p["untouched"] and "kong" not in p["recreates"]
+    assert {"authenticator", "pgbouncer", "postgres", "supabase_admin", "supabase_auth_admin",
+            "supabase_storage_admin"} <= set(p["db_roles"]), p["db_roles"]
+    assert "anon" not in p["db_roles"] and p["db_stale"] == [], p  # no password, none to change; the vault opens all
+    assert "POSTGRES_PASSWORD" in " ".join(p["clients"])
+    assert started() == before and vault(org) == old
+
+    for name, why in (("jwt-signing-key", "cannot be rotated by this version yet"), ("NOPE", "unknown secret or group")):
+        refused = cli(inv, "secrets", "rotate", "--org", ORG, name)
+        assert refused.returncode == 2 and why in refused.stderr, refused.stderr
+    assert started() == before and vault(org) == old
+
+    # -- the rotation ---------------------------------------------------------------------------
+    stamps_before = read_secret_ages(org.inventory, ORG)
+    sampler = ProcSampler(INTERVAL, ignore=lambda line: "rclone" in line)
+    with sampler, Probe(org) as probe:
+        done = cli(inv, "secrets", "rotate", "--org", ORG, "db-password", "--json")
+    new = vault(org)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout)
+    assert outcome["result"] == "rotated" and outcome["backup_set"], outcome
+    assert new["POSTGRES_PASSWORD"] != old["POSTGRES_PASSWORD"]
+    assert {k: v for k, v in new.items() if k != "POSTGRES_PASSWORD"} == {k: v for k, v in old.items() if k != "POSTGRES_PASSWORD"}
+
+    refused_old = pooler_login(pooler, old["POSTGRES_PASSWORD"])
+    assert refused_old is not None and "password authentication failed" in refused_old, refused_old
+    assert pooler_login(pooler, new["POSTGRES_PASSWORD"]) is None
+    assert set(healthy().values()) <= {"healthy", "running"}, healthy()
+    after = started()
+    assert after["kong"] == before["kong"], "the gateway reads no database password: it must keep running"
+    for service in outcome["recreated"]:
+        assert after[service] != before[service], service
+    assert set(outcome["recreated"]) == set(p["recreates"])
+
+    # Neither password on a command line (the sampler watched: it saw the playbook and psql), in the
+    # command's output, or in any container's log (the database does not log the ALTER ROLE).
+    assert sampler.saw("rotate.yml") and sampler.saw("psql"), sampler.command_lines()[:20]
+    passwords = {"old": old["POSTGRES_PASSWORD"], "new": new["POSTGRES_PASSWORD"]}
+    assert not sampler.leaks(passwords), json.dumps(sampler.leaks(passwords), indent=1)
+    logs = container_logs()
+    for label, value in passwords.items():
+        assert value not in done.stdout + done.stderr, label
+        assert value not in logs, label
+
+    # The recovery key that opens every set is not on the org's host (only the job's signing key and
+    # the recipient, in the job's config).
+    env_file = (org.base_dir / "orgs" / ORG / ".env").read_text()
+    assert "BACKUP_" not in env_file and new["BACKUP_RECOVERY_IDENTITY"] not in env_file
+    # The backup job on the host puts the org's secrets into every set: it has the new value.
+    job_config = (org.base_dir / "orgs" / ORG / "backup" / "backup.json").read_text()
+    assert new["POSTGRES_PASSWORD"] in job_config and old["POSTGRES_PASSWORD"] not in job_config
+
+    ages = read_secret_ages(org.inventory, ORG)
+    assert ages["POSTGRES_PASSWORD"] != stamps_before.get("POSTGRES_PASSWORD")
+    assert (datetime.now(UTC) - datetime.fromisoformat(ages["POSTGRES_PASSWORD"])).total_seconds() < 900
+    assert {k: v for k, v in ages.items() if k != "POSTGRES_PASSWORD"} == \
+        {k: v for k, v in stamps_before.items() if k != "POSTGRES_PASSWORD"}
+    record_property("db_password_unhealthy_seconds", round(probe.unhealthy_seconds(), 1))
+    record_property("db_password_apply_seconds", round(outcome["apply_seconds"], 1))
+    print(f"db-password rotation: not fully healthy for {probe.unhealthy_seconds():.1f} s "
+          f"({len(probe.failures)} of {probe.samples} samples); apply took {outcome['apply_seconds']:.1f} s")
+    assert probe.samples > 10 and probe.unhealthy_seconds() < outcome["apply_seconds"] + 1
+
+    # -- the plain playbook converges to what it already is ---------------------------------------
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    plain = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "rotate.yml"),
+                            "--limit", ORG, "--vault-password-file", str(inv / ".vault-pass"),
+                            "-e", '{"sfp_rotate_names": ["POSTGRES_PASSWORD"]}'],
+                           capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert plain.returncode == 0, plain.stdout[-3000:]
+    assert "changed=0" in plain.stdout.splitlines()[-2] or "changed=0" in plain.stdout[-400:], plain.stdout[-1500:]
+    assert started() == after
+
+    # -- a rotation whose restart fails is undone -----------------------------------------------
+    ctx = resolve(Inventory(inv, inv / ".vault-pass"), ORG)
+    crafted = "rotation-fails-here-" + os.urandom(6).hex()
+    with pytest.raises(rotate_action.RotationFailed, match="failed and was undone"):
+        rotate_action.rotate(ctx, [GROUPS["db-password"]], Console(file=open(os.devnull, "w"), width=200),  # noqa: SIM115
+                             chosen={"POSTGRES_PASSWORD": crafted})
+    assert vault(org) == new
+    assert read_secret_ages(org.inventory, ORG) == ages
+    assert pooler_login(pooler, crafted) is not None
+    assert pooler_login(pooler, new["POSTGRES_PASSWORD"]) is None
+    assert set(healthy().values()) <= {"healthy", "running"}, healthy()
+    assert started()["kong"] == before["kong"]
+    assert secrets.read(org.inventory, ORG)["POSTGRES_PASSWORD"] == new["POSTGRES_PASSWORD"]
+
+
+def changed_services(before: dict[str, str]) -> set[str]:
+    after = started()
+    return {s for s in after if after[s] != before.get(s)}
+
+
+def test_dashboard_password_changes_at_the_gateway_only(org: BackupDeployment) -> None:
+    inv, api = org.inventory.path, f"http://127.0.0.1:{org.ports['api']}"
+    old, before = vault(org), started()
+    user = old["DASHBOARD_USERNAME"]
+    assert requests.get(f"{api}/", auth=(user, old["DASHBOARD_PASSWORD"]), timeout=10).status_code != 401
+
+    with Probe(org) as probe:
+        done = cli(inv, "secrets", "rotate", "--org", ORG, "dashboard", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(f"dashboard rotation: not fully healthy for {probe.unhealthy_seconds():.1f} s "
+          f"({len(probe.failures)} of {probe.samples} samples)")
+    outcome = json.loads(done.stdout)
+    new = vault(org)
+    assert outcome["recreated"] == ["kong"] and changed_services(before) == {"kong"}
+    assert new["DASHBOARD_PASSWORD"] != old["DASHBOARD_PASSWORD"]
+    assert {k for k in new if new[k] != old[k]} == {"DASHBOARD_PASSWORD"}
+    assert requests.get(f"{api}/", auth=(user, old["DASHBOARD_PASSWORD"]), timeout=10).status_code == 401
+    assert requests.get(f"{api}/", auth=(user, new["DASHBOARD_PASSWORD"]), timeout=10).status_code != 401
+    assert new["DASHBOARD_PASSWORD"] not in done.stdout + done.stderr + container_logs()
+
+
+def test_legacy_jwt_secret_needs_confirmation_and_replaces_the_hs256_keys(org: BackupDeployment) -> None:
+    inv, api = org.inventory.path, f"http://127.0.0.1:{org.ports['api']}"
+    old, before = vault(org), started()
+
+    refused = cli(inv, "secrets", "rotate", "--org", ORG, "legacy-jwt-secret")
+    assert refused.returncode == 2 and f"pass --confirm {ORG}" in refused.stderr, refused.stderr
+    planned = cli(inv, "secrets", "rotate", "--org", ORG, "legacy-jwt-secret", "--plan", "--json")
+    assert planned.returncode == 0, planned.stderr
+    p = json.loads(planned.stdout)
+    assert p["breaks"] and "sign in again" in p["breaks"][0]
+    assert {"kong", "auth", "rest", "realtime", "storage"} <= set(p["recreates"]) and "db" in p["untouched"]
+    assert "ANON_KEY" in p["clients"][0] and "SERVICE_ROLE_KEY" in p["clients"][0]
+    assert vault(org) == old and started() == before
+
+    with Probe(org) as probe:
+        done = cli(inv, "secrets", "rotate", "--org", ORG, "legacy-jwt-secret", "--confirm", ORG, "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(f"legacy-jwt-secret rotation: not fully healthy for {probe.unhealthy_seconds():.1f} s "
+          f"({len(probe.failures)} of {probe.samples} samples)")
+    new = vault(org)
+    assert {k for k in new if new[k] != old[k]} == {"JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "JWT_KEYS", "JWT_JWKS"}
+    assert changed_services(before) == set(json.loads(done.stdout)["recreated"]) == set(p["recreates"])
+    rest = f"{api}/rest/v1/"
+    assert requests.get(rest, headers={"apikey": old["ANON_KEY"]}, timeout=10).status_code == 401
+    assert requests.get(rest, headers={"apikey": new["ANON_KEY"]}, timeout=10).status_code != 401
+    # The opaque keys are not made from the legacy secret: they keep working.
+    assert requests.get(rest, headers={"apikey": new["SUPABASE_PUBLISHABLE_KEY"]}, timeout=10).status_code != 401
+    assert set(healthy().values()) <= {"healthy", "running"}, healthy()
+    for name in ("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY"):
+        assert new[name] not in done.stdout + done.stderr, name
+
+
+def psql(sql: str) -> str:
+    done = subprocess.run(["docker", "exec", "-i", "-e", "PGUSER=supabase_admin", f"sfp-{ORG}-db", "psql", "-X", "-q",
+                           "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-At"], input=sql, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_recovery_key_sets_made_before_and_after_both_open(org: BackupDeployment) -> None:
+    inv = org.inventory.path
+    psql("CREATE TABLE IF NOT EXISTS public.keyed (id int PRIMARY KEY); TRUNCATE public.keyed;"
+         " INSERT INTO public.keyed SELECT generate_series(1, 10);")
+    old, before = vault(org), started()
+
+    with Probe(org) as probe:
+        done = cli(inv, "secrets", "rotate", "--org", ORG, "recovery-key", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert probe.samples > 10 and probe.failures == [], "no service reads the recovery key: nothing may fail"
+    outcome = json.loads(done.stdout)
+    made_before = outcome["backup_set"]  # the rotation's own backup, encrypted to the old key
+    new = vault(org)
+    assert outcome["recreated"] == [] and started() == before, "no service reads the recovery key"
+    assert new["BACKUP_RECOVERY_RECIPIENT"] != old["BACKUP_RECOVERY_RECIPIENT"]
+    assert new["BACKUP_RECOVERY_PREVIOUS_IDENTITIES"].splitlines()[0] == old["BACKUP_RECOVERY_IDENTITY"]
+    job_config = json.loads((org.base_dir / "orgs" / ORG / "backup" / "backup.json").read_text())
+    assert job_config["keys"]["BACKUP_RECOVERY_RECIPIENT"] == new["BACKUP_RECOVERY_RECIPIENT"]
+    # The keys that open the sets are not on the host (the job config holds only their ages).
+    assert old["BACKUP_RECOVERY_IDENTITY"] not in json.dumps(job_config)
+    assert new["BACKUP_RECOVERY_IDENTITY"] not in json.dumps(job_config)
+
+    psql("INSERT INTO public.keyed SELECT generate_series(11, 20);")
+    after = cli(inv, "backup", "run", "--org", ORG, "--json")
+    assert after.returncode == 0, after.stderr[-2000:]
+    made_after = json.loads(after.stdout)["set_id"]
+    shown = {s: json.loads(cli(inv, "backup", "show", "--org", ORG, s, "--json").stdout)["recipient"]
+             for s in (made_before, made_after)}
+    assert shown == {made_before: old["BACKUP_RECOVERY_RECIPIENT"], made_after: new["BACKUP_RECOVERY_RECIPIENT"]}
+    for set_id in (made_before, made_after):
+        verified = cli(inv, "backup", "verify", "--org", ORG, set_id)
+        assert verified.returncode == 0, (set_id, verified.stderr[-2000:])
+    key_file = cli(inv, "backup", "key", "--org", ORG).stdout
+    assert old["BACKUP_RECOVERY_IDENTITY"] in key_file and new["BACKUP_RECOVERY_IDENTITY"] in key_file
+
+    # The set made with the old key restores, and the vault keeps the new key (and the kept one).
+    restored = cli(inv, "restore", "--org", ORG, "--backup", made_before, "--force")
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    assert psql("SELECT count(*) FROM public.keyed").strip() == "10"
+    now = vault(org)
+    assert now["BACKUP_RECOVERY_IDENTITY"] == new["BACKUP_RECOVERY_IDENTITY"]
+    assert now["BACKUP_RECOVERY_PREVIOUS_IDENTITIES"] == new["BACKUP_RECOVERY_PREVIOUS_IDENTITIES"]
