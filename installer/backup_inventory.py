@@ -50,6 +50,11 @@ NOT_IN_SETS = (IDENTITY, PREVIOUS_IDENTITIES, SIGNING_KEY)
 _PLACEHOLDER: str | None = None
 
 
+def previous_identities(secrets: dict[str, str]) -> list[str]:
+    """The earlier recovery keys a rotation kept (PREVIOUS_IDENTITIES, one per line), in order."""
+    return [ln.strip() for ln in secrets.get(PREVIOUS_IDENTITIES, "").splitlines() if ln.strip()]
+
+
 def block(hostvars: dict[str, Any]) -> dict[str, Any] | None:
     raw = hostvars.get(ORG_VAR)
     if not isinstance(raw, dict) or raw.get("backup") in (None, {}):

@@ -57,8 +57,7 @@ def key_material(ctx: OrgContext, identity_file: Path | None = None) -> tuple[st
     if not value:
         raise SfpError(f"org {ctx.name!r} has no recovery key in its vault",
                        "pass --identity-file with the key kept offline (`backup key` printed it)")
-    earlier = ctx.secrets.get(binv.PREVIOUS_IDENTITIES, "")
-    return "\n".join([value.strip(), *[ln.strip() for ln in earlier.splitlines() if ln.strip()]]), []
+    return "\n".join([value.strip(), *binv.previous_identities(ctx.secrets)]), []
 
 
 def trust(ctx: OrgContext, file_keys: list[str], allow_unsigned: bool = False) -> Any:
@@ -82,7 +81,7 @@ def forget_unused_recovery_keys(ctx: OrgContext, store: Any) -> list[str]:
     to any more: the retention pruned the last set made with each. Returns their public recipients.
 
     A manifest is read without its signature check: a forged one could only make a key stay longer."""
-    earlier = [ln.strip() for ln in ctx.secrets.get(binv.PREVIOUS_IDENTITIES, "").splitlines() if ln.strip()]
+    earlier = binv.previous_identities(ctx.secrets)
     if not earlier:
         return []
     from ..backup import api  # lazy: see above

@@ -36,6 +36,16 @@ def run(ctx: OrgContext, console: Console, *, verbose: bool = False,
     return _run_remote(ctx, console, verbose, prune)
 
 
+def run_verified(ctx: OrgContext, console: Console, *, verbose: bool = False,
+                 say: Callable[[str], None] = lambda _m: None) -> str:
+    """A backup set taken and verified before a change that a failure must be able to undo
+    (an upgrade, a rotation); returns its id."""
+    job = run(ctx, console, verbose=verbose, progress=say)
+    verify(ctx, job.set_id)
+    say(f"{ctx.name}: backup {job.set_id} verified")
+    return job.set_id
+
+
 def _run_remote(ctx: OrgContext, console: Console, verbose: bool, prune: bool) -> backup_job.JobOutcome:
     inv, name = ctx.inventory, ctx.name
     result = runner.run_playbook("backup.yml", inv.path, [name], inv.vault_password_file, console=console,

@@ -101,10 +101,7 @@ def rotate(ctx: OrgContext, groups: list[Group], console: Console, *, verbose: b
                               db_roles=the_plan.db_roles, clients=the_plan.clients())
     if the_plan.backup_first:
         say(f"{ctx.name}: backup before the rotation")
-        job = backup_run.run(ctx, console, verbose=verbose, progress=say)
-        backup_run.verify(ctx, job.set_id)
-        outcome.backup_set = job.set_id
-        say(f"{ctx.name}: backup {job.set_id} verified")
+        outcome.backup_set = backup_run.run_verified(ctx, console, verbose=verbose, say=say)
 
     old_values, old_ages = dict(ctx.secrets), read_secret_ages(ctx.inventory, ctx.name)
     if not from_vault:

@@ -145,14 +145,12 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
     say(f"{ctx.name}: pulling the images of {target} that are not on the host")
     runner.require_success(_run(ctx, console, verbose, ["pull"], _target_vars(target, False)), f"pulling the images of {target}")
     say(f"{ctx.name}: pre-upgrade backup")
-    job = backup_run.run(ctx, console, verbose=verbose, progress=say)
-    backup_run.verify(ctx, job.set_id)
-    say(f"{ctx.name}: backup {job.set_id} verified")
+    set_id = backup_run.run_verified(ctx, console, verbose=verbose, say=say)
 
-    outcome = UpgradeOutcome(ctx.name, current, target, "upgraded", backup_set=job.set_id, restarted=the_plan.restarts)
+    outcome = UpgradeOutcome(ctx.name, current, target, "upgraded", backup_set=set_id, restarted=the_plan.restarts)
     # keep_until: the backup job's retention keeps the set until then (or `upgrade --finish`), and
     # `upgrade --rollback` restores it until then.
-    entry = {"at": _now(), "action": "upgrade", "from": current, "to": target, "backup_set": job.set_id,
+    entry = {"at": _now(), "action": "upgrade", "from": current, "to": target, "backup_set": set_id,
              "restarted": the_plan.restarts, "keep_until": keep_until(ctx)}
     path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
     say(f"{ctx.name}: release {target} written to {path}; deploying (only changed services restart)")
@@ -167,17 +165,17 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
     say(f"{ctx.name}: the upgrade failed ({why}); rolling back to {current}")
     path.write_bytes(old_bytes)
     try:
-        _roll_back(ctx.reload(check=False), current, target, job.set_id, data=bool(the_plan.migrates), reason=why,
+        _roll_back(ctx.reload(check=False), current, target, set_id, data=bool(the_plan.migrates), reason=why,
                    console=console, verbose=verbose, say=say)
     except SfpError as exc:
         # The worst case: say exactly how to get the org back by hand (its settings already name the old release).
         raise UpgradeFailed(
             f"the upgrade of {ctx.name} to {target} failed ({why}) and so did its rollback to {current}: {exc.message}",
             f"{path} names {current} again; bring the org back with "
-            f"`{ctx.command('restore', '--org', ctx.name, '--backup', job.set_id, '--force')}` (the pre-upgrade backup)") from exc
+            f"`{ctx.command('restore', '--org', ctx.name, '--backup', set_id, '--force')}` (the pre-upgrade backup)") from exc
     raise UpgradeFailed(f"the upgrade of {ctx.name} to {target} failed and was rolled back: {why}",
                         f"{ctx.name} runs {current} again"
-                        + (f" with the data of backup {job.set_id}" if the_plan.migrates else "")
+                        + (f" with the data of backup {set_id}" if the_plan.migrates else "")
                         + f"; see the containers' logs (`{ctx.command('logs', '--org', ctx.name)}`) for the cause")
 
 

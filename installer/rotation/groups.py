@@ -46,7 +46,7 @@ def _new_recovery_key(values: dict[str, str]) -> dict[str, str]:
                          "whose key is kept elsewhere",
                          "rotate such a key where it is kept and set the block's new recipient; nothing was changed")
     out = dict(values)
-    earlier = [ln.strip() for ln in values.get(binv.PREVIOUS_IDENTITIES, "").splitlines() if ln.strip()]
+    earlier = binv.previous_identities(values)
     out[binv.IDENTITY], out[binv.RECIPIENT] = generate_recovery_key()
     out[binv.PREVIOUS_IDENTITIES] = "\n".join([current, *[e for e in earlier if e != current]])
     return out
