@@ -54,6 +54,10 @@ MISSING = object()
 EMPTY: dict[str, Any] = {"object": {}, "array": []}
 
 
+# Secrets the stack's .env never gets (role_inputs).
+NOT_IN_STACK_ENV = ("BACKUP_", "TLS_", "FRONTDOOR_", "STUDIO_")
+
+
 def empty_of(node: Mapping[str, Any]) -> Any:
     """The empty value a role takes as "none" for an object or array setting (MISSING otherwise)."""
     kind = node.get("type")
@@ -124,7 +128,7 @@ def _problem(where: str, var: str, err: ValidationError) -> Problem:
         return Problem(f"{where}: {loc}", f"unknown key {', '.join(map(repr, extra))}", f"allowed keys: {', '.join(allowed)}")
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
-        desc = ((err.schema.get("properties") or {}).get(missing) or {}).get("description", "")
+        desc = ((err.schema.get("properties") or {}).get(missing) or {}).get("description", "") or err.schema.get("x-hint", "")
         return Problem(f"{where}: {_field([*([var] if var else []), *err.absolute_path, missing])}", "is required", desc.strip() or None)
     if "propertyNames" in err.schema_path:
         allowed = err.schema.get("enum") or []
@@ -297,6 +301,9 @@ def machine_settings(hostvars: Mapping[str, Any]) -> dict[str, Any]:
 def org_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     """`sfp_org` (valid) with every default applied, including the computed ones."""
     cfg: dict[str, Any] = with_defaults("org", dict(raw))
+    if cfg.get("hostname"):
+        # Behind the TLS front door the org is reached at its hostname (validate refuses another public_url).
+        cfg.setdefault("public_url", f"https://{cfg['hostname']}")
     cfg.setdefault("site_url", cfg.get("public_url"))
     given = dig(cfg, ("resources", "db", "memory"))
     db_memory = str(default_of("org", "resources", "db", "memory") if given is MISSING else given)
@@ -326,8 +333,8 @@ def org_settings(org_name: str, hostvars: Mapping[str, Any], strict: bool = True
     if found and strict:
         raise ConfigError(found, source=f"org {org_name}")
     raw = hostvars.get(ORG_VAR)
-    machine = {k: _plain(hostvars[k]) for k in machine_names() if k in hostvars}
-    return {"org": org_config(_plain(raw) if isinstance(raw, Mapping) else {}), "machine": machine_settings(machine)}
+    machine = {k: plain(hostvars[k]) for k in machine_names() if k in hostvars}
+    return {"org": org_config(plain(raw) if isinstance(raw, Mapping) else {}), "machine": machine_settings(machine)}
 
 
 def org_dir(base_dir: str, org_name: str) -> str:
@@ -380,20 +387,21 @@ def role_inputs(org_name: str, hostvars: Mapping[str, Any], strict: bool = True)
     directory = org_dir(str(machine["sfp_base_dir"]), org_name)
     bind = str(cfg.get("bind_address"))
     ports = cfg.get("ports") if isinstance(cfg.get("ports"), dict) else {}
-    secrets = _plain(hostvars.get(SECRETS_VAR) or {})
+    secrets = plain(hostvars.get(SECRETS_VAR) or {})
     inputs.update({
         "supabase_stack__org": org_name,
         "supabase_stack__org_dir": directory,
         "supabase_stack__project": project(org_name),
         # The stack's .env gets every secret but the backup job's (BACKUP_*): the recovery key opens
         # every set and must not sit on the host beside the data; the job's own config carries the
-        # signing key, the S3 keys and the recipient it needs (roles/backup).
-        "supabase_stack__secrets": {k: v for k, v in secrets.items() if not str(k).startswith("BACKUP_")},
+        # signing key, the S3 keys and the recipient it needs (roles/backup). Nor the front door's
+        # (TLS key, session key, Studio's SSO client): no service of the stack reads them.
+        "supabase_stack__secrets": {k: v for k, v in secrets.items() if not str(k).startswith(NOT_IN_STACK_ENV)},
         "preflight__org": org_name,
         "preflight__project": project(org_name),
         "preflight__ports": sorted(p for p in ports.values() if isinstance(p, int)),
         "supabase_sso__org": org_name,
-        "supabase_sso__settings": _plain(hostvars.get(SSO_VAR) or {}),
+        "supabase_sso__settings": plain(hostvars.get(SSO_VAR) or {}),
         "supabase_sso__secrets": secrets,
         # The admin API is called from the org's host: a wildcard binding is reached on loopback.
         "supabase_sso__api_url": f"http://{'127.0.0.1' if bind == '0.0.0.0' else bind}:{ports.get('api')}",
@@ -402,16 +410,16 @@ def role_inputs(org_name: str, hostvars: Mapping[str, Any], strict: bool = True)
         "backup__org_dir": directory,
         "backup__secrets": secrets,
         # Stored in each set, so that a restore brings back when each secret was made.
-        "backup__secret_ages": {k: str(v) for k, v in _plain(hostvars.get(SECRET_AGES_VAR) or {}).items()},
+        "backup__secret_ages": {k: str(v) for k, v in plain(hostvars.get(SECRET_AGES_VAR) or {}).items()},
         # Stored in each set so that a restore knows the org as it was written.
-        "backup__org_config": _plain(hostvars.get(ORG_VAR) or {}),
+        "backup__org_config": plain(hostvars.get(ORG_VAR) or {}),
     })
     # Optional paths whose default follows from the org (the schema's description says which).
     inputs.setdefault("backup__metrics_dir", org_path_default("backup", "paths.metrics_dir", org=org_name, org_dir=directory))
     inputs.setdefault("backup__env_file", org_path_default("backup", "paths.env_file", org=org_name, org_dir=directory))
     inputs.setdefault("supabase_stack__secrets_metrics_dir", org_path_default("org", "secrets.metrics_dir", org=org_name,
                                                                               org_dir=directory))
-    inputs["supabase_stack__secret_ages"] = secret_epochs(_plain(hostvars.get(SECRET_AGES_VAR) or {}))
+    inputs["supabase_stack__secret_ages"] = secret_epochs(plain(hostvars.get(SECRET_AGES_VAR) or {}))
     return inputs
 
 
@@ -445,6 +453,6 @@ def input_names() -> list[str]:
     return sorted(role_inputs("example", example, strict=False))
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Ansible's wrapped strings and lazy mappings as plain Python data (JSON round trip)."""
     return json.loads(json.dumps(value, default=str))

@@ -69,9 +69,11 @@ def _required(area: str, path: tuple[str, ...]) -> bool:
     """Required all the way down from the area's root (sfp_org.ports, not smtp.host)."""
     node, resolver = settings.resolve(settings.schema(area), settings.root_resolver(area))
     for key in path:
-        if key not in (node.get("required") or []):
+        sub = (node.get("properties") or {})[key]
+        # x-role-required: not required of the operator, but always given to the role (a computed default).
+        if key not in (node.get("required") or []) and not sub.get("x-role-required"):
             return False
-        node, resolver = settings.resolve((node.get("properties") or {})[key], resolver)
+        node, resolver = settings.resolve(sub, resolver)
     return True
 
 
@@ -173,7 +175,7 @@ def org_example() -> list[str]:
     lines = [f"{settings.ORG_VAR}:"]
     for key, sub in (root.get("properties") or {}).items():
         node, sub_resolver = settings.resolve(sub, resolver)
-        if key in (root.get("required") or []):
+        if key in (root.get("required") or []) or node.get("x-example-written"):
             lines += [*_comment(_description(node), "  "), *_entry(key, node["examples"][0], "  "), ""]
             continue
         value = settings.derived_default(node, sub_resolver)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-from . import backup_inventory, catalog, settings, sso_inventory
+from . import backup_inventory, catalog, frontdoor, settings, sso_inventory
 from .errors import ConfigError, Problem
 from .inventory import ORG_GROUP, ORG_VAR, SECRET_AGES_VAR, SECRETS_VAR, Inventory, Org
 
@@ -59,6 +60,11 @@ def check_org(org: Org) -> list[Problem]:
     problems += sso_inventory.check(org.name, org.hostvars)
     # sfp_org.backup, checked field by field by the backup library
     problems += backup_inventory.check(org.name, org.hostvars)
+    # sfp_org.hostname, tls and studio_access: the front door (its secrets when the vault was read)
+    inventory_dir = org.hostvars.get("inventory_dir")
+    problems += frontdoor.problems(org.name, org.config, org.hostvars, org.hostvars.get(SECRETS_VAR) or {},
+                                   inventory_dir=Path(inventory_dir) if inventory_dir else None,
+                                   with_secrets=SECRETS_VAR in org.hostvars)
 
     ports = raw.get("ports")
     if isinstance(ports, dict):

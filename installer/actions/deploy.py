@@ -9,8 +9,9 @@ from typing import Any
 
 from rich.console import Console
 
-from .. import runner, validate
+from .. import frontdoor, runner, validate
 from ..context import of_validated
+from ..errors import ConfigError
 from ..inventory import Inventory
 from . import secrets
 from .backup_keys import ensure_recovery_key
@@ -62,6 +63,13 @@ def install(
             added += ensure_recovery_key(ctx)  # only when sfp_org.backup is set
             if added:
                 generated[ctx.name] = added
+    # What the vault holds for the front door (the operator's certificate and key, Studio's client
+    # secret) is checked before any host changes; validate saw only the settings when the vault was new.
+    found = [p for ctx in contexts
+             for p in frontdoor.problems(ctx.name, ctx.settings, ctx.hostvars, secrets.read(inv, ctx.name),
+                                         inventory_dir=inv.path, with_secrets=not check)]
+    if found:
+        raise ConfigError(found, source=str(inv.path))
     result = runner.run_playbook(
         "site.yml", inv.path, names, inv.vault_password_file, console=console, check=check, verbose=verbose,
         extravars={"supabase_stack__start_services": ["db"]} if database_only else None,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .. import frontdoor, settings, sso_inventory
 from .. import secrets as gen
-from .. import sso_inventory
 from ..context import OrgContext, read_secret_ages, read_secrets, write_secrets
 from ..errors import SfpError
-from ..inventory import Inventory
+from ..inventory import ORG_VAR, Inventory
 
 
 def read(inv: Inventory, org: str) -> dict[str, str]:
@@ -25,9 +25,16 @@ def ensure(inv: Inventory, org: str) -> list[str]:
     current = read(inv, org)
     values, added = gen.complete(current)
     # The org's SAML signing key, when sso.yml (by `sso add` or by hand) has a SAML provider.
-    sso = sso_inventory.generated_secrets(inv.host_vars(org).get(sso_inventory.SSO_VAR), values)
+    hostvars = inv.host_vars(org)
+    sso = sso_inventory.generated_secrets(hostvars.get(sso_inventory.SSO_VAR), values)
     values.update(sso)
     added += list(sso)
+    # The front door's session key, and Studio's SAML service provider key, when the org has them.
+    raw = hostvars.get(ORG_VAR)
+    door = frontdoor.generated_secrets(settings.org_config(raw) if isinstance(raw, dict) else {},
+                                       hostvars.get(sso_inventory.SSO_VAR), values)
+    values.update(door)
+    added += list(door)
     if added:
         write_secrets(inv, org, values)
     return added
@@ -45,13 +52,17 @@ def show(ctx: OrgContext, name: str) -> str:
 
 def set_value(inv: Inventory, org: str, name: str, value: str) -> None:
     """Set a secret the operator owns (e.g. SMTP_PASS). Generated ones cannot be overwritten here."""
-    if name not in gen.OPERATOR_SET:
+    settable = (*gen.OPERATOR_SET, *frontdoor.OPERATOR_SET)
+    if name not in settable:
         raise SfpError(
             f"{name!r} is not a secret an operator sets",
-            f"settable: {', '.join(gen.OPERATOR_SET)}; generated secrets change only through a rotation",
+            f"settable: {', '.join(settable)}; generated secrets change only through a rotation",
         )
     if not value:
         raise SfpError(f"empty value for {name}", "pipe the value on standard input or name a file with --from-file")
+    wrong = frontdoor.check_secret(name, value)
+    if wrong:
+        raise SfpError(f"{name}: {wrong}", "nothing was stored; give the PEM file with --from-file")
     values = read(inv, org)
     values[name] = value
     write_secrets(inv, org, values)
@@ -59,7 +70,8 @@ def set_value(inv: Inventory, org: str, name: str, value: str) -> None:
 
 def names(inv: Inventory, org: str) -> list[tuple[str, str]]:
     """Names (never values) with what each is for."""
-    return [(n, gen.DESCRIPTIONS.get(n, "")) for n in sorted(read(inv, org))]
+    described = gen.DESCRIPTIONS | frontdoor.DESCRIPTIONS
+    return [(n, described.get(n, "")) for n in sorted(read(inv, org))]
 
 
 def age(ctx: OrgContext, now: datetime | None = None) -> list[gen.SecretAge]:
