@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
 
-from .. import runner, sso_inventory
+from .. import frontdoor, runner, sso_inventory
 from ..context import OrgContext
 from ..errors import SfpError
 from ..sso import check as sso_check
@@ -373,5 +374,41 @@ def remove(ctx: OrgContext, name: str, console: Console, *, verbose: bool = Fals
 
 def check(ctx: OrgContext) -> sso_check.CheckReport:
     raw, parsed = settings(ctx)
-    return sso_check.check_all(parsed, base_dir=ctx.inventory.path,
-                               allow_insecure_loopback=bool(raw.get(sso_inventory.LOOPBACK_KEY, False)))
+    report = sso_check.check_all(parsed, base_dir=ctx.inventory.path,
+                                 allow_insecure_loopback=bool(raw.get(sso_inventory.LOOPBACK_KEY, False)))
+    report.items += certificate_checks(ctx)
+    return report
+
+
+def certificate_checks(ctx: OrgContext, now: datetime | None = None) -> list[sso_check.IdpCheck]:
+    """The certificates the org's sign-in depends on that the vault holds: the front door's own (tls
+    source provided; ACME renews its own, and `status` shows a failed renewal) and Studio's SAML
+    service provider's. A warning within 30 days of expiry, an error once expired."""
+    hostname = ctx.settings.get("hostname")
+    if not hostname:
+        return []
+    wanted = []
+    if (ctx.settings.get("tls") or {}).get("source", "provided") == "provided":
+        wanted.append((frontdoor.TLS_CERTIFICATE, f"front door of {hostname}"))
+    wanted.append((frontdoor.STUDIO_SAML_SP_CERT, "Studio's SAML service provider"))
+    out = []
+    for key, what in wanted:
+        pem = ctx.secrets.get(key)
+        if not pem:
+            continue
+        item = sso_check.IdpCheck(kind="certificate", name=what, source=f"vault {key}")
+        try:
+            info = frontdoor.certificate_info(pem)
+        except ValueError:
+            item.findings.error(f"{key} is not a PEM certificate", f"set it again with `secrets set --org {ctx.name} {key}`")
+            out.append(item)
+            continue
+        days = info.days_left(now)
+        if days <= 0:
+            item.findings.error(f"expired on {info.not_after:%Y-%m-%d %H:%MZ}",
+                                "renew it now; clients refuse the front door until it is replaced")
+        elif days <= frontdoor.CERT_WARNING_DAYS:
+            item.findings.warning(f"expires on {info.not_after:%Y-%m-%d %H:%MZ}, in {int(days)} days",
+                                  f"renew it and `sfp-server secrets set --org {ctx.name} {key} --from-file FILE`, then install")
+        out.append(item)
+    return out

@@ -23,7 +23,7 @@ from installer.sso.saml import validate_saml_metadata
 
 @dataclass
 class IdpCheck:
-    kind: Literal["saml", "oidc"]
+    kind: Literal["saml", "oidc", "certificate"]
     name: str
     source: str  # metadata URL/file or issuer
     findings: Findings = field(default_factory=Findings)

@@ -275,3 +275,26 @@ def test_an_org_without_a_hostname_gets_no_front_door() -> None:
     cfg = settings.org_config(org_config(8000, 5432, 6543))
     inputs = frontdoor.role_inputs("acme", cfg, {"sfp_org": org_config(8000, 5432, 6543)}, {}, inventory_dir=None)
     assert inputs["frontdoor__state"] == "absent"
+
+
+def test_sso_check_warns_on_a_front_door_certificate_near_its_expiry(make_inventory: Callable[..., Path]) -> None:
+    from installer.actions import sso as sso_action
+    from installer.context import resolve
+
+    inv = make_inventory({"acme": front(tls={"source": "provided"})})
+    i = Inventory(inv, inv / ".vault-pass")
+    secrets_action.ensure(i, "acme")
+    cert, key = make_cert([HOST], days=20)
+    secrets_action.set_value(i, "acme", "TLS_CERTIFICATE", cert)
+    secrets_action.set_value(i, "acme", "TLS_PRIVATE_KEY", key)
+    [item] = sso_action.certificate_checks(resolve(Inventory(inv, inv / ".vault-pass"), "acme"))
+    assert item.status == "warning" and item.kind == "certificate"
+    assert "in 19 days" in str(item.findings.items[0]) or "in 20 days" in str(item.findings.items[0])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=21)
+    [item] = sso_action.certificate_checks(resolve(Inventory(inv, inv / ".vault-pass"), "acme"), now=later)
+    assert item.status == "error" and "expired" in str(item.findings.items[0])
+    cert, key = make_cert([HOST], days=90)
+    secrets_action.set_value(i, "acme", "TLS_CERTIFICATE", cert)
+    secrets_action.set_value(i, "acme", "TLS_PRIVATE_KEY", key)
+    [item] = sso_action.certificate_checks(resolve(Inventory(inv, inv / ".vault-pass"), "acme"))
+    assert item.status == "ok"
