@@ -187,13 +187,16 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
         click.echo(json.dumps([{**r.as_dict(), "secrets_too_old": [a.name for a in stale[r.org]]} for r in rows], indent=2))
     else:
         backups = any(r.last_backup_success for r in rows)
-        table = Table("org", "host", "release", "state", "services", *(["last backup"] if backups else []))
+        doors = any(r.frontdoor for r in rows)
+        table = Table("org", "host", "release", "state", "services", *(["last backup"] if backups else []),
+                      *(["front door"] if doors else []))
         for r in rows:
             services = " ".join(
                 f"{s.service}:{s.health or s.state}" if s.health or s.state != "running" else f"{s.service}:running"
                 for s in r.services
             )
             last = [status_action.backup_summary(r)] if backups else []
+            last += [status_action.frontdoor_summary(r)] if doors else []
             release = r.release or "-"
             if r.history:  # the last upgrade or rollback, so an operator sees at once how the org got here
                 h = r.history[-1]

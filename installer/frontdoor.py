@@ -363,7 +363,7 @@ def role_inputs(org: str, cfg: Mapping[str, Any], hostvars: Mapping[str, Any], s
         issuer = str(_oidc_issuer(item) or "")
         gate.update(issuer=issuer, client_id=studio.get("client_id"),
                     client_secret=secrets.get(STUDIO_OIDC_CLIENT_SECRET, ""),
-                    scopes=list(item.get("scopes") or ["openid", "email", "profile"]),
+                    scopes=list(studio.get("scopes") or ["openid", "email", "profile"]),
                     allow_insecure_loopback=bool(sso.get("allow_insecure_loopback")))
     else:
         try:

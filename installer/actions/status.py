@@ -37,6 +37,9 @@ class OrgStatus:
     last_backup_size_bytes: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     """Upgrades and rollbacks of the org, oldest first (deployed.json on its host)."""
+    frontdoor: dict[str, Any] | None = None
+    """The org at its host's TLS front door (roles/frontdoor state.json): hostname, certificate
+    (source, not_after, issuer, acme renewal), studio_access; None without one."""
 
     @property
     def healthy(self) -> bool:
@@ -91,6 +94,7 @@ def gather(inv: Inventory, names: list[str], console: Console) -> list[OrgStatus
             history=list((deployed or {}).get("history") or []),
             services=services,
             error=failures.get(name),
+            frontdoor=decode_slurp(reports.get("frontdoor", {})),
             **_backup_metrics(reports.get("backup_metrics", {})),
         ))
     return out
@@ -118,3 +122,26 @@ def _backup_metrics(res: dict[str, Any]) -> dict[str, Any]:
     if "sfp_backup_last_size_bytes" in values:
         out["last_backup_size_bytes"] = int(float(values["sfp_backup_last_size_bytes"]))
     return out
+
+
+def frontdoor_summary(row: OrgStatus, now: float | None = None) -> str:
+    """'acme.example.com, cert until 2027-01-05 (34 d), Studio: oidc' for the status table; '-'
+    without a front door. A failed ACME renewal and a certificate within 30 days are said first."""
+    door = row.frontdoor
+    if not door:
+        return "-"
+    cert = door.get("certificate") if isinstance(door.get("certificate"), dict) else {}
+    parts = [str(door.get("hostname", "?"))]
+    not_after = cert.get("not_after")
+    if isinstance(not_after, int | float) and not_after > 0:
+        days = (not_after - (now if now is not None else time.time())) / 86400
+        when = time.strftime("%Y-%m-%d", time.gmtime(not_after))
+        warn = "EXPIRED " if days <= 0 else "EXPIRES SOON " if days <= 30 else ""
+        parts.append(f"{warn}{cert.get('source', '?')} cert until {when} ({int(days)} d)")
+    else:
+        parts.append(f"{cert.get('source', '?')} cert: none served yet")
+    acme = cert.get("acme") if isinstance(cert.get("acme"), dict) else None
+    if acme is not None and not acme.get("renewal_ok", True):
+        parts.append("ACME RENEWAL FAILED")
+    parts.append(f"Studio: {door.get('studio_access', 'basic')}")
+    return ", ".join(parts)

@@ -298,3 +298,19 @@ def test_sso_check_warns_on_a_front_door_certificate_near_its_expiry(make_invent
     secrets_action.set_value(i, "acme", "TLS_PRIVATE_KEY", key)
     [item] = sso_action.certificate_checks(resolve(Inventory(inv, inv / ".vault-pass"), "acme"))
     assert item.status == "ok"
+
+
+def test_status_says_the_name_the_expiry_and_a_failed_renewal() -> None:
+    from installer.actions.status import OrgStatus, frontdoor_summary
+
+    now = 1_800_000_000.0
+    row = OrgStatus(org="acme", machine="m", installed=True, release="v0.8.1", image_catalog=None)
+    assert frontdoor_summary(row, now) == "-"
+    row.frontdoor = {"hostname": HOST, "studio_access": "oidc",
+                     "certificate": {"source": "provided", "not_after": now + 40 * 86400}}
+    assert frontdoor_summary(row, now) == f"{HOST}, provided cert until 2027-02-24 (40 d), Studio: oidc"
+    row.frontdoor["certificate"] = {"source": "acme", "not_after": now + 10 * 86400, "acme": {"renewal_ok": False}}
+    assert frontdoor_summary(row, now).startswith(f"{HOST}, EXPIRES SOON acme cert until")
+    assert "ACME RENEWAL FAILED" in frontdoor_summary(row, now)
+    row.frontdoor["certificate"] = {"source": "self_signed", "not_after": now - 1}
+    assert "EXPIRED self_signed cert" in frontdoor_summary(row, now)
