@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 # "Developing"). Marking happens here, in one place, so a new deploying test cannot forget it:
 # every test under a deploying suite's directory, every test elsewhere that uses a fixture which
 # starts containers on the local engine, and the standalone runs of the roles that query the engine.
-STACK_DIRS = frozenset({"stack", "backup_stack", "sso_stack", "logs_stack", "upgrade_stack", "rotate_stack"})
+STACK_DIRS = frozenset({"stack", "backup_stack", "sso_stack", "logs_stack", "upgrade_stack", "rotate_stack", "frontdoor_stack"})
 DOCKER_FIXTURES = frozenset({
     "docker_engine",  # below: every deploying fixture asks for it, so its users are marked however deep
     "two_orgs",      # tests/stack/conftest.py: two orgs deployed with the test image catalog
@@ -72,6 +72,25 @@ def deployment_group(item: pytest.Item) -> str:
     return str(item.nodeid).split("::", 1)[0]  # the module: its module-scoped deployment
 
 
+# A machine has one Apache httpd, the front door (/etc/apache2, ports 80 and 443): the tests that
+# drive it (tests/frontdoor, without Docker, and the front door stack test on the shared
+# deployment) run in the shared deployment's worker, one after the other. The role's own tests
+# come first; the shared deployment's front door test last, as it changes the orgs' public URL.
+APACHE_DIRS = ("frontdoor", "frontdoor_stack")
+
+
+def uses_host_apache(item: pytest.Item) -> bool:
+    path = Path(str(item.path)).resolve()
+    parts = path.relative_to(REPO).parts if path.is_relative_to(REPO) else ()
+    return len(parts) > 2 and parts[0] == "tests" and parts[1] in APACHE_DIRS
+
+
+def _shared_order(item: pytest.Item) -> int:
+    if not uses_host_apache(item):
+        return 1
+    return 2 if "shared_orgs" in getattr(item, "fixturenames", ()) else 0
+
+
 # tryfirst: xdist's own hook turns the xdist_group marks into the groups it schedules by; it must
 # find them set.
 @pytest.hookimpl(tryfirst=True)
@@ -84,10 +103,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.stack)
             # scripts/test runs `-n 2 --dist loadgroup`: one deployment's tests stay in one worker.
             group = deployment_group(item)
-            item.add_marker(pytest.mark.xdist_group(group))
-            groups.setdefault(group, []).append(item)
+        elif uses_host_apache(item):
+            group = "shared_orgs"  # not a stack test: the fast loop runs it
         else:
             rest.append(item)
+            continue
+        # First, so that it wins over an xdist_group a module sets itself.
+        item.add_marker(pytest.mark.xdist_group(group), append=False)
+        groups.setdefault(group, []).append(item)
+    if "shared_orgs" in groups:
+        groups["shared_orgs"].sort(key=_shared_order)  # stable: collection order otherwise
     # The deploying tests first, each deployment's tests together (so it is torn down as soon as
     # its last test ends, tests/stack_shared.py), the longest deployments first: two workers finish
     # together when the long ones start early (scripts/test keeps this order: --no-loadscope-reorder).
@@ -103,7 +128,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     org names at once and remove each other's containers."""
     if not getattr(session.config.option, "loadgroup", False):
         return
-    lost = [item.nodeid for item in session.items if needs_docker(item) and "@" not in item.nodeid]
+    lost = [item.nodeid for item in session.items
+            if (needs_docker(item) or uses_host_apache(item)) and "@" not in item.nodeid]
     if lost:
         raise pytest.UsageError(
             f"pytest-xdist did not apply the xdist_group of {len(lost)} deploying tests (first: {lost[0]}); "
