@@ -73,7 +73,7 @@ def install(
     result = runner.run_playbook(
         "site.yml", inv.path, names, inv.vault_password_file, console=console, check=check, verbose=verbose,
         extravars={"supabase_stack__start_services": ["db"]} if database_only else None,
-        skip_tags=["sso", "backup"] if database_only else None,
+        skip_tags=["sso", "backup", "frontdoor"] if database_only else None,
     )
     orgs = [
         OrgSummary(host, reports["org"].get("msg", {}))

@@ -69,7 +69,8 @@ GROUPS: dict[str, Group] = {
             "dashboard",
             ("DASHBOARD_PASSWORD",),
             "Studio's basic-auth password at the gateway changes; the gateway is recreated (every API request "
-            "fails for the seconds it restarts)",
+            "fails for the seconds it restarts); with Studio behind the org's SSO (studio_access), the front door "
+            "takes the new password too (a graceful reload)",
             "the people who open Studio with the dashboard user and password: {show}",
             lambda v: gen.regenerate(v, ["DASHBOARD_PASSWORD"]),
         ),
