@@ -364,6 +364,7 @@ def role_inputs(org: str, cfg: Mapping[str, Any], hostvars: Mapping[str, Any], s
         gate.update(issuer=issuer, client_id=studio.get("client_id"),
                     client_secret=secrets.get(STUDIO_OIDC_CLIENT_SECRET, ""),
                     scopes=list(studio.get("scopes") or ["openid", "email", "profile"]),
+                    require_email_verified=bool(studio.get("require_email_verified", True)),
                     allow_insecure_loopback=bool(sso.get("allow_insecure_loopback")))
     else:
         try:
