@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ansible.plugins.callback import CallbackBase
 
+from installer import frontdoor as _frontdoor  # noqa: F401  (the front door's filter: SAML parsing, x509)
 from installer import settings
 from installer.sso import config as _sso_config  # noqa: F401  (imported to be inherited, see above)
 

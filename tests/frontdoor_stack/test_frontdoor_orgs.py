@@ -1,0 +1,141 @@
+"""The TLS front door in front of real orgs: `sfp-server install` with sfp_org.hostname puts the
+shared deployment's two orgs (test image catalog: real PostgreSQL, stand-ins for the gateway,
+Realtime and Storage, which prove the routing, not upstream's behaviour) behind the host's real
+Apache httpd, each on its own name with a certificate from a CA this test makes.
+
+Runs last of the shared deployment's tests (tests/conftest.py): it changes the orgs' public URL,
+and its clean-up uninstalls them from the front door and the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from rich.console import Console
+
+from installer import frontdoor
+from installer.actions import deploy, secrets, status
+from installer.inventory import Inventory
+from tests.frontdoor import client, pki
+from tests.stack.conftest import docker
+from tests.stack_shared import ORG_A, ORG_B, SharedDeployment
+
+NAMES = {ORG_A: f"{ORG_A}.sfp.test", ORG_B: f"{ORG_B}.sfp.test"}
+HTTPS, HTTP = 443, 80
+SITES = Path("/etc/apache2/sites-enabled")
+
+
+def console() -> Console:
+    return Console(record=True, width=200, file=open(os.devnull, "w"))
+
+
+def set_org(inv_path: Path, org: str, **changes: object) -> None:
+    """Change the org's settings in host_vars/<org>/main.yml (None removes a key)."""
+    from ansible.plugins.vars import host_group_vars
+
+    path = inv_path / "host_vars" / org / "main.yml"
+    data = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            data["sfp_org"].pop(key, None)
+        else:
+            data["sfp_org"][key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    getattr(host_group_vars, "FOUND", {}).clear()
+
+
+def container_env(project: str, service: str) -> dict[str, str]:
+    name = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                  "--filter", f"label=com.docker.compose.service={service}").stdout.split()[0]
+    env = json.loads(docker("inspect", "--format", "{{json .Config.Env}}", name).stdout)
+    return dict(e.split("=", 1) for e in env)
+
+
+def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDeployment, tmp_path: Path) -> None:
+    ca = pki.TestCA()
+    ca_file = ca.write(tmp_path / "ca.pem")
+    inv_path = shared_orgs.inv_path
+    leaves = {}
+    for org, name in NAMES.items():
+        leaves[org] = ca.issue(name, days=20)
+        set_org(inv_path, org, hostname=name, tls={"source": "provided"}, public_url=None)
+        inv = Inventory(inv_path, inv_path / ".vault-pass")
+        secrets.set_value(inv, org, "TLS_CERTIFICATE", leaves[org].chain_pem)
+        secrets.set_value(inv, org, "TLS_PRIVATE_KEY", leaves[org].key_pem)
+    try:
+        outcome = deploy.install(shared_orgs.fresh(), [ORG_A, ORG_B], console())
+        assert outcome.result.ok, (outcome.result.failures, outcome.result.stdout_tail)
+        values = {org: secrets.read(shared_orgs.fresh(), org) for org in NAMES}
+
+        for org, name in NAMES.items():
+            # Each name gets its own certificate, and it verifies against the test CA.
+            assert client.peer_cert(name, HTTPS).serial_number == leaves[org].serial
+            # Plain HTTP goes to HTTPS, on the same name and path.
+            plain = client.plain(name, HTTP, "/rest/v1/?select=1")
+            assert plain.status in (301, 308), plain.status
+            assert plain.headers["Location"] == f"https://{name}/rest/v1/?select=1"
+            # An API request with the org's key reaches the org's gateway: what the gateway answers
+            # directly, the front door answers, HSTS added; without the key the gateway refuses.
+            path, headers = "/rest/v1/", {"apikey": values[org]["ANON_KEY"], "Authorization": f"Bearer {values[org]['ANON_KEY']}"}
+            direct = requests.get(shared_orgs.api_url(org) + path, headers=headers, timeout=20)
+            via = client.request(name, HTTPS, path, ca=ca_file, headers=headers)
+            assert (via.status, via.body) == (direct.status_code, direct.content), (via.status, via.body[:300])
+            assert via.headers["Strict-Transport-Security"].startswith("max-age=")
+            assert client.request(name, HTTPS, path, ca=ca_file).status == 401
+            # A websocket upgrade on /realtime/v1 reaches the org's Realtime service.
+            ws = client.websocket(name, HTTPS, ca=ca_file,
+                                  path=f"/realtime/v1/websocket?apikey={values[org]['ANON_KEY']}&vsn=1.0.0")
+            ws.close()
+            # Studio stays behind the gateway's basic auth (no studio_access).
+            studio = client.request(name, HTTPS, "/project/default", ca=ca_file)
+            assert studio.status == 401 and "Basic" in studio.headers.get("WWW-Authenticate", "")
+            # Auth knows its public URL: the front door's.
+            auth_env = container_env(f"sfp-{org}", "auth")
+            assert auth_env["API_EXTERNAL_URL"] == f"https://{name}/auth/v1", auth_env.get("API_EXTERNAL_URL")
+
+        # Storage through the front door: an upload with the service key streams to the org's
+        # Storage and comes back the same (the 100 MB, flat-memory upload is tests/frontdoor's).
+        data = os.urandom(8 * 1024 * 1024)
+        key = values[ORG_A]["SERVICE_ROLE_KEY"]
+        auth = {"Authorization": f"Bearer {key}", "apikey": key}
+        put = client.request(NAMES[ORG_A], HTTPS, "/storage/v1/object/frontdoor/blob.bin", ca=ca_file, method="PUT",
+                             body=data, headers={**auth, "Content-Type": "application/octet-stream"})
+        assert put.status == 200, put.body[:300]
+        got = client.request(NAMES[ORG_A], HTTPS, "/storage/v1/object/frontdoor/blob.bin", ca=ca_file, headers=auth)
+        assert hashlib.sha256(got.body).digest() == hashlib.sha256(data).digest()
+
+        # status: each org's name, its certificate's expiry and how Studio is guarded.
+        rows = {r.org: r for r in status.gather(shared_orgs.fresh(), [ORG_A, ORG_B], console())}
+        for org, name in NAMES.items():
+            door = rows[org].frontdoor
+            assert door is not None and door["hostname"] == name
+            assert door["certificate"]["source"] == "provided"
+            expires = frontdoor.certificate_info(leaves[org].cert_pem).not_after
+            assert door["certificate"]["not_after_iso"][:10] == expires.strftime("%Y-%m-%d")
+            assert door["studio_access"] == "basic"
+
+        # A second install changes nothing, at the front door or anywhere else.
+        again = deploy.install(shared_orgs.fresh(), [ORG_A, ORG_B], console())
+        assert again.result.ok and again.result.changed == 0, again.result.changed_tasks
+
+        # An org that loses its hostname leaves the front door; the other keeps serving.
+        set_org(inv_path, ORG_B, hostname=None, tls=None, public_url=shared_orgs.api_url(ORG_B))
+        gone = deploy.install(shared_orgs.fresh(), [ORG_B], console())
+        assert gone.result.ok, gone.result.failures
+        assert not any(ORG_B in p.name for p in SITES.iterdir())
+        with pytest.raises(OSError):
+            client.request(NAMES[ORG_B], HTTPS, "/rest/v1/", ca=ca_file)
+        assert client.request(NAMES[ORG_A], HTTPS, "/rest/v1/", ca=ca_file).status == 401
+    finally:
+        removed = deploy.uninstall(shared_orgs.fresh(), [ORG_A, ORG_B], console(), purge=False)
+        subprocess.run(["apache2ctl", "stop"], check=False, capture_output=True)
+    assert removed.ok, removed.failures
+    assert not any(p.name.startswith("sfp-frontdoor-") for p in SITES.iterdir())
+    assert not Path(f"/etc/sfp-frontdoor/{ORG_A}").exists()
