@@ -9,10 +9,12 @@ and its clean-up uninstalls them from the front door and the host.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from installer import frontdoor
 from installer.actions import deploy, secrets, status
 from installer.inventory import Inventory
 from tests.frontdoor import client, pki
+from tests.frontdoor.conftest import LOCK
 from tests.stack.conftest import docker
 from tests.stack_shared import ORG_A, ORG_B, SharedDeployment
 
@@ -58,7 +61,17 @@ def container_env(project: str, service: str) -> dict[str, str]:
     return dict(e.split("=", 1) for e in env)
 
 
-def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDeployment, tmp_path: Path) -> None:
+@pytest.fixture
+def host_apache() -> Iterator[None]:
+    """The machine's one Apache, for this test alone: another pytest run's front door tests wait
+    (tests/frontdoor/conftest.py takes the same lock)."""
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDeployment, host_apache: None,
+                                                            tmp_path: Path) -> None:
     ca = pki.TestCA()
     ca_file = ca.write(tmp_path / "ca.pem")
     inv_path = shared_orgs.inv_path
