@@ -11,6 +11,7 @@ server's CA file, and the SAML IdP metadata Studio's sign-in trusts (the SSO lib
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets as _random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,6 +113,9 @@ def check_secret(name: str, value: str) -> str | None:
             certificate_info(value)
         except ValueError:
             return "not a PEM certificate chain (-----BEGIN CERTIFICATE----- blocks, leaf first)"
+    if name == STUDIO_OIDC_CLIENT_SECRET and (re.search(r'[\s"\\]', value) or "${" in value):
+        # It goes into Apache's configuration inside quotes (a 0600 file the front door includes).
+        return "it holds a space, a quote, a backslash or '${', which the front door cannot pass on"
     if name == TLS_PRIVATE_KEY:
         try:
             serialization.load_pem_private_key(value.encode(), password=None)

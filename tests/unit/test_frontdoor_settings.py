@@ -314,3 +314,20 @@ def test_status_says_the_name_the_expiry_and_a_failed_renewal() -> None:
     assert "ACME RENEWAL FAILED" in frontdoor_summary(row, now)
     row.frontdoor["certificate"] = {"source": "self_signed", "not_after": now - 1}
     assert "EXPIRED self_signed cert" in frontdoor_summary(row, now)
+
+
+@pytest.mark.parametrize(("studio", "field"), [
+    ({"provider": "x", "allow_groups": ['db"admins']}, "allow_groups.0"),
+    ({"provider": "x", "allow_groups": ["${HOME}"]}, "allow_groups.0"),
+    ({"provider": "x", "allow_groups": ["a"], "scopes": ["email"]}, "scopes"),
+    ({"provider": "x", "allow_groups": ["a"], "groups_claim": "my groups"}, "groups_claim"),
+])
+def test_what_would_reach_apache_is_refused_by_validate(studio: dict[str, Any], field: str) -> None:
+    found = [str(p) for p in settings.check("w", "sfp_org", front(studio_access=studio), "org")]
+    assert any(f"sfp_org.studio_access.{field}" in p for p in found), found
+
+
+def test_a_studio_client_secret_apache_cannot_quote_is_refused() -> None:
+    assert frontdoor.check_secret("STUDIO_OIDC_CLIENT_SECRET", 'abc"def') is not None
+    assert frontdoor.check_secret("STUDIO_OIDC_CLIENT_SECRET", "abc${X}") is not None
+    assert frontdoor.check_secret("STUDIO_OIDC_CLIENT_SECRET", "Zm9v-bar_baz.9") is None
