@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,12 @@ from rich.console import Console
 
 from installer import frontdoor
 from installer.actions import deploy, secrets, status
+from installer.context import read_secrets, write_secrets
 from installer.inventory import Inventory
 from tests.frontdoor import client, pki
 from tests.frontdoor.conftest import LOCK
+from tests.frontdoor.login import loopback_names, oidc_login
+from tests.sso.idp_fixtures import ensure_oidc_idp_installed, start_oidc_idp, stop
 from tests.stack.conftest import docker
 from tests.stack_shared import ORG_A, ORG_B, SharedDeployment
 
@@ -50,6 +54,17 @@ def set_org(inv_path: Path, org: str, **changes: object) -> None:
             data["sfp_org"].pop(key, None)
         else:
             data["sfp_org"][key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    getattr(host_group_vars, "FOUND", {}).clear()
+
+
+def headers_of(values: dict[str, str]) -> dict[str, str]:
+    return {"apikey": values["ANON_KEY"], "Authorization": f"Bearer {values['ANON_KEY']}"}
+
+
+def write_yaml(path: Path, data: object) -> None:
+    from ansible.plugins.vars import host_group_vars
+
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     getattr(host_group_vars, "FOUND", {}).clear()
 
@@ -82,10 +97,12 @@ def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDe
         inv = Inventory(inv_path, inv_path / ".vault-pass")
         secrets.set_value(inv, org, "TLS_CERTIFICATE", leaves[org].chain_pem)
         secrets.set_value(inv, org, "TLS_PRIVATE_KEY", leaves[org].key_pem)
+    stack = ExitStack()
     try:
         outcome = deploy.install(shared_orgs.fresh(), [ORG_A, ORG_B], console())
         assert outcome.result.ok, (outcome.result.failures, outcome.result.stdout_tail)
         values = {org: secrets.read(shared_orgs.fresh(), org) for org in NAMES}
+        direct_status: dict[str, int] = {}
 
         for org, name in NAMES.items():
             # Each name gets its own certificate, and it verifies against the test CA.
@@ -96,8 +113,9 @@ def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDe
             assert plain.headers["Location"] == f"https://{name}/rest/v1/?select=1"
             # An API request with the org's key reaches the org's gateway: what the gateway answers
             # directly, the front door answers, HSTS added; without the key the gateway refuses.
-            path, headers = "/rest/v1/", {"apikey": values[org]["ANON_KEY"], "Authorization": f"Bearer {values[org]['ANON_KEY']}"}
+            path, headers = "/rest/v1/", headers_of(values[org])
             direct = requests.get(shared_orgs.api_url(org) + path, headers=headers, timeout=20)
+            direct_status[org] = direct.status_code
             via = client.request(name, HTTPS, path, ca=ca_file, headers=headers)
             assert (via.status, via.body) == (direct.status_code, direct.content), (via.status, via.body[:300])
             assert via.headers["Strict-Transport-Security"].startswith("max-age=")
@@ -124,6 +142,51 @@ def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDe
         got = client.request(NAMES[ORG_A], HTTPS, "/storage/v1/object/frontdoor/blob.bin", ca=ca_file, headers=auth)
         assert hashlib.sha256(got.body).digest() == hashlib.sha256(data).digest()
 
+        # Studio of orga behind its OpenID provider (the real oidc-provider): Studio's own client,
+        # an allow-list; Auth gets the provider too (sso.yml), as `sso add` would have set it up.
+        studio_secret = "studio-client-secret-0123456789"
+        ensure_oidc_idp_installed()
+        idp = start_oidc_idp(
+            clients=[{"client_id": "studio-orga", "client_secret": studio_secret,
+                      "redirect_uris": [f"https://{NAMES[ORG_A]}/sfp-frontdoor/oidc/callback"]}],
+            accounts={"admin@orga.test": {"email": "admin@orga.test", "email_verified": True},
+                      "intruder@orga.test": {"email": "intruder@orga.test", "email_verified": True}})
+        stack.callback(stop, idp.process)
+        write_yaml(inv_path / "host_vars" / ORG_A / "sso.yml", {"sfp_org_sso": {
+            "allow_insecure_loopback": True,
+            "oidc": [{"name": "corp", "provider": "custom", "issuer": idp.issuer, "client_id": "supabase"}]}})
+        inv = shared_orgs.fresh()
+        write_secrets(inv, ORG_A, {**read_secrets(inv, ORG_A), "SSO_CORP_CLIENT_SECRET": "auth-client-secret"})
+        secrets.set_value(inv, ORG_A, "STUDIO_OIDC_CLIENT_SECRET", studio_secret)
+        set_org(inv_path, ORG_A, studio_access={"provider": "corp", "client_id": "studio-orga",
+                                                "allow_emails": ["Admin@orga.test"], "scopes": ["openid", "email"]})
+        gated = deploy.install(shared_orgs.fresh(), [ORG_A], console())
+        assert gated.result.ok, (gated.result.failures, gated.result.stdout_tail)
+        studio_url = f"https://{NAMES[ORG_A]}/project/default"
+        dashboard = (values[ORG_A]["DASHBOARD_USERNAME"], values[ORG_A]["DASHBOARD_PASSWORD"])
+        with loopback_names(*NAMES.values()), requests.Session() as browser:
+            # Not the machine's CA bundle from REQUESTS_CA_BUNDLE, which would win over `verify`.
+            browser.trust_env, browser.verify = False, str(ca_file)
+            # No session: to the provider, even with the right basic credentials.
+            for auth in (None, dashboard):
+                r = browser.get(studio_url, auth=auth, allow_redirects=False, timeout=20)
+                assert r.status_code == 302 and r.headers["Location"].startswith(idp.issuer), (r.status_code, r.headers)
+            # The API stays open to apps with their keys.
+            api = browser.get(f"https://{NAMES[ORG_A]}/rest/v1/", headers=headers_of(values[ORG_A]), timeout=20)
+            assert api.status_code == direct_status[ORG_A], api.text[:300]
+            # A full login of an allowed user (the address in another case) opens Studio: the front
+            # door signs in to the gateway with the dashboard credentials.
+            opened = oidc_login(browser, studio_url, "admin@orga.test")
+            assert opened.status_code == 200 and opened.headers.get("X-SFP-Upstream-Stand-In") == "studio", (
+                opened.status_code, opened.headers, opened.text[:300])
+            # orga's session is worthless on orgb's name.
+            other = browser.get(f"https://{NAMES[ORG_B]}/project/default", allow_redirects=False, timeout=20)
+            assert other.status_code == 401, other.status_code  # orgb: the gateway's own basic auth
+        with loopback_names(*NAMES.values()), requests.Session() as stranger:
+            stranger.trust_env, stranger.verify = False, str(ca_file)
+            refused = oidc_login(stranger, studio_url, "intruder@orga.test")
+            assert refused.status_code == 403, (refused.status_code, refused.text[:300])
+
         # status: each org's name, its certificate's expiry and how Studio is guarded.
         rows = {r.org: r for r in status.gather(shared_orgs.fresh(), [ORG_A, ORG_B], console())}
         for org, name in NAMES.items():
@@ -132,7 +195,7 @@ def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDe
             assert door["certificate"]["source"] == "provided"
             expires = frontdoor.certificate_info(leaves[org].cert_pem).not_after
             assert door["certificate"]["not_after_iso"][:10] == expires.strftime("%Y-%m-%d")
-            assert door["studio_access"] == "basic"
+            assert door["studio_access"] == ("oidc" if org == ORG_A else "basic")
 
         # A second install changes nothing, at the front door or anywhere else.
         again = deploy.install(shared_orgs.fresh(), [ORG_A, ORG_B], console())
@@ -147,6 +210,7 @@ def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDe
             client.request(NAMES[ORG_B], HTTPS, "/rest/v1/", ca=ca_file)
         assert client.request(NAMES[ORG_A], HTTPS, "/rest/v1/", ca=ca_file).status == 401
     finally:
+        stack.close()
         removed = deploy.uninstall(shared_orgs.fresh(), [ORG_A, ORG_B], console(), purge=False)
         subprocess.run(["apache2ctl", "stop"], check=False, capture_output=True)
     assert removed.ok, removed.failures

@@ -242,8 +242,16 @@ class OidcIdP:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_oidc_idp(*, issuer_host: str = "127.0.0.1", empty_jwks: bool = False, startup_timeout: float = 20) -> OidcIdP:
+def start_oidc_idp(*, issuer_host: str = "127.0.0.1", empty_jwks: bool = False, startup_timeout: float = 20,
+                   clients: list[dict[str, object]] | None = None,
+                   accounts: dict[str, dict[str, object]] | None = None) -> OidcIdP:
+    """`clients`: more registered clients (client_id, client_secret, redirect_uris); `accounts`: the
+    claims (email, email_verified, groups) of each login typed into the provider's login form."""
     env = {**os.environ, "ISSUER_HOST": issuer_host, "PORT": "0", "EMPTY_JWKS": "1" if empty_jwks else "0"}
+    if clients:
+        env["CLIENTS_JSON"] = json.dumps(clients)
+    if accounts is not None:
+        env["ACCOUNTS_JSON"] = json.dumps(accounts)
     proc = subprocess.Popen(["node", "server.mjs"], cwd=OIDC_IDP_DIR, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     line: list[str] = []
