@@ -28,6 +28,7 @@ from tests.frontdoor.conftest import (
     HTTP_PORT,
     HTTPS_PORT,
     ROLE_PATHS,
+    Run,
     Runner,
     apache_pids,
     wait_for,
@@ -265,35 +266,62 @@ def test_a_second_run_changes_nothing(two_orgs: TwoOrgs, run_role: Runner) -> No
     assert done.recap("orga")["changed"] == 0 and done.recap("orgb")["changed"] == 0, done.stdout
 
 
-@pytest.mark.parametrize(("bad", "message"), [
-    ("mismatched_key", "`key` is not the private key of `cert`"),
-    ("other_name", "`cert` does not cover frontdoor__hostname orga.sfp.test"),
-    ("bad_hostname", "frontdoor__hostname \"orga..sfp.test\" is not a DNS name"),
-    ("expired", "`cert` expired"),
-    ("not_pem", "`cert` is not a readable PEM certificate"),
-])
-def test_a_refused_certificate_or_name_changes_nothing(two_orgs: TwoOrgs, run_role: Runner, test_ca: TestCA, bad: str,
-                                                        message: str) -> None:
-    org = two_orgs.org_vars()["orga"]
-    if bad == "mismatched_key":
-        org["frontdoor__certificate"] = {**provided(test_ca.issue(A)), "key": test_ca.issue(A).key_pem}
-    elif bad == "other_name":
-        org["frontdoor__certificate"] = provided(test_ca.issue("orgz.sfp.test", "*.other.test"))
-    elif bad == "bad_hostname":
-        org["frontdoor__hostname"] = "orga..sfp.test"
-    elif bad == "expired":
-        org["frontdoor__certificate"] = provided(test_ca.issue(A, expired=True))
-    else:
-        org["frontdoor__certificate"] = {"source": "provided", "cert": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----",
-                                         "key": two_orgs.leaf_a.key_pem}
+BAD_INPUTS = {
+    "mismatched_key": "`key` is not the private key of `cert`",
+    "other_name": "`cert` does not cover frontdoor__hostname orga.sfp.test",
+    "bad_hostname": "frontdoor__hostname \"orga..sfp.test\" is not a DNS name",
+    "expired": "`cert` expired",
+    "not_pem": "`cert` is not a readable PEM certificate",
+}
+
+
+@dataclass
+class Refused:
+    done: Run
+    before: dict[str, str]
+    after: dict[str, str]
+    served: int
+    expected: int
+
+
+@pytest.fixture(scope="module")
+def refused(two_orgs: TwoOrgs, run_role: Runner, test_ca: TestCA) -> Refused:
+    """orga's installed front door given each bad input at once, in one play: one inventory host per
+    bad input, each of them org orga (its name, its directories), so every refusal meets orga as
+    installed. Their checks come before anything is written, so none can see another's doing."""
+    good = two_orgs.org_vars()["orga"]
+    hosts = {}
+    for bad in BAD_INPUTS:
+        org = {**good, "frontdoor__org": "orga", "frontdoor__org_dir": run_role.org_vars("orga")["frontdoor__org_dir"]}
+        if bad == "mismatched_key":
+            org["frontdoor__certificate"] = {**provided(test_ca.issue(A)), "key": test_ca.issue(A).key_pem}
+        elif bad == "other_name":
+            org["frontdoor__certificate"] = provided(test_ca.issue("orgz.sfp.test", "*.other.test"))
+        elif bad == "bad_hostname":
+            org["frontdoor__hostname"] = "orga..sfp.test"
+        elif bad == "expired":
+            org["frontdoor__certificate"] = provided(test_ca.issue(A, expired=True))
+        else:
+            org["frontdoor__certificate"] = {"source": "provided", "key": two_orgs.leaf_a.key_pem,
+                                             "cert": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----"}
+        hosts[f"orga_{bad}"] = org
     before = tree_digest(APACHE_DIR, Path("/etc/sfp-frontdoor"), run_role.metrics_dir)
-    done = run_role({"orga": org})
+    done = run_role(hosts)
+    after = tree_digest(APACHE_DIR, Path("/etc/sfp-frontdoor"), run_role.metrics_dir)
+    return Refused(done, before, after, served_serial(A), two_orgs.leaf_a.serial)
+
+
+@pytest.mark.parametrize(("bad", "message"), list(BAD_INPUTS.items()))
+def test_a_refused_certificate_or_name_changes_nothing(refused: Refused, bad: str, message: str) -> None:
+    done, host = refused.done, f"orga_{bad}"
     assert done.rc != 0
-    assert message in done.stdout, done.stdout[-3000:]
-    assert "frontdoor__" in message or "frontdoor__certificate" in done.stdout
-    assert done.recap("orga")["changed"] == 0
-    assert tree_digest(APACHE_DIR, Path("/etc/sfp-frontdoor"), run_role.metrics_dir) == before
-    assert served_serial(A) == two_orgs.leaf_a.serial
+    assert done.recap(host)["failed"] == 1
+    failure = done.failure(host)
+    assert message in failure, done.stdout[-3000:]
+    assert "frontdoor__" in message or "frontdoor__certificate" in failure
+    assert done.recap(host)["changed"] == 0
+    assert refused.after == refused.before
+    assert refused.served == refused.expected
 
 
 def test_a_new_certificate_is_served_without_dropping_connections(two_orgs: TwoOrgs, run_role: Runner, test_ca: TestCA,
