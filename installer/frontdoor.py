@@ -299,17 +299,9 @@ def _saml_metadata(name: str, sso: Mapping[str, Any], inventory_dir: Path | None
     """The IdP's metadata, fetched or read and checked exactly as for Auth (signature against the
     pinned certificate, entity id, expiry); ValueError with the findings when it fails."""
     settings = sso_config.parse_sso_settings(sso, where=f"{SSO_VAR}")
-    s = next(p for p in settings.saml if p.name == name)
-    if s.metadata_url:
-        report = sso_saml.validate_saml_metadata(
-            url=s.metadata_url, expected_entity_id=s.expected_entity_id, pinned_cert=s.metadata_cert,
-            allow_insecure_loopback=sso.get(sso_config.LOOPBACK_KEY) is True, allow_hosts=settings.allow_hosts)
-    else:
-        path = Path(s.metadata_file or "")
-        if inventory_dir is not None and not path.is_absolute():
-            path = inventory_dir / path
-        report = sso_saml.validate_saml_metadata(file=path, expected_entity_id=s.expected_entity_id,
-                                                 pinned_cert=s.metadata_cert)
+    provider = next(p for p in settings.saml if p.name == name)
+    report = sso_saml.validate_provider_metadata(provider, base_dir=inventory_dir, allow_hosts=settings.allow_hosts,
+                                                 allow_insecure_loopback=sso.get(sso_config.LOOPBACK_KEY) is True)
     if not report.ok or report.raw is None:
         raise ValueError(f"SAML metadata of {name!r}: " + "; ".join(str(f) for f in report.findings.errors))
     return report.raw.decode("utf-8")

@@ -98,13 +98,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     groups: dict[str, list[pytest.Item]] = {}
     rest: list[pytest.Item] = []
     for item in items:
-        if needs_docker(item):
+        if needs_docker(item) and not uses_host_apache(item):
             if item.get_closest_marker("stack") is None:
                 item.add_marker(pytest.mark.stack)
             # scripts/test runs `-n 2 --dist loadgroup`: one deployment's tests stay in one worker.
             group = deployment_group(item)
         elif uses_host_apache(item):
-            group = "shared_orgs"  # not a stack test: the fast loop runs it
+            # Minutes of playbook runs against the machine's Apache: like the Docker tests, kept out
+            # of the fast loop (`-m "not stack"`).
+            if item.get_closest_marker("stack") is None:
+                item.add_marker(pytest.mark.stack)
+            group = "shared_orgs"
         else:
             rest.append(item)
             continue

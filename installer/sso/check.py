@@ -18,7 +18,7 @@ from installer.sso import _net
 from installer.sso.config import SsoSettings
 from installer.sso.oidc import validate_oidc_provider
 from installer.sso.report import Findings
-from installer.sso.saml import validate_saml_metadata
+from installer.sso.saml import validate_provider_metadata
 
 
 @dataclass
@@ -83,16 +83,8 @@ def check_all(
     report = CheckReport()
     applied = applied_fingerprints or {}
     for s in settings.saml:
-        if s.metadata_url:
-            r = validate_saml_metadata(url=s.metadata_url, expected_entity_id=s.expected_entity_id, timeout=timeout,
-                                       allow_insecure_loopback=allow_insecure_loopback, now=now, session=session,
-                                       allow_hosts=settings.allow_hosts, pinned_cert=s.metadata_cert)
-        else:
-            path = Path(s.metadata_file or "")
-            if base_dir is not None and not path.is_absolute():
-                path = base_dir / path
-            r = validate_saml_metadata(file=path, expected_entity_id=s.expected_entity_id, now=now,
-                                       pinned_cert=s.metadata_cert)
+        r = validate_provider_metadata(s, base_dir=base_dir, allow_hosts=settings.allow_hosts, timeout=timeout,
+                                       allow_insecure_loopback=allow_insecure_loopback, now=now, session=session)
         item = IdpCheck("saml", s.name, r.source, r.findings, r.fingerprint,
                         signature=r.signature.detail if r.signature else None)
         stored = applied.get(s.name)

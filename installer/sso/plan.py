@@ -139,16 +139,8 @@ def _desired_saml(settings: SsoSettings, *, skip: Collection[str], base_dir: Pat
     for s in settings.saml:
         if s.name in skip:
             continue
-        if s.metadata_url:
-            report = saml.validate_saml_metadata(url=s.metadata_url, expected_entity_id=s.expected_entity_id,
-                                                 timeout=timeout, allow_insecure_loopback=allow_insecure_loopback,
-                                                 allow_hosts=settings.allow_hosts, pinned_cert=s.metadata_cert)
-        else:
-            path = Path(s.metadata_file or "")
-            if base_dir is not None and not path.is_absolute():
-                path = base_dir / path
-            report = saml.validate_saml_metadata(file=path, expected_entity_id=s.expected_entity_id,
-                                                 pinned_cert=s.metadata_cert)
+        report = saml.validate_provider_metadata(s, base_dir=base_dir, allow_hosts=settings.allow_hosts,
+                                                 timeout=timeout, allow_insecure_loopback=allow_insecure_loopback)
         if not report.ok:
             raise SfpError(f"SAML provider {s.name}: " + "; ".join(str(f) for f in report.findings.errors),
                            "fix the IdP's metadata (or the setting) and run again; nothing was sent to Auth")

@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import defusedxml  # type: ignore[import-untyped]
 import defusedxml.ElementTree as DET  # type: ignore[import-untyped]
@@ -31,6 +32,9 @@ from cryptography import x509
 from installer.errors import SfpError
 from installer.sso import _net, xmldsig
 from installer.sso.report import Finding, Findings
+
+if TYPE_CHECKING:
+    from installer.sso.config import SamlProviderSettings
 
 NS_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 NS_DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -171,6 +175,30 @@ def validate_saml_metadata(
         return report
     return parse_saml_metadata(raw, source=source, expected_entity_id=expected_entity_id, now=now,
                                pinned_cert=pinned_cert)
+
+
+def validate_provider_metadata(
+    provider: SamlProviderSettings,
+    *,
+    base_dir: Path | None,
+    allow_hosts: Collection[str] = (),
+    timeout: float = _net.DEFAULT_TIMEOUT,
+    allow_insecure_loopback: bool = False,
+    now: datetime | None = None,
+    session: requests.Session | None = None,
+) -> SamlMetadataReport:
+    """The metadata of one SAML provider of sso.yml, from its URL or its file (relative to
+    `base_dir`, the inventory), checked against its expected entity id and pinned certificate: what
+    Auth's registration, `sso check` and Studio's gate at the front door all trust."""
+    if provider.metadata_url:
+        return validate_saml_metadata(url=provider.metadata_url, expected_entity_id=provider.expected_entity_id,
+                                      timeout=timeout, allow_insecure_loopback=allow_insecure_loopback, now=now,
+                                      session=session, allow_hosts=allow_hosts, pinned_cert=provider.metadata_cert)
+    path = Path(provider.metadata_file or "")
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    return validate_saml_metadata(file=path, expected_entity_id=provider.expected_entity_id, now=now,
+                                  pinned_cert=provider.metadata_cert)
 
 
 def parse_saml_metadata(

@@ -1,13 +1,14 @@
 """The front door's tests run roles/frontdoor with ansible-playbook against this machine's real Apache.
 
-There is one Apache per machine (/etc/apache2), so every test module here is in one xdist group
-("frontdoor"), and the session holds a lock on it (other pytest runs on the machine wait). The
+There is one Apache per machine (/etc/apache2), so every test module here runs in one xdist group
+(the shared deployment's, tests/conftest.py), and the session holds a lock on it (other pytest runs on the machine wait). The
 session starts from Apache as Debian installed it (the tree is saved first) and puts it back at
 the end, Apache stopped and every file of the role gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -100,14 +101,34 @@ def reset_host(snapshot: Path) -> None:
         log.unlink()
 
 
+_lock: dict[str, Any] = {"file": None, "depth": 0}
+
+
+@contextlib.contextmanager
+def apache_lock() -> Iterator[None]:
+    """The machine's Apache for this process: other pytest runs wait. Re-entrant within the process
+    (a second flock on a new descriptor would wait for ourselves): the session fixture holds it, and
+    the front door stack test, in the same worker (tests/conftest.py), takes it again."""
+    if _lock["depth"] == 0:
+        LOCK.parent.mkdir(parents=True, exist_ok=True)
+        _lock["file"] = LOCK.open("w")
+        fcntl.flock(_lock["file"], fcntl.LOCK_EX)
+    _lock["depth"] += 1
+    try:
+        yield
+    finally:
+        _lock["depth"] -= 1
+        if _lock["depth"] == 0:
+            _lock["file"].close()
+            _lock["file"] = None
+
+
 @pytest.fixture(scope="session")
 def frontdoor_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], None]]:
     """The machine's Apache, ours for the session; yields a function that makes the host fresh again."""
     if shutil.which("apache2ctl") is None:
         pytest.fail("apache2 is not installed; run `bash scripts/bootstrap` (it installs apache2 and pebble)")
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with apache_lock():
         snapshot = tmp_path_factory.mktemp("apache") / "etc-apache2.tar"
         with tarfile.open(snapshot, "w") as tar:
             tar.add(APACHE_DIR, arcname="apache2")

@@ -35,8 +35,6 @@ from tests.frontdoor.conftest import (
 )
 from tests.frontdoor.pki import Leaf, TestCA
 
-pytestmark = pytest.mark.xdist_group("frontdoor")
-
 A, B = "orga.sfp.test", "orgb.sfp.test"
 
 

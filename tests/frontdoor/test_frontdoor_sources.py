@@ -24,8 +24,6 @@ from tests.frontdoor.backend import Backend
 from tests.frontdoor.conftest import HTTPS_PORT, Run, Runner, wait_for
 from tests.frontdoor.pki import TestCA
 
-pytestmark = pytest.mark.xdist_group("frontdoor")
-
 
 def md_log() -> str:
     log = Path("/var/log/apache2/error.log")

@@ -39,10 +39,9 @@ from tests.frontdoor.conftest import HOST_PYTHON
 from tests.frontdoor.login import loopback_names, oidc_login, raw_get, saml_login
 from tests.frontdoor.pki import TestCA as CA
 from tests.frontdoor.saml_idp import SamlTestIdP
-from tests.sso.idp_fixtures import OIDC_IDP_DIR, ensure_oidc_idp_installed, make_key_and_cert, stop
+from tests.sso.idp_fixtures import ensure_oidc_idp_installed, make_key_and_cert, start_oidc_idp, stop
 
 pytestmark = [
-    pytest.mark.xdist_group("frontdoor"),
     # pysaml2 7.5 touches a cryptography symbol deprecated upstream; not ours to fix.
     pytest.mark.filterwarnings("ignore:CFB has been moved:cryptography.utils.CryptographyDeprecationWarning"),
 ]
@@ -126,18 +125,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def start_oidc_idp(clients: list[dict[str, Any]], accounts: dict[str, Any]) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PORT": "0", "CLIENTS_JSON": json.dumps(clients), "ACCOUNTS_JSON": json.dumps(accounts)}
-    proc = subprocess.Popen(["node", "server.mjs"], cwd=OIDC_IDP_DIR, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.strip():
-        proc.kill()
-        raise RuntimeError(f"oidc-provider did not start: {proc.communicate(timeout=5)[1][-2000:]}")
-    return proc, json.loads(line)["issuer"]
 
 
 # -- the harness --------------------------------------------------------------------------
@@ -316,7 +303,8 @@ def gate() -> Iterator[Gate]:
     clients = [{"client_id": f"studio-{n}", "client_secret": secrets.token_hex(24),
                 "redirect_uris": [f"https://{hostnames[n]}:{port}/sfp-frontdoor/oidc/callback"]}
                for n, spec in ORGS.items() if spec["access"] == "oidc"]
-    idp_proc, issuer = start_oidc_idp(clients, ACCOUNTS)
+    idp = start_oidc_idp(clients=clients, accounts=ACCOUNTS)
+    idp_proc, issuer = idp.process, idp.issuer
     saml = SamlTestIdP(root)
     cleanup: list[Any] = [lambda: stop(idp_proc), saml.close]
     apache: subprocess.Popen[bytes] | None = None
