@@ -8,8 +8,6 @@ the end, Apache stopped and every file of the role gone.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -25,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.frontdoor.apache_lock import LOCK, apache_lock  # noqa: F401  (LOCK: for other suites)
 from tests.frontdoor.backend import Backend
 from tests.frontdoor.pki import TestCA
 
@@ -32,7 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 HTTPS_PORT = 18443
 HTTP_PORT = 18080
-LOCK = Path("/run/lock/sfp-frontdoor-tests.lock")
 
 
 def host_python() -> str:
@@ -99,28 +97,6 @@ def reset_host(snapshot: Path) -> None:
             path.unlink(missing_ok=True)
     for log in Path("/var/log/apache2").glob("sfp-frontdoor-*"):
         log.unlink()
-
-
-_lock: dict[str, Any] = {"file": None, "depth": 0}
-
-
-@contextlib.contextmanager
-def apache_lock() -> Iterator[None]:
-    """The machine's Apache for this process: other pytest runs wait. Re-entrant within the process
-    (a second flock on a new descriptor would wait for ourselves): the session fixture holds it, and
-    the front door stack test, in the same worker (tests/conftest.py), takes it again."""
-    if _lock["depth"] == 0:
-        LOCK.parent.mkdir(parents=True, exist_ok=True)
-        _lock["file"] = LOCK.open("w")
-        fcntl.flock(_lock["file"], fcntl.LOCK_EX)
-    _lock["depth"] += 1
-    try:
-        yield
-    finally:
-        _lock["depth"] -= 1
-        if _lock["depth"] == 0:
-            _lock["file"].close()
-            _lock["file"] = None
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from installer.actions import deploy, secrets, status
 from installer.context import read_secrets, write_secrets
 from installer.inventory import Inventory
 from tests.frontdoor import client, pki
-from tests.frontdoor.conftest import apache_lock
+from tests.frontdoor.apache_lock import apache_lock
 from tests.frontdoor.login import loopback_names, oidc_login
 from tests.sso.idp_fixtures import ensure_oidc_idp_installed, start_oidc_idp, stop
 from tests.stack.conftest import docker
