@@ -46,7 +46,6 @@ DESCRIPTIONS = {
 }
 # Where Studio's sign-in answers on the org's hostname: outside every path the gateway routes.
 OIDC_CALLBACK_PATH = "/sfp-frontdoor/oidc/callback"
-SAML_ENDPOINT_PATH = "/sfp-frontdoor/saml"
 CERT_WARNING_DAYS = 30
 
 
@@ -90,14 +89,23 @@ def _public_bytes(key: Any) -> bytes:
     return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
+def _private_key(pem: str) -> Any:
+    """The operator's key; ValueError saying why it cannot be used (never quoting it)."""
+    try:
+        return serialization.load_pem_private_key(pem.encode(), password=None)
+    except TypeError:
+        raise ValueError("it is encrypted with a passphrase; the front door needs it unencrypted (0600 on the "
+                         "host): openssl pkey -in KEY -out PLAIN") from None
+    except ValueError:
+        raise ValueError("it is not a PEM private key") from None
+
+
 def key_problem(cert_pem: str, key_pem: str) -> str | None:
     """Why the key cannot serve the certificate, or None. The key's text is never quoted."""
     try:
-        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
-    except TypeError:
-        return "TLS_PRIVATE_KEY is encrypted with a passphrase; the front door needs it unencrypted (0600 on the host)"
-    except ValueError:
-        return "TLS_PRIVATE_KEY is not a PEM private key"
+        key = _private_key(key_pem)
+    except ValueError as exc:
+        return f"TLS_PRIVATE_KEY: {exc}"
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         return "TLS_PRIVATE_KEY is neither an RSA, an EC nor an Ed25519 key"
     leaf = x509.load_pem_x509_certificates(cert_pem.encode())[0]
@@ -118,11 +126,9 @@ def check_secret(name: str, value: str) -> str | None:
         return "it holds a space, a quote, a backslash or '${', which the front door cannot pass on"
     if name == TLS_PRIVATE_KEY:
         try:
-            serialization.load_pem_private_key(value.encode(), password=None)
-        except TypeError:
-            return "the key is encrypted with a passphrase; give it unencrypted (openssl pkey -in KEY -out PLAIN)"
-        except ValueError:
-            return "not a PEM private key"
+            _private_key(value)
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -137,13 +143,8 @@ def _sso_provider(sso: Any, name: str) -> tuple[str, Mapping[str, Any]] | None:
 
 
 def _oidc_issuer(item: Mapping[str, Any]) -> str | None:
-    """The issuer the front door discovers: a custom provider's, keycloak's realm URL, or a known
-    built-in's (the SSO library's list)."""
-    if item.get("issuer"):
-        return str(item["issuer"])
-    if item.get("provider") == "keycloak":
-        return str(item.get("url") or "") or None
-    return sso_config.KNOWN_ISSUERS.get(str(item.get("provider")))
+    """The issuer the front door discovers (the SSO library's rule, on sso.yml's raw entry)."""
+    return sso_config.discovery_issuer(str(item.get("provider")), item.get("issuer") or None, item.get("url") or None)
 
 
 def problems(org: str, cfg: Mapping[str, Any], hostvars: Mapping[str, Any], secrets: Mapping[str, Any],

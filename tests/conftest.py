@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible.plugins.vars import host_group_vars
 
 from installer import paths
 from installer.vault import create_password_file
@@ -162,8 +163,11 @@ def docker_engine() -> None:
 
 
 def write_yaml(path: Path, data: Any) -> None:
+    """Write `data`; an Inventory made afterwards in this process sees the file (Ansible keeps, per
+    process, the list of host_vars files it found)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    getattr(host_group_vars, "FOUND", {}).clear()
 
 
 @pytest.fixture

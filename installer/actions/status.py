@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .. import runner, validate
+from .. import frontdoor, runner, validate
 from ..inventory import Inventory
 from .deploy import decode_slurp, parse_ps
 
@@ -136,7 +136,7 @@ def frontdoor_summary(row: OrgStatus, now: float | None = None) -> str:
     if isinstance(not_after, int | float) and not_after > 0:
         days = (not_after - (now if now is not None else time.time())) / 86400
         when = time.strftime("%Y-%m-%d", time.gmtime(not_after))
-        warn = "EXPIRED " if days <= 0 else "EXPIRES SOON " if days <= 30 else ""
+        warn = "EXPIRED " if days <= 0 else "EXPIRES SOON " if days <= frontdoor.CERT_WARNING_DAYS else ""
         parts.append(f"{warn}{cert.get('source', '?')} cert until {when} ({int(days)} d)")
     else:
         parts.append(f"{cert.get('source', '?')} cert: none served yet")

@@ -115,11 +115,17 @@ class OidcProviderSettings:
     @property
     def discovery_issuer(self) -> str | None:
         """The issuer `check` validates discovery for, when one is known."""
-        if self.issuer:
-            return self.issuer
-        if self.provider == "keycloak":
-            return self.url
-        return KNOWN_ISSUERS.get(self.provider)
+        return discovery_issuer(self.provider, self.issuer, self.url)
+
+
+def discovery_issuer(provider: str, issuer: str | None, url: str | None) -> str | None:
+    """An OIDC provider's issuer, when one is known: its own, keycloak's realm URL, or a built-in's
+    (`sso check` discovers it, and so does Studio's gate at the front door)."""
+    if issuer:
+        return issuer
+    if provider == "keycloak":
+        return url or None
+    return KNOWN_ISSUERS.get(provider)
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,19 @@ from installer.errors import SfpError
 _READ = (settings.ORG_VAR, settings.SECRETS_VAR, settings.SSO_VAR, "inventory_dir")
 
 
-def sfp_frontdoor_inputs(hostvars: Mapping[str, Any], org: str, strict: bool = True) -> dict[str, Any]:
+def _org(hostvars: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Path | None]:
+    """(the host variables the front door reads, sfp_org with its defaults, the inventory directory)."""
     given = settings.plain({k: hostvars[k] for k in _READ if k in hostvars})
     raw = given.get(settings.ORG_VAR)
+    inventory_dir = given.get("inventory_dir")
+    return given, settings.org_config(raw if isinstance(raw, dict) else {}), Path(inventory_dir) if inventory_dir else None
+
+
+def sfp_frontdoor_inputs(hostvars: Mapping[str, Any], org: str, strict: bool = True) -> dict[str, Any]:
     try:
-        cfg = settings.org_config(raw if isinstance(raw, dict) else {})
-        inventory_dir = given.get("inventory_dir")
+        given, cfg, inventory_dir = _org(hostvars)
         return frontdoor.role_inputs(str(org), cfg, given, given.get(settings.SECRETS_VAR) or {},
-                                     inventory_dir=Path(inventory_dir) if inventory_dir else None, strict=bool(strict))
+                                     inventory_dir=inventory_dir, strict=bool(strict))
     except SfpError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
@@ -35,13 +40,9 @@ def sfp_frontdoor_inputs(hostvars: Mapping[str, Any], org: str, strict: bool = T
 def sfp_frontdoor_problems(hostvars: Mapping[str, Any], org: str) -> list[str]:
     """What is wrong with the org's front door settings and the vault values they name (validate_org.yml
     asks before any host changes); each names the field and the fix, never a secret's value."""
-    given = settings.plain({k: hostvars[k] for k in _READ if k in hostvars})
-    raw = given.get(settings.ORG_VAR)
-    cfg = settings.org_config(raw if isinstance(raw, dict) else {})
-    inventory_dir = given.get("inventory_dir")
+    given, cfg, inventory_dir = _org(hostvars)
     found = frontdoor.problems(str(org), cfg, given, given.get(settings.SECRETS_VAR) or {},
-                               inventory_dir=Path(inventory_dir) if inventory_dir else None,
-                               with_secrets=settings.SECRETS_VAR in given)
+                               inventory_dir=inventory_dir, with_secrets=settings.SECRETS_VAR in given)
     return [str(p) for p in found]
 
 

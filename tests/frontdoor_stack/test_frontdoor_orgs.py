@@ -26,6 +26,7 @@ from installer import frontdoor
 from installer.actions import deploy, secrets, status
 from installer.context import read_secrets, write_secrets
 from installer.inventory import Inventory
+from tests.conftest import write_yaml
 from tests.frontdoor import client, pki
 from tests.frontdoor.apache_lock import apache_lock
 from tests.frontdoor.login import loopback_names, oidc_login
@@ -44,8 +45,6 @@ def console() -> Console:
 
 def set_org(inv_path: Path, org: str, **changes: object) -> None:
     """Change the org's settings in host_vars/<org>/main.yml (None removes a key)."""
-    from ansible.plugins.vars import host_group_vars
-
     path = inv_path / "host_vars" / org / "main.yml"
     data = yaml.safe_load(path.read_text())
     for key, value in changes.items():
@@ -53,19 +52,11 @@ def set_org(inv_path: Path, org: str, **changes: object) -> None:
             data["sfp_org"].pop(key, None)
         else:
             data["sfp_org"][key] = value
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    getattr(host_group_vars, "FOUND", {}).clear()
+    write_yaml(path, data)
 
 
 def headers_of(values: dict[str, str]) -> dict[str, str]:
     return {"apikey": values["ANON_KEY"], "Authorization": f"Bearer {values['ANON_KEY']}"}
-
-
-def write_yaml(path: Path, data: object) -> None:
-    from ansible.plugins.vars import host_group_vars
-
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    getattr(host_group_vars, "FOUND", {}).clear()
 
 
 def container_env(project: str, service: str) -> dict[str, str]:

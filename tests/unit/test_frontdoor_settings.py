@@ -20,17 +20,7 @@ from installer.actions import secrets as secrets_action
 from installer.errors import ConfigError, SfpError
 from installer.inventory import Inventory
 from installer.validate import validate
-from tests.conftest import org_config
-from tests.conftest import write_yaml as _write_yaml
-
-
-def write_yaml(path: Path, data: Any) -> None:
-    """Write a host_vars file and let the next Inventory of this process see it (Ansible keeps, per
-    process, the list of var files it found)."""
-    from ansible.plugins.vars import host_group_vars
-
-    _write_yaml(path, data)
-    getattr(host_group_vars, "FOUND", {}).clear()
+from tests.conftest import org_config, write_yaml
 
 HOST = "acme.sfp.test"
 
