@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -583,3 +584,55 @@ def test_kong_refuses_websocket_without_valid_key(gateway_port: int, query: str,
     sock.close()
     assert got == status
     assert "sec-websocket-accept" not in headers
+
+
+# The stand-in image's `node` answers upstream Studio's health-check one-liner with curl (bin/node);
+# the template's command must stay the one it recognises, or every probe would start Node.js again.
+NODE_SHIM = Path(__file__).parent / "standin" / "bin" / "node"
+COMPOSE_TEMPLATE = Path(__file__).parents[2] / "roles" / "supabase_stack" / "templates" / "compose.yaml.j2"
+
+
+def _studio_check_expression() -> str:
+    for line in COMPOSE_TEMPLATE.read_text().splitlines():
+        if "node -e" in line and "fetch(" in line:
+            command = json.loads(line.split("test:", 1)[1])[1]
+            return command.split("node -e ", 1)[1].strip('"').replace('\\"', '"')
+    raise AssertionError("Studio's node health check is gone from compose.yaml.j2")
+
+
+@pytest.fixture
+def status_server() -> Iterator[tuple[int, list[int]]]:
+    answer = [200]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(answer[0])
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], answer
+    finally:
+        server.shutdown()
+
+
+def test_node_shim_keeps_studios_rule_healthy_on_200_only(status_server: tuple[int, list[int]]) -> None:
+    port, answer = status_server
+    expression = _studio_check_expression().replace("http://localhost:3000", f"http://127.0.0.1:{port}")
+    assert expression != _studio_check_expression()
+    for status, rc in ((200, 0), (503, 1), (302, 1)):
+        answer[0] = status
+        done = subprocess.run(["sh", str(NODE_SHIM), "-e", expression], capture_output=True, text=True, timeout=30)
+        assert done.returncode == rc, (status, done.stderr)
+    # Nobody listening: unhealthy, as Node's rejected fetch would be.
+    closed = expression.replace(f":{port}/", ":1/")
+    assert subprocess.run(["sh", str(NODE_SHIM), "-e", closed], capture_output=True, timeout=30).returncode == 1
+
+
+def test_node_shim_runs_the_real_node_for_anything_else() -> None:
+    done = subprocess.run(["sh", str(NODE_SHIM), "-e", "console.log(6 * 7)"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "42")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from installer.backup.cron import cron_problem, on_calendar
-from tests.roles.test_roles_standalone import BIN, REPO, play
+from tests.roles.test_roles_standalone import BIN, REPO, play, recap
 from tests.unit.test_schedule import CORPUS, REFUSED, cron_times, timer_times
 
 FILTERS = REPO / "roles" / "backup" / "filter_plugins"
@@ -105,3 +105,28 @@ def test_timer_template_fires_when_cron_would(tmp_path: Path) -> None:
     assert len(specs) == 2
     expected = cron_times(schedule)
     assert timer_times(specs, len(expected)) == expected
+
+
+def test_absent_removes_what_a_schedule_left_in_one_pass_then_changes_nothing(tmp_path: Path) -> None:
+    """An org whose backup block was taken out: its cron file, units and job config go (the job
+    config holds the S3 keys); check mode says so and removes nothing; the next run changes nothing."""
+    org_dir = tmp_path / "orgs" / "bksc"
+    left = [tmp_path / "cron.d" / "sfp-backup-bksc", tmp_path / "units" / "sfp-backup-bksc.service",
+            org_dir / "backup" / "backup.json"]
+    keep = [tmp_path / "cron.d" / "sfp-backup-other", org_dir / "backup" / "backup.log"]
+    for path in left + keep:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("left from an earlier install\n")
+    variables = {**role_vars(tmp_path, "0 3 * * *", org_dir), "backup__state": "absent"}
+
+    checked = play(tmp_path, "backup", variables, "--check")
+    assert checked.returncode == 0, checked.stdout
+    assert recap(checked.stdout)["changed"] == 1 and all(p.exists() for p in left)
+
+    done = play(tmp_path, "backup", variables)
+    assert done.returncode == 0, done.stdout
+    assert recap(done.stdout)["changed"] == 1
+    assert [p for p in left if p.exists()] == [] and all(p.exists() for p in keep)
+
+    again = play(tmp_path, "backup", variables)
+    assert again.returncode == 0 and recap(again.stdout)["changed"] == 0, again.stdout
