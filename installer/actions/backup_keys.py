@@ -76,25 +76,37 @@ def key_text(ctx: OrgContext) -> tuple[str, bool]:
     return key_file(ctx.name, key_material(ctx)[0], keys), bool(keys)
 
 
-def forget_unused_recovery_keys(ctx: OrgContext, store: Any) -> list[str]:
+def forget_unused_recovery_keys(ctx: OrgContext, store: Any) -> tuple[list[str], dict[str, str]]:
     """Drop the earlier recovery keys (kept by a rotation) that no complete set of the org is encrypted
-    to any more: the retention pruned the last set made with each. Returns their public recipients.
+    to any more: the retention pruned the last set made with each. Returns the public recipients
+    dropped, and the sets whose manifest could not be read (set id: why).
 
-    A manifest is read without its signature check: a forged one could only make a key stay longer."""
+    A manifest is read without its signature check: a forged one could only make a key stay longer.
+    One that cannot be read at all (damaged, planted, or the store failing) says nothing of the key it
+    needs, so then no key is dropped: losing the only key to a set is worse than keeping one too long.
+    """
     earlier = binv.previous_identities(ctx.secrets)
     if not earlier:
-        return []
+        return [], {}
     from ..backup import api  # lazy: see above
     from ..backup.keys import recipient_of
 
-    in_use = {api.show_set(store, ctx.name, s.set_id).recipient for s in api.list_sets(store, ctx.name)}
+    in_use: set[str] = set()
+    unreadable: dict[str, str] = {}
+    for info in api.list_sets(store, ctx.name):
+        try:
+            in_use.add(api.show_set(store, ctx.name, info.set_id).recipient)
+        except SfpError as exc:
+            unreadable[info.set_id] = exc.message
+    if unreadable:
+        return [], unreadable
     keep = [e for e in earlier if recipient_of(e) in in_use]
     if keep == earlier:
-        return []
+        return [], {}
     values = ctx.secrets
     if keep:
         values[binv.PREVIOUS_IDENTITIES] = "\n".join(keep)
     else:
         values.pop(binv.PREVIOUS_IDENTITIES, None)
     ctx.write_secrets(values)
-    return [recipient_of(e) for e in earlier if e not in keep]
+    return [recipient_of(e) for e in earlier if e not in keep], {}

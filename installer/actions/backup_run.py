@@ -96,5 +96,5 @@ def prune(ctx: OrgContext, history: list[dict[str, Any]], dry_run: bool = False)
     report = api.prune(s.store, ctx.name, s.retention, dry_run=dry_run, pinned=upgrade_pins(history))
     if not dry_run:
         # Earlier recovery keys are kept only while a set made with them is left.
-        report.forgotten_keys = forget_unused_recovery_keys(ctx, s.store)
+        report.forgotten_keys, report.keys_kept_for = forget_unused_recovery_keys(ctx, s.store)
     return report

@@ -194,7 +194,7 @@ def check_signature(body: bytes, signature: bytes | None, trust: Trust, *, org: 
         raw = _unb64(str(doc["signature"]), 64)
         if doc.get("algorithm") != SIGNATURE_ALGORITHM:
             raise ValueError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested past the parser
         raise forged(org, set_id, bucket) from None
     for index, key in enumerate(keys):
         try:

@@ -115,6 +115,8 @@ class PruneReport:
     """Complete sets dated in the future, left alone (see select)."""
     forgotten_keys: list[str] = field(default_factory=list)
     """Recipients of earlier recovery keys dropped from the vault: no set left is encrypted to them."""
+    keys_kept_for: dict[str, str] = field(default_factory=dict)
+    """Sets whose manifest could not be read (set id: why): every earlier recovery key was kept for them."""
 
 
 def prune(cli: Any, store: ObjectStore, org: str, policy: Retention, dry_run: bool = False,

@@ -149,7 +149,8 @@ def read_manifest(cli: Any, store: ObjectStore, org: str, set_id: str, trust: Tr
         signed_by = check_signature(body, signature, trust, org=org, set_id=set_id, bucket=store.bucket)
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser goes, which no backup job writes.
         raise SfpError(f"the manifest of {set_id} is not JSON", "the set is damaged; use an older set") from None
     manifest = Manifest.from_json(data, f"manifest of {set_id}")
     problems = manifest_problems(manifest, org, set_id)

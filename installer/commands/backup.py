@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..actions import backup_keys, backup_run
@@ -178,6 +179,11 @@ def prune_cmd(obj: Context, org: str, dry_run: bool, as_json: bool) -> None:
     out.print(f"{org}: {verb} {len(report.deleted)} set(s){': ' + ', '.join(report.deleted) if report.deleted else ''}")
     for set_id in report.future:
         err.print(f"[yellow]warning:[/yellow] {future_warning(org, set_id)}")
+    for set_id, why in report.keys_kept_for.items():
+        # `why` can quote what the bucket holds: printed as text, never as markup.
+        err.print(f"[yellow]warning:[/yellow] {escape(org)}: earlier recovery keys kept, the manifest of set "
+                  f"{escape(set_id)} cannot be read: {escape(why)}; look at the set "
+                  f"(`{obj.command('backup', 'show', '--org', org, set_id)}`), delete it if it is damaged, then prune again")
     for recipient in report.forgotten_keys:
         out.print(f"{org}: earlier recovery key {recipient} dropped from the vault: no set is encrypted to it any more "
                   f"(print the key file again: `{obj.command('backup', 'key', '--org', org)}`)")
