@@ -289,6 +289,23 @@ def _created(manifest: dict[str, Any], fallback: float) -> datetime:
         return datetime.fromtimestamp(fallback, UTC)
 
 
+# An export's manifest is a few hundred bytes; anything far larger was not written by an export.
+_MANIFEST_LIMIT = 1024 * 1024
+
+
+def _manifest_fields(raw: bytes) -> dict[str, Any] | None:
+    """An export manifest's fields, or None for what no export writes: too large, not JSON, nested past
+    the parser, not an object. The directory and the bucket are outside the vault: such a file is
+    neither listed nor ever deleted by retention."""
+    if len(raw) > _MANIFEST_LIMIT:
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def list_exports(to: str | Path, *, s3: S3Target | None = None, org: str | None = None) -> list[StoredExport]:
     """Complete exports (those with a manifest) at a directory or s3://bucket/prefix."""
     target = str(to)
@@ -298,10 +315,11 @@ def list_exports(to: str | Path, *, s3: S3Target | None = None, org: str | None 
     d = Path(target)
     for m in sorted(d.glob("*" + ARCHIVE_SUFFIX + MANIFEST_SUFFIX)):
         try:
-            body = json.loads(m.read_text())
-        except (OSError, ValueError):
+            with m.open("rb") as f:
+                body = _manifest_fields(f.read(_MANIFEST_LIMIT + 1))
+        except OSError:
             continue
-        if org and body.get("org") != org:
+        if body is None or (org and body.get("org") != org):
             continue
         found.append(StoredExport(str(m)[:-len(MANIFEST_SUFFIX)], str(m), _created(body, m.stat().st_mtime)))
     return found
@@ -316,8 +334,10 @@ def _list_s3(store: ObjectStore, org: str | None) -> list[StoredExport]:
             k = obj["Key"]
             if not k.endswith(MANIFEST_SUFFIX) or "/" in k[len(prefix):]:
                 continue
-            body = json.loads(client.get_object(Bucket=store.bucket, Key=k)["Body"].read())
-            if org and body.get("org") != org:
+            stream = client.get_object(Bucket=store.bucket, Key=k)["Body"]
+            body = _manifest_fields(stream.read(_MANIFEST_LIMIT + 1))
+            stream.close()
+            if body is None or (org and body.get("org") != org):
                 continue
             found.append(StoredExport(f"s3://{store.bucket}/{k[:-len(MANIFEST_SUFFIX)]}", f"s3://{store.bucket}/{k}",
                                       _created(body, obj["LastModified"].timestamp())))

@@ -134,7 +134,7 @@ def validate_oidc_provider(
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested past the parser
         return None
     return value if isinstance(value, dict) else None
 

@@ -236,3 +236,24 @@ def test_retention_never_removes_the_newest_export(tmp_path: Path, s3_server: S3
         gone = apply_retention(target, keep_days=7, s3=s3_server)
         assert sorted(e.archive for e in gone) == sorted(made[:2])
         assert [e.archive for e in list_exports(target, s3=s3_server)] == [made[2]]
+
+
+def test_manifests_no_export_writes_are_neither_listed_nor_deleted(tmp_path: Path, s3_server: S3Target) -> None:
+    """The export directory and bucket are outside the vault: a manifest that is not JSON, is nested
+    past the parser, is not an object or is far too large is skipped (never a crash, never deleted);
+    the genuine export beside them lists, and retention keeps it as the newest."""
+    crafted = {"notjson": b'{"org": "k", "created_at": ', "deep": b"[" * 200_000, "list": b'["org", "k"]',
+               "huge": b'{"org": "k", "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'}
+    for target in (tmp_path, "s3://logs-bucket/crafted"):
+        made = export_events(fake_events(5), org="k", since_ns=1_795_640_400_000_000_000,
+                             until_ns=1_795_640_500_000_000_000, to=target, s3=s3_server)
+        for name, body in crafted.items():
+            if str(target).startswith("s3://"):
+                s3_server.client().put_object(Bucket="logs-bucket", Key=f"crafted/{name}.jsonl.zst.manifest.json", Body=body)
+            else:
+                (tmp_path / f"{name}.jsonl.zst.manifest.json").write_bytes(body)
+        listed = list_exports(str(target), s3=s3_server, org="k")
+        assert [e.archive for e in listed] == [made.archive]
+        assert apply_retention(str(target), keep_last=1, s3=s3_server, org="k") == []
+    assert all((tmp_path / f"{name}.jsonl.zst.manifest.json").exists() for name in crafted)
+    assert {f"crafted/{name}.jsonl.zst.manifest.json" for name in crafted} <= set(keys(s3_server, "crafted/"))

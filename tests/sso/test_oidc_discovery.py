@@ -91,6 +91,14 @@ def test_not_an_openid_provider(loopback_http: LoopbackHTTP) -> None:
     assert "did not return a JSON object" in err.message
 
 
+def test_a_document_nested_past_the_parser_is_not_a_json_object(loopback_http: LoopbackHTTP) -> None:
+    # Within the size limit, deep enough that Python's JSON parser gives up with RecursionError.
+    loopback_http.routes["/.well-known/openid-configuration"] = Route(200, b"[" * 200_000, "application/json")
+    report = validate_oidc_provider(loopback_http.url(""), allow_insecure_loopback=True)
+    [err] = report.findings.errors
+    assert "did not return a JSON object" in err.message
+
+
 def test_missing_endpoints(loopback_http: LoopbackHTTP) -> None:
     issuer = loopback_http.url("")
     loopback_http.routes["/.well-known/openid-configuration"] = Route(
