@@ -11,14 +11,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from click.testing import CliRunner
 
 from installer import backup_inventory as binv
+from installer.actions import backup_run
+from installer.actions import status as status_action
 from installer.actions.backup_keys import forget_unused_recovery_keys
 from installer.backup import Trust, api, generate_recovery_key, generate_signing_key, s3
 from installer.backup.keys import check_signature, recipient_of
 from installer.backup.manifest import MANIFEST, set_prefix
+from installer.backup.retention import PruneReport
+from installer.cli import cli
 from installer.context import resolve
 from installer.errors import SfpError
 from installer.inventory import Inventory
@@ -93,3 +99,19 @@ def test_a_signature_nested_past_the_parser_is_a_forged_set_not_a_crash() -> Non
     trust = Trust((generate_signing_key()[1],))
     with pytest.raises(SfpError, match="signature does not verify"):
         check_signature(b"{}", b"[" * 200_000, trust, org="acme", set_id=DAMAGED, bucket="b")
+
+
+def test_prune_names_the_unreadable_set_as_text(make_inventory: Callable[..., Path],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's half: the set and why are printed as text (the reason can quote the bucket's bytes,
+    which must not become terminal markup), with the command that shows the set."""
+    inv = make_inventory({"acme": org_config(18000, 15432, 16543)})
+    monkeypatch.setattr(status_action, "gather", lambda *_a, **_k: [SimpleNamespace(error=None, history=[])])
+    why = "the manifest of it is not JSON [bold red]planted[/bold red]"
+    monkeypatch.setattr(backup_run, "prune", lambda *_a, **_k: PruneReport(kept={}, deleted=[], dry_run=False,
+                                                                           keys_kept_for={DAMAGED: why}))
+    result = CliRunner().invoke(cli, ["-i", str(inv), "backup", "prune", "--org", "acme"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    text = " ".join(result.stderr.split())
+    assert f"set {DAMAGED} cannot be read: {why}" in text, text
+    assert f"backup show --org acme {DAMAGED}" in text and "earlier recovery keys kept" in text
