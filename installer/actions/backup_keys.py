@@ -88,14 +88,16 @@ def forget_unused_recovery_keys(ctx: OrgContext, store: Any) -> tuple[list[str],
     earlier = binv.previous_identities(ctx.secrets)
     if not earlier:
         return [], {}
-    from ..backup import api  # lazy: see above
+    from ..backup import api, s3  # lazy: see above
     from ..backup.keys import recipient_of
 
+    # One client and one listing: api.show_set would list the bucket again for every set.
+    cli = s3.client(store)
     in_use: set[str] = set()
     unreadable: dict[str, str] = {}
-    for info in api.list_sets(store, ctx.name):
+    for info in api.list_sets(store, ctx.name, client=cli):
         try:
-            in_use.add(api.show_set(store, ctx.name, info.set_id).recipient)
+            in_use.add(s3.read_manifest(cli, store, ctx.name, info.set_id, None).recipient)
         except SfpError as exc:
             unreadable[info.set_id] = exc.message
     if unreadable:

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.sso.idp_fixtures import LoopbackHTTP, Route, free_closed_port
+
 STANDIN = Path(__file__).parent / "standin" / "standin.py"
 
 KONG_YML = """\
@@ -600,36 +602,19 @@ def _studio_check_expression() -> str:
     raise AssertionError("Studio's node health check is gone from compose.yaml.j2")
 
 
-@pytest.fixture
-def status_server() -> Iterator[tuple[int, list[int]]]:
-    answer = [200]
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(answer[0])
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_node_shim_keeps_studios_rule_healthy_on_200_only() -> None:
+    server = LoopbackHTTP()
     try:
-        yield server.server_address[1], answer
+        expression = _studio_check_expression().replace("http://localhost:3000", server.url(""))
+        assert expression != _studio_check_expression()
+        for status, rc in ((200, 0), (503, 1), (302, 1)):
+            server.routes["/api/platform/profile"] = Route(status, b"", "text/plain")
+            done = subprocess.run(["sh", str(NODE_SHIM), "-e", expression], capture_output=True, text=True, timeout=30)
+            assert done.returncode == rc, (status, done.stderr)
     finally:
-        server.shutdown()
-
-
-def test_node_shim_keeps_studios_rule_healthy_on_200_only(status_server: tuple[int, list[int]]) -> None:
-    port, answer = status_server
-    expression = _studio_check_expression().replace("http://localhost:3000", f"http://127.0.0.1:{port}")
-    assert expression != _studio_check_expression()
-    for status, rc in ((200, 0), (503, 1), (302, 1)):
-        answer[0] = status
-        done = subprocess.run(["sh", str(NODE_SHIM), "-e", expression], capture_output=True, text=True, timeout=30)
-        assert done.returncode == rc, (status, done.stderr)
+        server.close()
     # Nobody listening: unhealthy, as Node's rejected fetch would be.
-    closed = expression.replace(f":{port}/", ":1/")
+    closed = expression.replace(f":{server.port}/", f":{free_closed_port()}/")
     assert subprocess.run(["sh", str(NODE_SHIM), "-e", closed], capture_output=True, timeout=30).returncode == 1
 
 
