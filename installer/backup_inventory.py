@@ -164,7 +164,7 @@ def restorable_names(hostvars: dict[str, Any]) -> set[str]:
     """Every vault name a restore may write from a set: the toolkit's generated and operator-set
     secrets, the SAML signing key, plus the client-secret names the target's own sso.yml uses.
     The backup keys are not among them: they are the target's own (or come from the key file)."""
-    names = set(generated.NAMES) | set(generated.OPERATOR_SET) | {SAML_PRIVATE_KEY_VAULT_KEY}
+    names = set(generated.NAMES) | set(generated.OPERATOR_SET) | set(generated.GRACE) | {SAML_PRIVATE_KEY_VAULT_KEY}
     sso = hostvars.get(SSO_VAR)
     for provider in (sso.get("oidc") or []) if isinstance(sso, dict) else []:
         if isinstance(provider, dict) and isinstance(provider.get("client_secret_vault_key"), str):

@@ -183,8 +183,10 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
     # on the controller; the host knows nothing of them.
     contexts = {r.org: obj.org(r.org) for r in rows}
     stale = {org: secrets_action.too_old(ctx) for org, ctx in contexts.items()}
+    overdue = {org: secrets_action.grace_ended(ctx) for org, ctx in contexts.items()}
     if as_json:
-        click.echo(json.dumps([{**r.as_dict(), "secrets_too_old": [a.name for a in stale[r.org]]} for r in rows], indent=2))
+        click.echo(json.dumps([{**r.as_dict(), "secrets_too_old": [a.name for a in stale[r.org]],
+                                "grace_ended": [g for g, _at in overdue[r.org]]} for r in rows], indent=2))
     else:
         backups = any(r.last_backup_success for r in rows)
         doors = any(r.frontdoor for r in rows)
@@ -216,6 +218,11 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
                 listed = ", ".join(f"{a.name} ({a.age_days:.0f} days)" for a in old[:5]) + (", …" if len(old) > 5 else "")
                 err.print(f"warning: {org}: {len(old)} secret(s) older than {limit} days (sfp_org.secrets.max_age_days): "
                           f"{listed}; see `{obj.command('secrets', 'age', '--org', org)}`", markup=False)
+        for org, ended in overdue.items():
+            for group, at in ended:
+                err.print(f"warning: {org}: the grace period of the {group} replaced by the last rotation ended "
+                          f"{at:%Y-%m-%d %H:%M} UTC, and the gateway still accepts them: end it with "
+                          f"`{obj.command('secrets', 'rotate', '--org', org, '--finish', group)}`", markup=False)
     if any(r.verdict in ("degraded", "unreachable") for r in rows):
         sys.exit(1)
 

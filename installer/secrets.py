@@ -97,20 +97,71 @@ def opaque_key_checksum_ok(key: str) -> bool:
     return bool(intermediate) and separator == "_" and _b64url(digest)[:8] == checksum
 
 
-def signing_jwk(values: dict[str, str]) -> dict[str, Any]:
-    keys = json.loads(values["JWT_KEYS"])
-    return next(k for k in keys if k.get("kty") == "EC")
+def ec_jwks(values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The EC keys of the signing key set, in order (after a signing key rotation: more than one)."""
+    return [k for k in json.loads(values["JWT_KEYS"]) if k.get("kty") == "EC"]
+
+
+def signing_jwk(values: Mapping[str, str]) -> dict[str, Any]:
+    """The key Auth signs with: the one EC key whose key_ops has "sign" (exactly one may)."""
+    return next(k for k in ec_jwks(values) if "sign" in k.get("key_ops", []))
+
+
+def _public(private: dict[str, Any]) -> dict[str, Any]:
+    public = {k: v for k, v in private.items() if k != "d"}
+    public["key_ops"] = ["verify"]
+    return public
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _jwt_keys(values: dict[str, str]) -> str:
-    return json.dumps([_ec_private_jwk(), _oct_jwk(values["JWT_SECRET"])], separators=(",", ":"))
+    return _dumps([_ec_private_jwk(), _oct_jwk(values["JWT_SECRET"])])
 
 
-def _jwt_jwks(values: dict[str, str]) -> str:
-    private = signing_jwk(values)
-    public = {k: v for k, v in private.items() if k != "d"}
-    public["key_ops"] = ["verify"]
-    return json.dumps({"keys": [public, _oct_jwk(values["JWT_SECRET"])]}, separators=(",", ":"))
+def _jwt_jwks(values: Mapping[str, str]) -> str:
+    """The public key set every verifier reads: each EC key's public half, then the symmetric key."""
+    return _dumps({"keys": [*(_public(k) for k in ec_jwks(values)), _oct_jwk(values["JWT_SECRET"])]})
+
+
+def with_signing_key_published(values: Mapping[str, str]) -> dict[str, str]:
+    """Step 1 of a signing key rotation: a new EC key joins both sets for verifying only; the
+    current key still signs. A key kept from the rotation before (verify-only) is dropped now."""
+    out = dict(values)
+    current = signing_jwk(values)
+    new = _ec_private_jwk()
+    new["key_ops"] = ["verify"]
+    out["JWT_KEYS"] = _dumps([current, new, _oct_jwk(values["JWT_SECRET"])])
+    out["JWT_JWKS"] = _jwt_jwks(out)
+    return out
+
+
+def with_signing_key_switched(values: Mapping[str, str]) -> dict[str, str]:
+    """Step 2: the newest EC key signs, the one that signed until now verifies only (for the grace
+    period: sessions it signed stay valid); the ES256 API keys are signed anew with the new key."""
+    out = dict(values)
+    current = signing_jwk(values)
+    others = [k for k in ec_jwks(values) if k.get("kid") != current.get("kid")]
+    if not others:
+        raise ValueError("no published key to switch to: step 1 has not run")
+    new = others[-1]
+    current = {**current, "key_ops": ["verify"]}
+    new = {**new, "key_ops": ["sign", "verify"]}
+    out["JWT_KEYS"] = _dumps([new, current, _oct_jwk(values["JWT_SECRET"])])
+    out["JWT_JWKS"] = _jwt_jwks(out)
+    for role, name in (("anon", "ANON_KEY_ASYMMETRIC"), ("service_role", "SERVICE_ROLE_KEY_ASYMMETRIC")):
+        out[name] = _asymmetric_key(role)(out)
+    return out
+
+
+def without_verify_only_keys(values: Mapping[str, str]) -> dict[str, str]:
+    """The end of the grace period: only the signing EC key (and the symmetric key) remain."""
+    out = dict(values)
+    out["JWT_KEYS"] = _dumps([signing_jwk(values), _oct_jwk(values["JWT_SECRET"])])
+    out["JWT_JWKS"] = _jwt_jwks(out)
+    return out
 
 
 def _asymmetric_key(role: str) -> Callable[[dict[str, str]], str]:
@@ -166,7 +217,15 @@ NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
 # Values an operator may set (never generated): they come from outside, like the SMTP relay's password.
 OPERATOR_SET: tuple[str, ...] = ("SMTP_PASS", "OPENAI_API_KEY", "BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY",
                                  "LOGS_S3_ACCESS_KEY_ID", "LOGS_S3_SECRET_ACCESS_KEY")
+# Values a rotation keeps for its grace period (installer/rotation/groups.py): the keys replaced,
+# still accepted until the period ends, and when it ends. Absent outside a grace period.
+GRACE: tuple[str, ...] = ("SUPABASE_PUBLISHABLE_KEY_PREVIOUS", "SUPABASE_SECRET_KEY_PREVIOUS", "API_KEYS_PREVIOUS_UNTIL",
+                          "JWT_SIGNING_KEY_PREVIOUS_UNTIL")
 DESCRIPTIONS: dict[str, str] = {s.name: s.description for s in SPECS} | {
+    "SUPABASE_PUBLISHABLE_KEY_PREVIOUS": "the publishable key an api-keys rotation replaced, accepted until its grace period ends",
+    "SUPABASE_SECRET_KEY_PREVIOUS": "the secret key an api-keys rotation replaced, accepted until its grace period ends",
+    "API_KEYS_PREVIOUS_UNTIL": "when the grace period of the replaced API keys ends (`secrets rotate --finish api-keys`)",
+    "JWT_SIGNING_KEY_PREVIOUS_UNTIL": "when the replaced EC signing key stops verifying (`secrets rotate --finish jwt-signing-key`)",
     "SMTP_PASS": "password of the SMTP relay",
     "OPENAI_API_KEY": "OpenAI API key of Studio's SQL assistant (optional; unset: the assistant is off)",
     "BACKUP_S3_ACCESS_KEY_ID": "backup store access key id (sfp_org.backup.store.credentials.source: vault)",
@@ -229,7 +288,10 @@ def verify_api_key(token: str, values: dict[str, str]) -> dict[str, Any]:
     """Decode an API key with the org's keys (HS256 secret or EC public key); raises on a bad key."""
     header = jwt.get_unverified_header(token)
     if header.get("alg") == "ES256":
-        key = jwt.PyJWK(signing_jwk(values), algorithm="ES256").key
+        jwk = next((k for k in ec_jwks(values) if k.get("kid") == header.get("kid")), None)
+        if jwk is None:
+            raise jwt.InvalidKeyError(f"no key of the org's key set has the token's kid {header.get('kid')!r}")
+        key = jwt.PyJWK(jwk, algorithm="ES256").key
         return jwt.decode(token, key, algorithms=["ES256"], issuer=JWT_ISSUER)
     return jwt.decode(token, values["JWT_SECRET"], algorithms=["HS256"], issuer=JWT_ISSUER)
 

@@ -46,8 +46,9 @@ ACCESS_KEY = "LOGS_S3_ACCESS_KEY_ID"
 SECRET_KEY = "LOGS_S3_SECRET_ACCESS_KEY"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Vault entries that are not secret and would mask ordinary text (the dashboard user is "supabase",
-# the issue time is a number like any other): left out of the masker's list of known values.
-NOT_SECRET = {"DASHBOARD_USERNAME", "API_KEYS_ISSUED_AT", "JWT_JWKS", "BACKUP_RECOVERY_RECIPIENT"}
+# the issue time is a number like any other, a grace period's end a date): left out of the masker's list of known values.
+NOT_SECRET = {"DASHBOARD_USERNAME", "API_KEYS_ISSUED_AT", "JWT_JWKS", "BACKUP_RECOVERY_RECIPIENT",
+              "API_KEYS_PREVIOUS_UNTIL", "JWT_SIGNING_KEY_PREVIOUS_UNTIL"}
 
 
 # -- where the org runs ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from .. import secrets as gen
 from ..context import OrgContext, read_secret_ages, read_secrets, write_secrets
 from ..errors import SfpError
 from ..inventory import ORG_VAR, Inventory
+from ..rotation import groups as rotation_groups
 
 
 def read(inv: Inventory, org: str) -> dict[str, str]:
@@ -83,3 +84,15 @@ def age(ctx: OrgContext, now: datetime | None = None) -> list[gen.SecretAge]:
 def too_old(ctx: OrgContext, now: datetime | None = None) -> list[gen.SecretAge]:
     """The org's secrets older than its maximum age, oldest first."""
     return sorted((a for a in age(ctx, now) if a.too_old), key=lambda a: -(a.age_days or 0))
+
+
+def grace_ended(ctx: OrgContext, now: datetime | None = None) -> list[tuple[str, datetime]]:
+    """(group, when) for each rotation whose replaced values are past their grace period and still
+    accepted: they stop only with `secrets rotate --finish GROUP` (or the next rotation)."""
+    at = now or datetime.now(UTC)
+    out = []
+    for name, group in rotation_groups.GROUPS.items():
+        ends = rotation_groups.grace_ends(group, ctx.secrets) if group.grace else None
+        if ends is not None and ends <= at:
+            out.append((name, ends))
+    return out

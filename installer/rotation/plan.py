@@ -4,9 +4,10 @@ who must be given the new values. Built from the rotate role's `rotation_plan` s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from .groups import Group, handed_out, secret_names
+from .groups import Group, handed_out, names_finished, secret_names
 
 
 @dataclass
@@ -26,10 +27,28 @@ class RotationPlan:
     """The command that prints a rotated value (for the clients that need it)."""
     key_file: str = ""
     """The command that prints the org's backup key file."""
+    finish: bool = False
+    """The plan ends the grace period of the groups' replaced values (`--finish`), it makes no new ones."""
+    kept: dict[str, datetime | None] = field(default_factory=dict)
+    """Group -> when the grace period of the values it keeps now ends (None: it keeps none)."""
 
     @property
     def names(self) -> list[str]:
+        if self.finish:
+            return list(dict.fromkeys(n for g in self.groups for n in names_finished(g)))
         return secret_names(self.groups)
+
+    def grace_notes(self) -> list[str]:
+        """What happens to values kept from an earlier rotation: they stop working now."""
+        out = []
+        for g in self.groups:
+            ends = self.kept.get(g.name)
+            if ends is None:
+                continue
+            how = "ends now" if self.finish else "ends now: this rotation replaces them"
+            out.append(f"the {g.name} replaced by the rotation before (grace until {ends:%Y-%m-%d %H:%M} UTC) stop "
+                       f"working: their grace period {how}")
+        return out
 
     @property
     def untouched(self) -> list[str]:
@@ -54,7 +73,10 @@ class RotationPlan:
             "org": self.org, "groups": [g.name for g in self.groups], "secrets": self.names,
             "does": {g.name: g.does for g in self.groups}, "recreates": self.services, "untouched": self.untouched,
             "db_roles": self.db_roles, "db_stale": self.db_stale, "backup_first": self.backup_first, "downtime": self.downtime,
-            "clients": self.clients(), "breaks": [g.breaks for g in self.groups if g.breaks],
+            "clients": [] if self.finish else self.clients(),
+            "breaks": [g.breaks for g in self.groups if g.breaks and not self.finish] + self.grace_notes(),
+            "finish": self.finish,
+            "grace": {g: (e.strftime("%Y-%m-%dT%H:%M:%SZ") if e else None) for g, e in self.kept.items()},
         }
 
 

@@ -621,3 +621,34 @@ def test_node_shim_keeps_studios_rule_healthy_on_200_only() -> None:
 def test_node_shim_runs_the_real_node_for_anything_else() -> None:
     done = subprocess.run(["sh", str(NODE_SHIM), "-e", "console.log(6 * 7)"], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "42")
+
+
+def test_sessions_are_signed_by_the_one_signing_key_and_verified_by_kid(standin: ModuleType) -> None:
+    from installer import secrets as gen
+
+    values, _ = gen.complete({})
+    token = standin.issue_session(values["JWT_KEYS"], "u1", "u1@example.test", 60)
+    assert jwt_header(token)["kid"] == gen.signing_jwk(values)["kid"]
+    assert standin.verify_session(token, values["JWT_JWKS"])["email"] == "u1@example.test"
+    # The legacy HS256 keys verify with the symmetric entry of the set, and with the plain secret.
+    assert standin.verify_session(values["SERVICE_ROLE_KEY"], values["JWT_JWKS"])["role"] == "service_role"
+    assert standin.verify_session(values["ANON_KEY"], values["JWT_SECRET"])["role"] == "anon"
+    assert standin.verify_session(values["ANON_KEY_ASYMMETRIC"], values["JWT_JWKS"])["role"] == "anon"
+
+    switched = gen.with_signing_key_switched(gen.with_signing_key_published(values))
+    after = standin.issue_session(switched["JWT_KEYS"], "u1", "u1@example.test", 60)
+    assert jwt_header(after)["kid"] == gen.signing_jwk(switched)["kid"] != jwt_header(token)["kid"]
+    assert standin.verify_session(token, switched["JWT_JWKS"]) is not None  # the grace period
+    assert standin.verify_session(token, gen.without_verify_only_keys(switched)["JWT_JWKS"]) is None
+    assert standin.verify_session(after, values["JWT_JWKS"]) is None  # a verifier that was not given the new key
+
+    other, _ = gen.complete({})
+    expired = standin.issue_session(values["JWT_KEYS"], "u1", "u1@example.test", -10)
+    for bad in (standin.issue_session(other["JWT_KEYS"], "u", "u@x", 60), expired, "not.a.jwt", "", other["ANON_KEY"]):
+        assert standin.verify_session(bad, values["JWT_JWKS"]) is None, bad
+    with pytest.raises(ValueError, match="exactly one key"):
+        standin.issue_session(json.dumps(gen.ec_jwks(gen.with_signing_key_published(values))[:1] * 2), "u", "u@x", 60)
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))

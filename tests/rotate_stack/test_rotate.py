@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -166,8 +167,9 @@ def test_plan_rotate_no_leak_and_undo(org: BackupDeployment, record_property: py
     assert "POSTGRES_PASSWORD" in " ".join(p["clients"])
     assert started() == before and vault(org) == old
 
-    for name, why in (("jwt-signing-key", "cannot be rotated by this version yet"), ("NOPE", "unknown secret or group")):
-        refused = cli(inv, "secrets", "rotate", "--org", ORG, name)
+    for names, why in ((("jwt-signing-key", "db-password"), "rotated in steps and on its own"),
+                       (("NOPE",), "unknown secret or group")):
+        refused = cli(inv, "secrets", "rotate", "--org", ORG, *names)
         assert refused.returncode == 2 and why in refused.stderr, refused.stderr
     assert started() == before and vault(org) == old
 
@@ -223,14 +225,7 @@ def test_plan_rotate_no_leak_and_undo(org: BackupDeployment, record_property: py
     assert probe.samples > 10 and probe.unhealthy_seconds() < outcome["apply_seconds"] + 1
 
     # -- the plain playbook converges to what it already is ---------------------------------------
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    plain = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "rotate.yml"),
-                            "--limit", ORG, "--vault-password-file", str(inv / ".vault-pass"),
-                            "-e", '{"sfp_rotate_names": ["POSTGRES_PASSWORD"]}'],
-                           capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
-    assert plain.returncode == 0, plain.stdout[-3000:]
-    assert "changed=0" in plain.stdout.splitlines()[-2] or "changed=0" in plain.stdout[-400:], plain.stdout[-1500:]
+    plain_playbook_changes_nothing(inv, ["POSTGRES_PASSWORD"])
     assert started() == after
 
     # -- a rotation whose restart fails is undone -----------------------------------------------
@@ -355,3 +350,177 @@ def test_recovery_key_sets_made_before_and_after_both_open(org: BackupDeployment
     now = vault(org)
     assert now["BACKUP_RECOVERY_IDENTITY"] == new["BACKUP_RECOVERY_IDENTITY"]
     assert now["BACKUP_RECOVERY_PREVIOUS_IDENTITIES"] == new["BACKUP_RECOVERY_PREVIOUS_IDENTITIES"]
+
+
+def plain_playbook_changes_nothing(inv: Path, names: list[str]) -> None:
+    """`ansible-playbook playbooks/rotate.yml` with the vault as it is: the org is in line with it."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    plain = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), str(REPO / "playbooks" / "rotate.yml"),
+                            "--limit", ORG, "--vault-password-file", str(inv / ".vault-pass"),
+                            "-e", json.dumps({"sfp_rotate_names": names})],
+                           capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert plain.returncode == 0, plain.stdout[-3000:]
+    assert "changed=0" in plain.stdout[-400:], plain.stdout[-1500:]
+
+
+def plan_then_rotate(org: BackupDeployment, group: str, *args: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """`--plan` (which must change nothing), then the rotation under the probe, which is printed:
+    (the plan, the outcome, the command's output)."""
+    inv, old, before = org.inventory.path, vault(org), started()
+    planned = cli(inv, "secrets", "rotate", "--org", ORG, group, "--plan", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert started() == before and vault(org) == old
+    with Probe(org) as probe:
+        done = cli(inv, "secrets", "rotate", "--org", ORG, group, *args, "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout)
+    print(f"{group} rotation: not fully healthy for {probe.unhealthy_seconds():.1f} s ({len(probe.failures)} of "
+          f"{probe.samples} samples); applying took {outcome['apply_seconds']:.1f} s")
+    return json.loads(planned.stdout), outcome, done.stdout + done.stderr
+
+
+def test_service_keys_recreate_only_their_readers_and_the_pooler_registers_anew(org: BackupDeployment) -> None:
+    inv = org.inventory.path
+    group = GROUPS["service-keys"]
+    # The pooler's schema holds its tenant, encrypted with VAULT_ENC_KEY: a marker shows it is reset.
+    psql_in = lambda sql: subprocess.run(  # noqa: E731
+        ["docker", "exec", "-i", f"sfp-{ORG}-db", "psql", "-X", "-q", "-U", "supabase_admin", "-d", "_supabase", "-At",
+         "-v", "ON_ERROR_STOP=1"], input=sql, capture_output=True, text=True, check=True).stdout.strip()
+    psql_in("CREATE SCHEMA IF NOT EXISTS _supavisor; CREATE TABLE IF NOT EXISTS _supavisor.marker (id int);")
+    old, before = vault(org), started()
+
+    p, outcome, printed = plan_then_rotate(org, "service-keys")
+    # This org runs without Analytics and the log collector (they would be recreated too).
+    readers = {"realtime", "supavisor", "meta", "studio", "analytics", "vector", "storage"}
+    assert set(p["recreates"]) == readers & set(before) and {"realtime", "supavisor", "storage"} <= set(before), p
+    assert {"db", "kong", "auth", "rest"} <= set(p["untouched"])
+    assert "S3_PROTOCOL_ACCESS_KEY_SECRET" in p["clients"][0]
+    new = vault(org)
+    assert {k for k in new if new[k] != old.get(k)} == set(group.secrets)
+    assert changed_services(before) == set(outcome["recreated"]) == set(p["recreates"])
+    assert set(healthy().values()) <= {"healthy", "running"}, healthy()
+    assert psql_in("SELECT count(*) FROM pg_tables WHERE schemaname = '_supavisor' AND tablename = 'marker'") == "0"
+    # Each recreated service runs with the new values (what it reads of them).
+    for service, name in (("storage", "S3_PROTOCOL_ACCESS_KEY_SECRET"), ("supavisor", "VAULT_ENC_KEY"),
+                          ("realtime", "DB_ENC_KEY"), ("meta", "CRYPTO_KEY"), ("realtime", "SECRET_KEY_BASE")):
+        seen = docker("exec", f"sfp-{ORG}-{service}", "printenv", name).stdout.strip()
+        source = {"DB_ENC_KEY": "REALTIME_DB_ENC_KEY", "CRYPTO_KEY": "PG_META_CRYPTO_KEY"}.get(name, name)
+        assert seen == new[source] != old[source], service
+    for name in group.secrets:
+        assert new[name] not in printed, name
+
+    # Applied again with the same values, nothing restarts and the pooler's tenant stays.
+    psql_in("CREATE TABLE _supavisor.marker (id int);")
+    after = started()
+    plain_playbook_changes_nothing(inv, list(group.secrets))
+    assert started() == after
+    assert psql_in("SELECT count(*) FROM pg_tables WHERE schemaname = '_supavisor' AND tablename = 'marker'") == "1"
+
+
+def test_api_keys_old_ones_work_through_the_grace_period_and_stop_at_finish(org: BackupDeployment) -> None:
+    inv, api = org.inventory.path, f"http://127.0.0.1:{org.ports['api']}"
+    root = f"{api}/rest/v1/"  # the service role's only: what a secret key opens
+
+    def answer(key: str) -> int:
+        return requests.get(root, headers={"apikey": key}, timeout=10).status_code
+
+    old, before = vault(org), started()
+    assert answer(old["SUPABASE_SECRET_KEY"]) not in (401, 403)
+
+    p, outcome, printed = plan_then_rotate(org, "api-keys", "--grace", "2h")
+    assert "kong" in p["recreates"] and {"db", "auth", "rest", "storage"} <= set(p["untouched"]), p
+    assert p["breaks"] == [] and p["grace"] == {"api-keys": None}
+    new = vault(org)
+    assert new["SUPABASE_SECRET_KEY"] != old["SUPABASE_SECRET_KEY"]
+    assert new["SUPABASE_SECRET_KEY_PREVIOUS"] == old["SUPABASE_SECRET_KEY"]
+    assert new["SUPABASE_PUBLISHABLE_KEY_PREVIOUS"] == old["SUPABASE_PUBLISHABLE_KEY"]
+    until = datetime.fromisoformat(outcome["grace_until"])
+    assert 7000 < (until - datetime.now(UTC)).total_seconds() <= 7200
+    assert changed_services(before) == set(outcome["recreated"]) == set(p["recreates"])
+    assert set(healthy().values()) <= {"healthy", "running"}, healthy()
+    # During the grace period the gateway takes both the old and the new keys, each as its role.
+    for key in (old["SUPABASE_SECRET_KEY"], new["SUPABASE_SECRET_KEY"]):
+        assert answer(key) not in (401, 403)
+    assert answer(new["SUPABASE_PUBLISHABLE_KEY"]) == 403  # anon: not the service role's root
+    assert answer(old["SUPABASE_PUBLISHABLE_KEY"]) == 403
+    for name in ("SUPABASE_SECRET_KEY", "SUPABASE_PUBLISHABLE_KEY"):
+        assert new[name] not in printed, name
+
+    # Past the grace period `status` says the old keys are still accepted, and how to end that.
+    ctx = resolve(Inventory(inv, inv / ".vault-pass"), ORG)
+    ctx.write_secrets({**new, "API_KEYS_PREVIOUS_UNTIL": "2026-01-01T00:00:00Z"})
+    status = cli(inv, "status", "--org", ORG)
+    assert "grace period of the api-keys" in status.stderr and "--finish api-keys" in status.stderr, status.stderr
+    ctx.write_secrets(new)
+
+    during = started()
+    finished = cli(inv, "secrets", "rotate", "--org", ORG, "api-keys", "--finish", "--json")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    ended = json.loads(finished.stdout)
+    assert ended["result"] == "finished" and ended["recreated"] == ["kong"] and changed_services(during) == {"kong"}
+    after = vault(org)
+    assert not {"SUPABASE_SECRET_KEY_PREVIOUS", "SUPABASE_PUBLISHABLE_KEY_PREVIOUS", "API_KEYS_PREVIOUS_UNTIL"} & set(after)
+    assert after["SUPABASE_SECRET_KEY"] == new["SUPABASE_SECRET_KEY"]
+    assert answer(old["SUPABASE_SECRET_KEY"]) == 401 and answer(old["SUPABASE_PUBLISHABLE_KEY"]) == 401
+    assert answer(new["SUPABASE_SECRET_KEY"]) not in (401, 403)
+
+    settled = started()
+    again = cli(inv, "secrets", "rotate", "--org", ORG, "api-keys", "--finish")
+    assert again.returncode == 0 and "nothing to finish" in again.stdout, again.stdout + again.stderr
+    assert started() == settled
+
+
+def test_jwt_signing_key_sessions_signed_before_verify_through_the_grace_period(org: BackupDeployment) -> None:
+    """Auth's stand-in signs sessions with the key GOTRUE_JWT_KEYS marks for signing; REST's verifies
+    them with the key set it was given (PGRST_JWT_SECRET), by kid: the sequence is what is proven."""
+    from installer import secrets as gen
+
+    inv, api = org.inventory.path, f"http://127.0.0.1:{org.ports['api']}"
+    old, before = vault(org), started()
+
+    def session() -> str:
+        r = requests.post(f"{api}/auth/v1/token?grant_type=password", headers={"apikey": vault(org)["ANON_KEY"]},
+                          json={"email": "ops@example.test", "password": "stand-in"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def rest_with(token: str) -> int:
+        return requests.get(f"{api}/rest/v1/", headers={"apikey": vault(org)["SERVICE_ROLE_KEY"],
+                                                        "Authorization": f"Bearer {token}"}, timeout=10).status_code
+
+    signed_before = session()
+    old_kid = gen.signing_jwk(old)["kid"]
+    assert jwt_kid(signed_before) == old_kid and rest_with(signed_before) == 200
+    assert rest_with(signed_before[:-4] + "AAAA") == 401  # the stand-in does verify
+
+    p, outcome, _ = plan_then_rotate(org, "jwt-signing-key", "--grace", "2h")
+    assert {"auth", "rest", "realtime", "storage", "kong"} <= set(p["recreates"]) and "db" in p["untouched"], p
+    new = vault(org)
+    new_kid = gen.signing_jwk(new)["kid"]
+    assert new_kid != old_kid and [k["kid"] for k in gen.ec_jwks(new)] == [new_kid, old_kid]
+    assert {k for k in new if new[k] != old.get(k)} == set(GROUPS["jwt-signing-key"].secrets)
+    assert changed_services(before) == set(outcome["recreated"]) == set(p["recreates"])
+    assert set(healthy().values()) <= {"healthy", "running"}, healthy()
+
+    signed_after = session()
+    assert jwt_kid(signed_after) == new_kid
+    assert rest_with(signed_after) == 200 and rest_with(signed_before) == 200  # the grace period
+    assert rest_with(new["ANON_KEY_ASYMMETRIC"]) == 200 and jwt_kid(new["ANON_KEY_ASYMMETRIC"]) == new_kid
+
+    during = started()
+    finished = cli(inv, "secrets", "rotate", "--org", ORG, "jwt-signing-key", "--finish", "--json")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert json.loads(finished.stdout)["result"] == "finished"
+    assert "db" not in changed_services(during) and "kong" not in changed_services(during)
+    after = vault(org)
+    assert [k["kid"] for k in gen.ec_jwks(after)] == [new_kid] and "JWT_SIGNING_KEY_PREVIOUS_UNTIL" not in after
+    assert rest_with(signed_before) == 401 and rest_with(old["ANON_KEY_ASYMMETRIC"]) == 401
+    assert rest_with(signed_after) == 200 and rest_with(after["ANON_KEY_ASYMMETRIC"]) == 200
+    assert set(healthy().values()) <= {"healthy", "running"}, healthy()
+
+
+def jwt_kid(token: str) -> str:
+    import jwt
+
+    return str(jwt.get_unverified_header(token)["kid"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
@@ -17,11 +18,51 @@ from installer.context import read_secrets
 from installer.errors import UsageError
 from installer.inventory import Inventory
 from installer.rotation import plan as rotation_plan
-from installer.rotation.groups import GROUPS, NOT_YET, select
+from installer.rotation.groups import (
+    GROUPS,
+    finished,
+    grace_ends,
+    in_grace,
+    parse_grace,
+    select,
+    with_grace,
+)
 from tests.conftest import org_config
 from tests.unit.test_cli import sfp
 
 ORG = "acme"
+
+
+def test_api_keys_keep_the_replaced_ones_for_the_grace_period_then_drop_them() -> None:
+    group = GROUPS["api-keys"]
+    before, _ = gen.complete({})
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    rotated = with_grace(group, before, group.make(before), parse_grace("12h"), now)
+    for name in ("SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY"):
+        assert rotated[name] != before[name] and gen.opaque_key_checksum_ok(rotated[name])
+        assert rotated[f"{name}_PREVIOUS"] == before[name]
+    assert rotated["API_KEYS_PREVIOUS_UNTIL"] == "2026-12-04T00:00:00Z"
+    assert {k for k in rotated if rotated.get(k) != before.get(k)} == set(group.secrets)
+    assert in_grace(group, rotated) and grace_ends(group, rotated) == datetime(2026, 12, 4, tzinfo=UTC)
+
+    # The next rotation replaces what the one before kept: its grace ends then.
+    again = with_grace(group, rotated, group.make(rotated), parse_grace("7d"), now)
+    assert again["SUPABASE_SECRET_KEY_PREVIOUS"] == rotated["SUPABASE_SECRET_KEY"] != before["SUPABASE_SECRET_KEY"]
+
+    done = finished(group, again)
+    assert not in_grace(group, done) and grace_ends(group, done) is None
+    assert set(again) - set(done) == {"SUPABASE_PUBLISHABLE_KEY_PREVIOUS", "SUPABASE_SECRET_KEY_PREVIOUS",
+                                      "API_KEYS_PREVIOUS_UNTIL"}
+    # A stamp edited into something else counts as a grace that ended, never as one without end.
+    assert grace_ends(group, {**rotated, "API_KEYS_PREVIOUS_UNTIL": "next week"}) < now
+    assert grace_ends(group, {**rotated, "API_KEYS_PREVIOUS_UNTIL": "2030-01-01T00:00:00"}) < now
+
+
+def test_service_keys_are_new_and_nothing_else_is() -> None:
+    before, _ = gen.complete({})
+    after = GROUPS["service-keys"].make(before)
+    assert {k for k in after if after[k] != before[k]} == set(GROUPS["service-keys"].secrets)
+    assert len(after["VAULT_ENC_KEY"]) == 32 and len(after["REALTIME_DB_ENC_KEY"]) == 16
 
 
 def test_groups_by_name_or_by_the_vault_names_they_cover() -> None:
@@ -31,8 +72,7 @@ def test_groups_by_name_or_by_the_vault_names_they_cover() -> None:
 
 
 @pytest.mark.parametrize(("names", "message"), [
-    (["jwt-signing-key"], "cannot be rotated by this version yet"),
-    (["SECRET_KEY_BASE"], "unknown secret or group"),
+    (["JWT_EXP"], "unknown secret or group"),
     (["db-password", "nope"], "unknown secret or group 'nope'"),
     ([], "nothing to rotate"),
 ])
@@ -42,10 +82,9 @@ def test_what_cannot_be_rotated_is_a_usage_error(names: list[str], message: str)
     assert err.value.exit_code == 2
 
 
-def test_every_group_not_yet_rotatable_is_named_and_none_is_both() -> None:
-    assert not set(NOT_YET) & set(GROUPS)
-    assert set(NOT_YET) | set(GROUPS) == {"db-password", "jwt-signing-key", "legacy-jwt-secret", "api-keys",
-                                          "dashboard", "service-keys", "recovery-key"}
+def test_every_group_the_issue_names_is_rotatable() -> None:
+    assert set(GROUPS) == {"db-password", "jwt-signing-key", "legacy-jwt-secret", "api-keys", "dashboard",
+                           "service-keys", "recovery-key"}
     # Every name a group changes is a secret of the vault the toolkit describes.
     assert {n for g in GROUPS.values() for n in g.secrets} <= set(gen.DESCRIPTIONS)
 
@@ -108,8 +147,14 @@ def inv(make_inventory: Callable[..., Path], tmp_path: Path) -> Inventory:
 @pytest.mark.parametrize(("args", "message"), [
     ((), "name what to rotate"),
     (("db-password", "--plan", "--from-vault"), "--plan and --from-vault exclude each other"),
-    (("api-keys",), "cannot be rotated by this version yet"),
-    (("service-keys",), "cannot be rotated by this version yet"),
+    (("jwt-signing-key", "api-keys"), "is rotated in steps and on its own"),
+    (("jwt-signing-key", "--grace", "60m"), "not longer than the org's session lifetime"),
+    (("db-password", "--finish"), "db-password has none"),
+    (("dashboard", "--grace", "1d"), "dashboard has none"),
+    (("api-keys", "--grace", "soon"), "--grace 'soon' is not a duration"),
+    (("api-keys", "--grace", "0d"), "is not a duration"),
+    (("api-keys", "--grace", "400d"), "at most a year"),
+    (("api-keys", "--finish", "--grace", "1d"), "--finish takes neither --grace nor --from-vault"),
     (("legacy-jwt-secret",), "pass --confirm acme to go ahead"),
     (("legacy-jwt-secret", "--confirm", "other"), "stop working at once"),
     (("nope",), "unknown secret or group 'nope'"),
@@ -167,3 +212,48 @@ def test_a_new_recovery_key_keeps_the_earlier_ones_and_each_set_finds_its_key() 
 def test_a_recovery_key_rotation_needs_the_key_in_the_vault() -> None:
     with pytest.raises(UsageError, match="no recovery key in its vault"):
         GROUPS["recovery-key"].make({"POSTGRES_PASSWORD": "x"})
+
+
+def test_the_signing_key_is_published_then_signs_then_the_old_one_goes() -> None:
+    group = GROUPS["jwt-signing-key"]
+    before, _ = gen.complete({})
+    old = gen.signing_jwk(before)
+    session = jwt.encode({"role": "authenticated", "exp": 2**31}, jwt.PyJWK(old).key, algorithm="ES256",
+                         headers={"kid": old["kid"]})
+
+    def signers(values: dict[str, str]) -> list[str]:
+        return [k["kid"] for k in json.loads(values["JWT_KEYS"]) if "sign" in k.get("key_ops", [])]
+
+    def verifies(token: str, values: dict[str, str]) -> bool:
+        kid = jwt.get_unverified_header(token)["kid"]
+        public = [k for k in json.loads(values["JWT_JWKS"])["keys"] if k.get("kid") == kid]
+        assert all("d" not in k for k in json.loads(values["JWT_JWKS"])["keys"])  # public halves only
+        return bool(public) and bool(jwt.decode(token, jwt.PyJWK(public[0]).key, algorithms=["ES256"]))
+
+    published = gen.with_signing_key_published(before)
+    assert signers(published) == [old["kid"]] and len(gen.ec_jwks(published)) == 2
+    new_kid = next(k["kid"] for k in gen.ec_jwks(published) if k["kid"] != old["kid"])
+    assert [k.get("kid") for k in json.loads(published["JWT_JWKS"])["keys"]] == [old["kid"], new_kid, None]
+    assert published["ANON_KEY_ASYMMETRIC"] == before["ANON_KEY_ASYMMETRIC"]  # nothing signs with it yet
+
+    switched = gen.with_signing_key_switched(published)
+    assert signers(switched) == [new_kid]
+    assert jwt.get_unverified_header(switched["ANON_KEY_ASYMMETRIC"])["kid"] == new_kid
+    assert gen.verify_api_key(switched["SERVICE_ROLE_KEY_ASYMMETRIC"], switched)["role"] == "service_role"
+    # The grace period: what the old key signed still verifies, and so do the old ES256 keys.
+    assert verifies(session, switched) and in_grace(group, switched)
+    assert gen.verify_api_key(before["ANON_KEY_ASYMMETRIC"], switched)["role"] == "anon"
+    assert {switched[k] for k in ("JWT_SECRET", "ANON_KEY")} == {before[k] for k in ("JWT_SECRET", "ANON_KEY")}
+
+    done = finished(group, {**switched, group.grace_until: "2026-12-04T00:00:00Z"})
+    assert [k["kid"] for k in gen.ec_jwks(done)] == [new_kid] and group.grace_until not in done
+    assert not verifies(session, done) and not in_grace(group, done)
+    with pytest.raises(jwt.InvalidKeyError):
+        gen.verify_api_key(before["ANON_KEY_ASYMMETRIC"], done)
+    assert gen.verify_api_key(done["ANON_KEY_ASYMMETRIC"], done)["role"] == "anon"
+    # The next rotation drops a key kept from the one before when it publishes its own.
+    again = gen.with_signing_key_published(switched)
+    assert old["kid"] not in [k["kid"] for k in gen.ec_jwks(again)] and signers(again) == [new_kid]
+    # Its steps apply what each changes: verifiers first, then Auth and the ES256 keys' readers.
+    assert [(s.label, s.names[:1]) for s in group.steps] == [("publish", ("JWT_KEYS",)), ("sign", ("JWT_KEYS",))]
+    assert "JWT_JWKS" in group.steps[0].names and "ANON_KEY_ASYMMETRIC" in group.steps[1].names

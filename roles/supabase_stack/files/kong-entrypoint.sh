@@ -11,10 +11,18 @@ TEMPLATE=/home/kong/temp.yml
 # cannot verify them. When both are configured, the gateway swaps them for the matching
 # pre-signed ES256 key before proxying; these Lua expressions are evaluated by Kong's
 # request-transformer per request. Without them, the legacy key passes through unchanged.
+# During an api-keys rotation's grace period the replaced keys (*_PREVIOUS) are swapped too; an
+# empty one adds no comparison (an empty apikey must never match).
+# is_key LUA_VALUE PREFIX KEY PREVIOUS_KEY: a Lua test that the value is PREFIX plus one of the keys.
+is_key() {
+  cond="$1 == '$2$3'"
+  if [ -n "$4" ]; then cond="$cond or $1 == '$2$4'"; fi
+  printf '(%s)' "$cond"
+}
 if [ -n "${SUPABASE_SECRET_KEY:-}" ] && [ -n "${SUPABASE_PUBLISHABLE_KEY:-}" ]; then
-  LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or (headers.apikey == '${SUPABASE_SECRET_KEY}' and 'Bearer ${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (headers.apikey == '${SUPABASE_PUBLISHABLE_KEY}' and 'Bearer ${ANON_KEY_ASYMMETRIC:-}') or headers.apikey)"
-  LUA_RT_WS_EXPR="\$((query_params.apikey == '${SUPABASE_SECRET_KEY}' and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (query_params.apikey == '${SUPABASE_PUBLISHABLE_KEY}' and '${ANON_KEY_ASYMMETRIC:-}') or query_params.apikey)"
-  LUA_FUNCTIONS_EXPR="\$((headers.apikey == '${SUPABASE_SECRET_KEY}' and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (headers.apikey == '${SUPABASE_PUBLISHABLE_KEY}' and '${ANON_KEY_ASYMMETRIC:-}') or (headers.authorization == 'Bearer ${SUPABASE_SECRET_KEY}' and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or (headers.authorization == 'Bearer ${SUPABASE_PUBLISHABLE_KEY}' and '${ANON_KEY_ASYMMETRIC:-}') or nil)"
+  LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or ($(is_key headers.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and 'Bearer ${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key headers.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and 'Bearer ${ANON_KEY_ASYMMETRIC:-}') or headers.apikey)"
+  LUA_RT_WS_EXPR="\$(($(is_key query_params.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key query_params.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_KEY_ASYMMETRIC:-}') or query_params.apikey)"
+  LUA_FUNCTIONS_EXPR="\$(($(is_key headers.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key headers.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_KEY_ASYMMETRIC:-}') or ($(is_key headers.authorization 'Bearer ' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key headers.authorization 'Bearer ' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_KEY_ASYMMETRIC:-}') or nil)"
 else
   LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or headers.apikey)"
   LUA_RT_WS_EXPR="\$(query_params.apikey)"

@@ -10,7 +10,8 @@ Switches for tests: STANDIN_BUILD names the build (sfp-test/standin:0 sets 0 to 
 release in upgrade tests; default 1), STANDIN_UNHEALTHY makes the health checks fail while everything
 else is served, STANDIN_STORAGE_MIGRATION makes the storage stand-in migrate its database at start.
 
-Only the standard library and psycopg2 (Debian's python3-psycopg2) are used.
+Only the standard library, psycopg2 and PyJWT with cryptography (Debian's python3-psycopg2, python3-jwt
+and python3-cryptography) are used.
 """
 
 from __future__ import annotations
@@ -549,6 +550,57 @@ def verify_hs256(token: str, secret: str) -> dict[str, Any] | None:
     return claims
 
 
+# Sessions: GoTrue signs an access token with the one key of GOTRUE_JWT_KEYS whose key_ops has
+# "sign" (the others only verify) and names it by kid in the header; PostgREST, Realtime and Storage
+# verify with a key set (PGRST_JWT_SECRET, API_JWT_JWKS, JWT_JWKS: a JWKS, or a plain HS256 secret),
+# the key picked by kid. PyJWT does the cryptography.
+def session_signing_key(keys_json: str) -> dict[str, Any]:
+    """The JWK that signs sessions: exactly one of the set may carry "sign", as GoTrue requires."""
+    keys = json.loads(keys_json)
+    signing = [k for k in keys if isinstance(k, dict) and "sign" in (k.get("key_ops") or [])]
+    if len(signing) != 1:
+        raise ValueError(f"GOTRUE_JWT_KEYS must mark exactly one key for signing, not {len(signing)}")
+    return signing[0]
+
+
+def issue_session(keys_json: str, subject: str, email: str, lifetime: int) -> str:
+    import jwt
+
+    key = session_signing_key(keys_json)
+    now = int(time.time())
+    claims = {"sub": subject, "email": email, "role": "authenticated", "aud": "authenticated", "iat": now,
+              "exp": now + lifetime, "session_id": str(uuid.uuid4())}
+    signer = jwt.PyJWK(key)
+    return jwt.encode(claims, signer.key, algorithm=key.get("alg", "ES256"), headers={"kid": key["kid"]})
+
+
+def verify_session(token: str, secret: str) -> dict[str, Any] | None:
+    """The claims of `token` when a key of `secret` (a JWKS or an HS256 secret) verifies it and it has
+    not expired, else None. A kid in the token picks the key; without one, each key is tried."""
+    import jwt
+
+    try:
+        header = jwt.get_unverified_header(token)
+        parsed = json.loads(secret) if secret.lstrip().startswith("{") else None
+    except (jwt.PyJWTError, ValueError):
+        return None
+    if parsed is None:
+        keys: list[tuple[Any, str]] = [(secret.encode(), "HS256")]
+    else:
+        keys = []
+        for jwk in parsed.get("keys", []) if isinstance(parsed, dict) else []:
+            if not isinstance(jwk, dict) or ("kid" in header and jwk.get("kid") != header["kid"]):
+                continue
+            with contextlib.suppress(jwt.PyJWTError, ValueError, KeyError):
+                keys.append((jwt.PyJWK(jwk).key, jwk.get("alg") or ("HS256" if jwk.get("kty") == "oct" else "ES256")))
+    for key, alg in keys:
+        if alg != header.get("alg"):
+            continue
+        with contextlib.suppress(jwt.PyJWTError):
+            return jwt.decode(token, key, algorithms=[alg], options={"verify_aud": False})
+    return None
+
+
 def gotrue_error(status: int, code: str, msg: str) -> Response:
     return json_response(status, {"code": status, "error_code": code, "msg": msg})
 
@@ -857,6 +909,22 @@ def run_auth() -> None:
 
     sso_admin = sso_admin_app(SsoAdminStore(env("GOTRUE_DB_DATABASE_URL") or env("DATABASE_URL")))
 
+    def password_grant(req: Request) -> Response:
+        # A STAND-IN: the password is not checked against any user; the session is signed as GoTrue
+        # signs one, so the verifiers' key handling (a signing key rotation) can be tested.
+        try:
+            body = json.loads(req.body or b"{}")
+            email = str(body["email"])
+        except (ValueError, KeyError, TypeError):
+            return gotrue_error(400, "validation_failed", "email and password are required")
+        try:
+            token = issue_session(env("GOTRUE_JWT_KEYS"), str(uuid.uuid5(uuid.NAMESPACE_URL, email)), email,
+                                  int(env("GOTRUE_JWT_EXP", "3600")))
+        except (ValueError, KeyError) as exc:
+            return gotrue_error(500, "unexpected_failure", f"stand-in: cannot sign: {exc}")
+        return json_response(200, {"access_token": token, "token_type": "bearer",
+                                   "expires_in": int(env("GOTRUE_JWT_EXP", "3600")), "user": {"email": email}})
+
     def app(req: Request) -> Response:
         if req.path == "/health" and req.method in ("GET", "HEAD"):
             error = db_login_error(env("GOTRUE_DB_DATABASE_URL") or env("DATABASE_URL"))
@@ -867,6 +935,8 @@ def run_auth() -> None:
             return json_response(200, settings())
         if req.path.startswith(("/admin/sso/", "/admin/custom-providers")):
             return sso_admin(req)
+        if req.path == "/token" and req.method == "POST" and req.query.get("grant_type") == ["password"]:
+            return password_grant(req)
         return json_response(
             404, {"code": 404, "error_code": "not_found", "msg": "stand-in: not implemented"}
         )
@@ -876,6 +946,10 @@ def run_auth() -> None:
 
 def run_rest() -> None:
     def app(req: Request) -> Response:
+        # PostgREST refuses a request whose JWT its key set does not verify (PGRST301); none: anon.
+        if req.bearer() and verify_session(req.bearer(), env("PGRST_JWT_SECRET")) is None:
+            return json_response(401, {"code": "PGRST301", "details": None, "hint": None,
+                                       "message": "stand-in: the JWT does not verify with PGRST_JWT_SECRET"})
         if req.path == "/" and req.method in ("GET", "HEAD"):
             return json_response(
                 200,
