@@ -221,7 +221,7 @@ def status(obj: Context, orgs: tuple[str, ...], all_orgs: bool, as_json: bool) -
         for org, ended in overdue.items():
             for group, at in ended:
                 err.print(f"warning: {org}: the grace period of the {group} replaced by the last rotation ended "
-                          f"{at:%Y-%m-%d %H:%M} UTC, and the gateway still accepts them: end it with "
+                          f"{at:%Y-%m-%d %H:%M} UTC and the vault still holds them: remove them with "
                           f"`{obj.command('secrets', 'rotate', '--org', org, '--finish', group)}`", markup=False)
     if any(r.verdict in ("degraded", "unreachable") for r in rows):
         sys.exit(1)

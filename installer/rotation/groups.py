@@ -133,8 +133,9 @@ GROUPS: dict[str, Group] = {
             "api-keys",
             (*_API_KEYS, *API_KEYS_PREVIOUS.values(), "API_KEYS_PREVIOUS_UNTIL"),
             "a new publishable and a new secret key; the gateway accepts the new ones and, until the grace period "
-            "ends, the ones they replace (`--finish` then drops those); Studio and the edge functions are handed "
-            "the new ones; the gateway, Studio and the functions are recreated",
+            "ends, the ones they replace (it refuses those from then on; `--finish` ends it sooner and removes "
+            "them); Studio and the edge functions are handed the new ones; the gateway, Studio and the functions "
+            "are recreated",
             "every application with the publishable or the secret key (sb_publishable_…, sb_secret_…): give it the "
             "new one before the grace period ends, {show}",
             lambda v: gen.regenerate(v, _API_KEYS),

@@ -1,18 +1,27 @@
-"""The gateway's start script (roles/supabase_stack/files/kong-entrypoint.sh) and the Lua expressions
-it hands Kong's request-transformer: with an api-keys rotation's grace period, the replaced opaque
-keys are swapped for the ES256 keys too; without one, nothing else is, and an empty apikey never is.
+"""The gateway's start script (roles/supabase_stack/files/kong-entrypoint.sh) and the Lua it hands
+Kong: with an api-keys rotation's grace period, the replaced opaque keys are swapped for the ES256
+keys too (request-transformer expressions); without one, nothing else is, and an empty apikey never
+is. And the grace check of the rendered kong.yml (every post-function's access list): the replaced
+keys are refused once the grace period ends, per request, without a restart.
 
-The script runs under /bin/sh as in the container, up to the point where it starts Kong; the
-expressions are evaluated by LuaJIT (lupa), with the request's headers as Kong gives them.
+The script runs under /bin/sh as in the container, up to the point where it starts Kong; the Lua is
+evaluated by LuaJIT (lupa), with a stub of the few Kong PDK calls it makes. The gateway of the test
+catalog is a stand-in that runs no Lua: this is where the Lua itself is checked.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from lupa import LuaRuntime  # type: ignore[import-untyped]
+
+from tests.roles.test_roles_standalone import play
 
 SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "supabase_stack" / "files" / "kong-entrypoint.sh"
 KEYS = {
@@ -34,9 +43,9 @@ CONFIG = """consumers:
 """
 
 
-def start(tmp_path: Path, env: dict[str, str]) -> tuple[dict[str, str], str]:
+def start(tmp_path: Path, env: dict[str, str], config: str = CONFIG) -> tuple[dict[str, str], str]:
     """The expressions the script exports, and the declarative config it writes."""
-    (tmp_path / "temp.yml").write_text(CONFIG)
+    (tmp_path / "temp.yml").write_text(config)
     script = SCRIPT.read_text().replace("TEMPLATE=/home/kong/temp.yml", f"TEMPLATE={tmp_path}/temp.yml")
     assert "exec /entrypoint.sh kong docker-start" in script
     script = script.replace("exec /entrypoint.sh kong docker-start",
@@ -93,3 +102,89 @@ def test_without_opaque_keys_nothing_is_swapped(tmp_path: Path, missing: str) ->
     exprs, _ = start(tmp_path, {**{k: v for k, v in KEYS.items() if k != missing}, **PREVIOUS})
     assert evaluate(exprs["auth"], {"apikey": PREVIOUS["SUPABASE_SECRET_KEY_PREVIOUS"]}) == PREVIOUS["SUPABASE_SECRET_KEY_PREVIOUS"]
     assert evaluate(exprs["functions"], {"apikey": KEYS["SUPABASE_PUBLISHABLE_KEY"]}) is None
+
+
+@pytest.fixture(scope="module")
+def rendered_kong(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """kong.yml as the supabase_stack role renders it (functions on, so each post-function is in)."""
+    from installer import secrets
+
+    tmp = tmp_path_factory.mktemp("kong-render")
+    done = play(tmp, "supabase_stack", {
+        "supabase_stack__org": "gw", "supabase_stack__release": "v0.8.1", "supabase_stack__base_dir": str(tmp / "sfp"),
+        "supabase_stack__public_url": "http://127.0.0.1:18101",
+        "supabase_stack__ports": {"api": 18101, "postgres": 18102, "pooler_transaction": 18103, "analytics": 18104},
+        "supabase_stack__secrets": secrets.complete({})[0],
+    }, "--tags", "render")
+    assert done.returncode == 0, done.stdout[-2000:]
+    return (tmp / "sfp" / "orgs" / "gw" / "volumes" / "api" / "kong.yml").read_text()
+
+
+class Pdk:
+    """The calls the check makes: request headers and query, the response's exit, the clock."""
+
+    def __init__(self, now: float) -> None:
+        self.lua = LuaRuntime()
+        self.now = now
+
+    def run(self, chunk: str, headers: dict[str, str] | None = None, query: dict[str, str] | None = None) -> Any:
+        make = self.lua.eval("""function(headers, query, now)
+          local env = {type = type, tonumber = tonumber, pairs = pairs}
+          env.ngx = {time = function() return now end}
+          env.kong = {
+            request = {get_header = function(n) return headers[n] end, get_query_arg = function(n) return query[n] end},
+            response = {exit = function(status, body) return {status = status, message = body.message} end},
+            service = {request = {clear_header = function() end}},
+          }
+          return env
+        end""")
+        env = make(self.lua.table_from(headers or {}), self.lua.table_from(query or {}), self.now)
+        fn = self.lua.eval("function(code, env) local f = assert(load(code, 'check', 't', env)); return f() end")
+        out = fn(chunk, env)
+        return None if out is None else dict(out.items())
+
+
+def checks(config: str) -> list[str]:
+    """Every Lua chunk of every post-function (global and per service) that holds the grace check."""
+    doc = yaml.safe_load(config)
+    plugins = [*doc.get("plugins", []), *(p for s in doc["services"] for p in s.get("plugins", []))]
+    chunks = [c for p in plugins if p["name"] == "post-function" for c in p["config"]["access"]]
+    return [c for c in chunks if "API_KEYS_PREVIOUS_UNTIL_EPOCH" in c or "grace period of this key" in c]
+
+
+def test_every_post_function_refuses_the_replaced_keys_once_the_grace_ends(tmp_path: Path, rendered_kong: str) -> None:
+    doc = yaml.safe_load(rendered_kong)
+    services_with_own = [s["name"] for s in doc["services"] if any(p["name"] == "post-function" for p in s.get("plugins", []))]
+    assert {"storage-v1", "functions-v1"} <= set(services_with_own), services_with_own
+    assert len(checks(rendered_kong)) == 1 + len(services_with_own)  # global, and each service's own
+
+    until = int(time.time()) + 3600
+    _, config = start(tmp_path, {**KEYS, **PREVIOUS, "API_KEYS_PREVIOUS_UNTIL": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                             time.gmtime(until))},
+                      config=rendered_kong)
+    chunks = checks(config)
+    assert len(chunks) == 1 + len(services_with_own) and not any(re.search(r"\$[A-Z_]", c) for c in chunks)
+    old_secret, old_publishable = PREVIOUS["SUPABASE_SECRET_KEY_PREVIOUS"], PREVIOUS["SUPABASE_PUBLISHABLE_KEY_PREVIOUS"]
+    during, after = Pdk(until - 60), Pdk(until + 1)
+    for chunk in chunks:
+        for request in ({"headers": {"apikey": old_secret}}, {"query": {"apikey": old_publishable}},
+                        {"headers": {"authorization": f"Bearer {old_secret}"}}):
+            assert during.run(chunk, **request) is None, request
+            refused = after.run(chunk, **request)
+            assert refused and refused["status"] == 401 and "grace period" in refused["message"], request
+        for request in ({"headers": {"apikey": KEYS["SUPABASE_SECRET_KEY"]}}, {"headers": {}},
+                        {"headers": {"authorization": "Bearer user.jwt"}}, {"headers": {"apikey": ""}}):
+            assert after.run(chunk, **request) is None, request
+
+
+@pytest.mark.parametrize("until", ["", "next week"])
+def test_without_a_grace_nothing_is_refused_and_a_bad_deadline_has_passed(tmp_path: Path, rendered_kong: str,
+                                                                           until: str) -> None:
+    previous = PREVIOUS if until else {k: "" for k in PREVIOUS}
+    _, config = start(tmp_path, {**KEYS, **previous, "API_KEYS_PREVIOUS_UNTIL": until}, config=rendered_kong)
+    clock = Pdk(time.time())
+    for chunk in checks(config):
+        assert clock.run(chunk, {"apikey": ""}) is None and clock.run(chunk, {}) is None
+        assert clock.run(chunk, {"apikey": KEYS["SUPABASE_SECRET_KEY"]}) is None
+        refused = clock.run(chunk, {"apikey": PREVIOUS["SUPABASE_SECRET_KEY_PREVIOUS"]})
+        assert (refused or {}).get("status") == (401 if until else None)

@@ -447,7 +447,7 @@ def test_api_keys_old_ones_work_through_the_grace_period_and_stop_at_finish(org:
     for name in ("SUPABASE_SECRET_KEY", "SUPABASE_PUBLISHABLE_KEY"):
         assert new[name] not in printed, name
 
-    # Past the grace period `status` says the old keys are still accepted, and how to end that.
+    # Past the grace period `status` says the vault still holds the old keys, and how to remove them.
     ctx = resolve(Inventory(inv, inv / ".vault-pass"), ORG)
     ctx.write_secrets({**new, "API_KEYS_PREVIOUS_UNTIL": "2026-01-01T00:00:00Z"})
     status = cli(inv, "status", "--org", ORG)

@@ -30,6 +30,16 @@ else
 fi
 export LUA_AUTH_EXPR LUA_RT_WS_EXPR LUA_FUNCTIONS_EXPR
 
+# When the grace period of the replaced API keys ends, as the seconds the Lua check compares with
+# the clock; none (no grace period) or anything but the UTC stamp the toolkit writes: 0, the keys
+# refused (date(1) would read "next week" too).
+API_KEYS_PREVIOUS_UNTIL_EPOCH=0
+case "${API_KEYS_PREVIOUS_UNTIL:-}" in
+  [0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z)
+    API_KEYS_PREVIOUS_UNTIL_EPOCH="$(date -u -d "$API_KEYS_PREVIOUS_UNTIL" +%s 2>/dev/null)" || API_KEYS_PREVIOUS_UNTIL_EPOCH=0 ;;
+esac
+export API_KEYS_PREVIOUS_UNTIL_EPOCH
+
 # OAuth authorization server metadata lives under the issuer's path (RFC 8414), e.g.
 # /.well-known/oauth-authorization-server/auth/v1 for an issuer ending in /auth/v1.
 issuer="${JWT_ISSUER%/}"
