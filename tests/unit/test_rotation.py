@@ -257,3 +257,46 @@ def test_the_signing_key_is_published_then_signs_then_the_old_one_goes() -> None
     # Its steps apply what each changes: verifiers first, then Auth and the ES256 keys' readers.
     assert [(s.label, s.names[:1]) for s in group.steps] == [("publish", ("JWT_KEYS",)), ("sign", ("JWT_KEYS",))]
     assert "JWT_JWKS" in group.steps[0].names and "ANON_KEY_ASYMMETRIC" in group.steps[1].names
+
+
+def test_a_signing_key_rotation_failing_in_its_second_step_puts_the_first_steps_values_back(
+        inv: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The steps against a playbook runner that records what the vault held at each run and fails
+    the second step: the vault gets the values before the first step back, and one more apply
+    brings the services of both steps back to them."""
+    from rich.console import Console
+
+    from installer import runner
+    from installer.actions import rotate as rotate_action
+    from installer.context import resolve
+
+    ctx = resolve(inv, ORG)
+    before = dict(ctx.secrets)
+    runs: list[tuple[list[str], list[str], str]] = []
+
+    def fake_run(ctx_: object, console: object, verbose: bool, tags: list[str], names: list[str],
+                 check: bool = False) -> runner.RunResult:
+        signer = gen.signing_jwk(read_secrets(inv, ORG))["kid"]
+        runs.append((tags, names, signer))
+        if tags == ["plan"]:
+            section = {"names": names, "services": ["auth", "rest", "kong"], "org_services": ["db", "auth", "rest", "kong"],
+                       "db_roles": [], "db_stale": []}
+            return runner.RunResult(0, "successful", reports={ORG: {"rotation_plan": {"msg": section}}})
+        failing = len(runs) == 3  # plan, publish, then sign
+        return runner.RunResult(2 if failing else 0, "failed" if failing else "successful",
+                                failures=[(ORG, "Recreate auth", "auth did not turn healthy")] if failing else [])
+
+    monkeypatch.setattr(rotate_action, "_run", fake_run)
+    with pytest.raises(rotate_action.RotationFailed, match="failed and was undone: Recreate auth"):
+        rotate_action.rotate(ctx, [GROUPS["jwt-signing-key"]], Console(quiet=True))
+    old_kid = gen.signing_jwk(before)["kid"]
+    assert [(t, n) for t, n, _ in runs] == [
+        (["plan"], list(GROUPS["jwt-signing-key"].secrets)),
+        (["apply"], ["JWT_KEYS", "JWT_JWKS"]),
+        (["apply"], ["JWT_KEYS", "ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC", "JWT_SIGNING_KEY_PREVIOUS_UNTIL"]),
+        (["apply"], ["JWT_KEYS", "JWT_JWKS", "ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC",
+                     "JWT_SIGNING_KEY_PREVIOUS_UNTIL"]),
+    ]
+    # The first step published a key but the old one still signed; the second made the new one sign.
+    assert runs[1][2] == old_kid and runs[2][2] != old_kid and runs[3][2] == old_kid
+    assert read_secrets(inv, ORG) == before
