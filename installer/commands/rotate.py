@@ -35,7 +35,7 @@ def _print_plan(p: RotationPlan) -> None:
     out.print(f"  downtime {escape(p.downtime)}")
     for line in p.as_dict()["breaks"]:
         out.print(f"  [red]breaks[/red]   {escape(line)}")
-    for line in p.clients():
+    for line in [] if p.finish else p.clients():
         out.print(f"  clients  {line}")
 
 

@@ -45,9 +45,8 @@ class RotationPlan:
             ends = self.kept.get(g.name)
             if ends is None:
                 continue
-            how = "ends now" if self.finish else "ends now: this rotation replaces them"
-            out.append(f"the {g.name} replaced by the rotation before (grace until {ends:%Y-%m-%d %H:%M} UTC) stop "
-                       f"working: their grace period {how}")
+            out.append(f"what the last {g.name} rotation replaced (kept until {ends:%Y-%m-%d %H:%M} UTC) stops working "
+                       "now" + ("" if self.finish else ": this rotation replaces it"))
         return out
 
     @property
