@@ -524,3 +524,49 @@ def jwt_kid(token: str) -> str:
     import jwt
 
     return str(jwt.get_unverified_header(token)["kid"])
+
+
+def test_prune_keeps_the_newest_set_and_forgets_the_recovery_keys_no_set_needs(org: BackupDeployment) -> None:
+    """Last in the module, after the rotations' backups (the job prunes the older ones after each run,
+    on the host, where the vault is not): `backup prune` from the controller applies the same
+    retention, keeps the newest set, and drops from the vault the earlier recovery key once no set
+    left is encrypted to it. The set kept still verifies."""
+    import pyrage
+
+    inv = org.inventory.path
+    values = vault(org)
+    earlier = values["BACKUP_RECOVERY_PREVIOUS_IDENTITIES"]
+    assert earlier, "the recovery-key rotation kept the earlier key"
+    earlier_recipient = str(pyrage.x25519.Identity.from_str(earlier.splitlines()[0]).to_public())
+
+    def complete() -> list[str]:
+        done = cli(inv, "backup", "list", "--org", ORG, "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [s["set_id"] for s in json.loads(done.stdout) if s["complete"]]
+
+    sets = complete()
+    assert sets, "the rotations made sets"
+    def recipient(set_id: str) -> str:
+        return str(json.loads(cli(inv, "backup", "show", "--org", ORG, set_id, "--json").stdout)["recipient"])
+
+    assert recipient(sets[-1]) == values["BACKUP_RECOVERY_RECIPIENT"]
+
+    dry = cli(inv, "backup", "prune", "--org", ORG, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    planned = json.loads(dry.stdout)
+    assert planned["dry_run"] is True and sets[-1] not in planned["deleted"] and set(planned["deleted"]) <= set(sets)
+    assert complete() == sets and vault(org)["BACKUP_RECOVERY_PREVIOUS_IDENTITIES"] == earlier
+
+    done = cli(inv, "backup", "prune", "--org", ORG, "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["deleted"] == planned["deleted"] and report["keys_kept_for"] == {}
+    assert report["forgotten_keys"] == [earlier_recipient]
+    left = complete()
+    assert left == [s for s in sets if s not in report["deleted"]] and left[-1] == sets[-1]
+    assert {recipient(s) for s in left} == {values["BACKUP_RECOVERY_RECIPIENT"]}
+    assert not vault(org).get("BACKUP_RECOVERY_PREVIOUS_IDENTITIES")
+    key_file = cli(inv, "backup", "key", "--org", ORG).stdout
+    assert earlier.splitlines()[0] not in key_file and values["BACKUP_RECOVERY_IDENTITY"] in key_file
+    verified = cli(inv, "backup", "verify", "--org", ORG, left[-1])
+    assert verified.returncode == 0, verified.stderr[-2000:]
