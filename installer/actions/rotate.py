@@ -70,11 +70,6 @@ def _show(ctx: OrgContext) -> str:
     return ctx.command("secrets", "show", "--org", ctx.name, "NAME").replace("NAME", "{name}")
 
 
-def finish_names(groups: list[Group]) -> list[str]:
-    """What `--finish` changes: the values kept for the grace period, nothing the clients use now."""
-    return list(dict.fromkeys(n for g in groups for n in rotation_groups.names_finished(g)))
-
-
 def check_grace_options(groups: list[Group], *, finish: bool, grace: timedelta | None, from_vault: bool) -> None:
     stepped = [g.name for g in groups if g.steps]
     if stepped and len(groups) > 1:
@@ -94,7 +89,7 @@ def plan(ctx: OrgContext, groups: list[Group], console: Console, *, verbose: boo
          finish: bool = False) -> rotation_plan.RotationPlan:
     """What rotating `groups` (or, with `finish`, ending their grace period) changes on the org,
     changing nothing (the playbook runs in check mode)."""
-    names = finish_names(groups) if finish else secret_names(groups)
+    names = rotation_groups.names_finished(groups) if finish else secret_names(groups)
     result = _run(ctx, console, verbose, ["plan"], names, check=True)
     runner.require_success(result, f"planning the rotation of {ctx.name}'s {', '.join(names)}")
     section = result.reports.get(ctx.name, {}).get("rotation_plan", {}).get("msg")
@@ -217,7 +212,7 @@ def grace_for(ctx: OrgContext, groups: list[Group], grace: timedelta | None) -> 
     if not any(g.grace for g in groups):
         return grace
     chosen = grace or max(g.grace for g in groups if g.grace)
-    if any(g.name == "jwt-signing-key" for g in groups):
+    if any(g.grace_outlasts_sessions for g in groups):
         lifetime = timedelta(seconds=int((ctx.settings.get("auth") or {}).get("jwt_expiry", 3600)))
         if grace is not None and grace <= lifetime:
             raise UsageError(f"--grace {grace} is not longer than the org's session lifetime ({lifetime}, "

@@ -47,6 +47,8 @@ class Group:
     """The values without what is kept (default: without the `previous` names)."""
     finish_names: tuple[str, ...] = ()
     """The names `--finish` changes (default: the `previous` names)."""
+    grace_outlasts_sessions: bool = False
+    """The replaced value verifies sessions: its grace period must outlast the org's session lifetime."""
 
     @property
     def grace_until(self) -> str:
@@ -153,7 +155,7 @@ GROUPS: dict[str, Group] = {
             "every application with the ES256 anon or service_role key (ANON_KEY_ASYMMETRIC, "
             "SERVICE_ROLE_KEY_ASYMMETRIC): give it the new one before the grace period ends, {show}; sessions "
             "need nothing: they are renewed with the new key",
-            gen.with_signing_key_switched,
+            lambda v: gen.with_signing_key_switched(gen.with_signing_key_published(v)),
             handed_out=("ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC"),
             grace=JWT_SIGNING_KEY_GRACE,
             steps=(Step("publish", gen.with_signing_key_published, ("JWT_KEYS", "JWT_JWKS")),
@@ -162,6 +164,7 @@ GROUPS: dict[str, Group] = {
             keeps=lambda v: len(gen.ec_jwks(v)) > 1,
             drop=gen.without_verify_only_keys,
             finish_names=("JWT_KEYS", "JWT_JWKS"),
+            grace_outlasts_sessions=True,
         ),
         Group(
             "service-keys",
@@ -236,8 +239,10 @@ def finished(group: Group, values: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in out.items() if k not in gone}
 
 
-def names_finished(group: Group) -> tuple[str, ...]:
-    return (*(group.finish_names or tuple(group.previous.values())), group.grace_until)
+def names_finished(groups: Iterable[Group]) -> list[str]:
+    """What `--finish` changes: the values kept for the grace period, nothing the clients use now."""
+    return list(dict.fromkeys(n for g in groups
+                              for n in (*(g.finish_names or tuple(g.previous.values())), g.grace_until)))
 
 
 def in_grace(group: Group, values: Mapping[str, str]) -> bool:

@@ -35,7 +35,7 @@ class RotationPlan:
     @property
     def names(self) -> list[str]:
         if self.finish:
-            return list(dict.fromkeys(n for g in self.groups for n in names_finished(g)))
+            return names_finished(self.groups)
         return secret_names(self.groups)
 
     def grace_notes(self) -> list[str]:
