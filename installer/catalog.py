@@ -8,7 +8,7 @@ else, which is how a test machine without a registry runs the very same template
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,23 @@ class Release:
     that recreates one of them may have changed data, so its rollback restores the data too."""
     base: str | None = None
     """For a test variant (declared by an image catalog, never upstream): the release it varies."""
+    extends: str | None = None
+    """For a flavour of an upstream release (its PostgreSQL 15 override): that release."""
+    render: dict[str, Any] = field(default_factory=dict)
+    notes_to: dict[str, tuple[Note, ...]] = field(default_factory=dict)
+    """Notes that replace a later release's own on an upgrade from this one to it (an upstream
+    flavour of a release, such as its PostgreSQL 15 override, crosses only what the flavour changes)."""
+
+    @property
+    def db_data_dir(self) -> str:
+        """The database's data directory under the org's volumes/db: one per PostgreSQL major, so a
+        major upgrade builds the new cluster beside the old one."""
+        return str(self.render.get("db_data_dir") or "data")
+
+    @property
+    def db_config_volume(self) -> str:
+        """The database's config volume (pgsodium's root key), after the project name: one per major."""
+        return str(self.render.get("db_config_volume") or "db-config")
 
     def image_ref(self, service: str, registry_prefix: str = "") -> str:
         return registry_prefix + self.images[service].ref
@@ -87,8 +104,8 @@ def release_version(release_id: str) -> Version:
 
 
 def is_variant(release_id: str) -> bool:
-    """A test-only release of an image catalog, not upstream's."""
-    return "-" in release_id or "+" in release_id
+    """A test-only release of an image catalog, not upstream's (which all have a release file)."""
+    return not (paths.releases_dir() / f"{release_id}.yml").is_file()
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -96,6 +113,25 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(fh)
     if not isinstance(data, dict):
         raise SfpError(f"{path}: not a mapping", "the catalog file is damaged; restore it from the toolkit")
+    return data
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into `base` key by key, as Ansible's combine(recursive=true) does for the role."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _release_data(path: Path) -> dict[str, Any]:
+    """A release file, merged over the one it `extends` (one level: a flavour of an upstream release)."""
+    data = _load_yaml(path)
+    if "extends" in data:
+        base = path.parent / f"{data['extends']}.yml"
+        if not base.is_file():
+            raise SfpError(f"{path}: extends {data['extends']!r}, which is not in the catalog", "restore the catalog from the toolkit")
+        data = _merged(_load_yaml(base), data)
     return data
 
 
@@ -116,7 +152,7 @@ def load_release(release_id: str, image_catalog: str | None = None) -> Release:
     if not path.is_file():
         known = ", ".join(release_ids(image_catalog)) or "none"
         raise SfpError(f"unknown release {release_id!r}", f"use one of: {known}")
-    data = _load_yaml(path)
+    data = _release_data(path)
     images = {name: Image(str(s["image"]), str(s["tag"])) for name, s in data["services"].items()}
     missing = set(SERVICES) - set(images)
     if missing:
@@ -137,6 +173,10 @@ def load_release(release_id: str, image_catalog: str | None = None) -> Release:
         notes=notes,
         migrates=tuple(str(s) for s in data.get("migrates", [])),
         base=file_id if variant else None,
+        extends=data.get("extends"),
+        render=dict(data.get("render") or {}),
+        notes_to={str(k): tuple(Note(str(n["kind"]), str(n["text"])) for n in v)
+                  for k, v in (data.get("notes_to") or {}).items()},
     )
 
 
@@ -144,8 +184,11 @@ def releases_between(current: str, target: str, image_catalog: str | None = None
     """The releases after `current` up to and including `target`, oldest first: their notes are
     what an upgrade from `current` to `target` crosses."""
     lo, hi = release_version(current), release_version(target)
-    return [load_release(r, image_catalog) for r in release_ids(image_catalog)
-            if lo < release_version(r) <= hi and (r == target or not is_variant(r))]
+    crossed = [rel for rel in (load_release(r, image_catalog) for r in release_ids(image_catalog)
+                               if lo < release_version(r) <= hi and (r == target or not is_variant(r)))
+               if rel.id == target or rel.extends is None]
+    flavour = load_release(current, image_catalog).notes_to if current in release_ids(image_catalog) else {}
+    return [replace(r, notes=flavour[r.id]) if r.id in flavour else r for r in crossed]
 
 
 @dataclass(frozen=True)

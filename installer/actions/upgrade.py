@@ -27,7 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .. import hosts_file, runner
+from .. import catalog, hosts_file, runner
 from ..context import OrgContext
 from ..errors import SfpError
 from ..upgrade import plan as upgrade_plan
@@ -57,6 +57,7 @@ class UpgradeOutcome:
     restarted: list[str] = field(default_factory=list)
     gate: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +97,11 @@ def plan(ctx: OrgContext, target: str, console: Console, *, verbose: bool = Fals
     if render is None:
         runner.require_success(result, f"planning the upgrade of {ctx.name}")
         raise SfpError(f"the plan of {ctx.name} reported nothing", "run it again with -v to see the tasks")
-    return upgrade_plan.build(ctx.name, target, _image_catalog(ctx), render, checks, rollback=rollback)
+    the_plan = upgrade_plan.build(ctx.name, target, _image_catalog(ctx), render, checks, rollback=rollback)
+    if the_plan.major_upgrade and not ctx.transport.local:
+        the_plan.problems.append(f"{ctx.name} is on a remote host: this version moves a PostgreSQL major only on the "
+                                 "controller's own host")
+    return the_plan
 
 
 def _run(ctx: OrgContext, console: Console, verbose: bool, tags: list[str], extravars: dict[str, Any] | None = None,
@@ -138,6 +143,8 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
                                 f"`{ctx.command('upgrade', '--org', ctx.name, '--rollback')}` returns to the release before")
         say(f"{ctx.name} already runs {target} and passes its gate: nothing to do")
         return UpgradeOutcome(ctx.name, current, target, "unchanged", seconds=time.monotonic() - started)
+    if the_plan.major_upgrade:
+        return _upgrade_major(ctx, target, the_plan, console, verbose=verbose, say=say, started=started)
     if not ctx.settings.get("backup"):
         raise UpgradeRefused(f"{ctx.name} has no backup block, so nothing could bring its data back if the upgrade fails",
                              "add sfp_org.backup (an S3-compatible store) and run `sfp-server install`, then upgrade; nothing was changed")
@@ -179,6 +186,95 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
                         + f"; see the containers' logs (`{ctx.command('logs', '--org', ctx.name)}`) for the cause")
 
 
+def _refuse_remote_major(ctx: OrgContext) -> None:
+    if not ctx.transport.local:
+        raise UpgradeRefused(f"{ctx.name} is on a remote host: this version moves a PostgreSQL major only on the controller's own host",
+                             "nothing was changed; upgrade it to a release with the same PostgreSQL major")
+
+
+def _major_job(ctx: OrgContext, cfg: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
+    """One step of installer/upgrade/major_job on the org's host."""
+    from ..upgrade import major_job  # lazy: it imports the backup library
+
+    _refuse_remote_major(ctx)
+    return major_job.run({"project": ctx.project, "org_dir": ctx.org_dir, **cfg}, say)
+
+
+def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan, console: Console, *, verbose: bool,
+                   say: Callable[[str], None], started: float) -> UpgradeOutcome:
+    """A release with another PostgreSQL major: the data moves into a new cluster beside the old one.
+
+    The old cluster (its data directory and config volume, named per major by the release) is only
+    read: every service is stopped, the databases are dumped, the target's image initialises the new
+    cluster (its init scripts run) and the copy is loaded into it. Until `--finish` the old cluster
+    stays, so a failure anywhere, or `--rollback` later, starts the old release on it again: no
+    restore is needed, and nothing written to the old cluster is lost. A backup block adds a verified
+    set before anything stops, as for any upgrade."""
+    current = the_plan.current
+    assert current is not None
+    image_catalog = _image_catalog(ctx)
+    before, after = catalog.load_release(current, image_catalog), catalog.load_release(target, image_catalog)
+    _refuse_remote_major(ctx)
+    inv = ctx.inventory
+    say(f"{ctx.name}: pulling the images of {target} that are not on the host")
+    runner.require_success(_run(ctx, console, verbose, ["pull"], _target_vars(target, False)), f"pulling the images of {target}")
+    set_id = None
+    if ctx.settings.get("backup"):
+        say(f"{ctx.name}: pre-upgrade backup")
+        set_id = backup_run.run_verified(ctx, console, verbose=verbose, say=say)
+    old_cluster = {"data_dir": before.db_data_dir, "config_volume": before.db_config_volume}
+    new_cluster = {"data_dir": after.db_data_dir, "config_volume": after.db_config_volume}
+    entry = {"at": _now(), "action": "upgrade", "from": current, "to": target, "backup_set": set_id,
+             "restarted": the_plan.restarts, "keep_until": keep_until(ctx),
+             "postgres": {"from": the_plan.postgres_before, "to": the_plan.postgres_after, **old_cluster}}
+    outcome = UpgradeOutcome(ctx.name, current, target, "upgraded", backup_set=set_id, restarted=the_plan.restarts)
+    path, old_bytes = inv.org_vars_dir(ctx.name), b""
+    release_written = False
+    try:
+        say(f"{ctx.name}: stopping its services and dumping PostgreSQL {the_plan.postgres_before} "
+            f"(every API is down from here until the gate)")
+        down_from = time.monotonic()
+        dumped = _major_job(ctx, {"step": "dump", "copy": f"{current}-to-{target}", **new_cluster}, say)
+        outcome.timings.update(dumped.get("timings") or {})
+        path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
+        release_written = True
+        say(f"{ctx.name}: release {target} written to {path}; PostgreSQL {the_plan.postgres_after} initialises a new cluster")
+        runner.require_success(_run(ctx.reload(check=False), console, verbose, ["deploy"],
+                                    {"supabase_stack__start_services": ["db"]}),
+                               f"starting the PostgreSQL {the_plan.postgres_after} database of {ctx.name}")
+        loaded = _major_job(ctx, {"step": "load", "copy": f"{current}-to-{target}"}, say)
+        outcome.timings.update(loaded.get("timings") or {})
+        say(f"{ctx.name}: data loaded; starting every service of {target}")
+        deployed = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [entry]})
+        outcome.gate = list(deployed.reports.get(ctx.name, {}).get("upgrade_gate", {}).get("msg") or [])
+        if not deployed.ok:
+            raise SfpError("; ".join(f"{task}: {msg}" for _h, task, msg in deployed.failures) or deployed.status, "")
+        outcome.timings["downtime_seconds"] = round(time.monotonic() - down_from, 3)
+    except SfpError as exc:
+        why = exc.message
+        say(f"{ctx.name}: the upgrade failed ({why}); starting {current} again on its untouched PostgreSQL "
+            f"{the_plan.postgres_before} cluster")
+        if release_written:
+            path.write_bytes(old_bytes)
+        rollback_entry = {"at": _now(), "action": "rollback", "from": target, "to": current, "backup_set": set_id,
+                          "data_restored": False, "reason": why[:500]}
+        back = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"], _target_vars(current, True, [rollback_entry]))
+        if not back.ok:
+            raise UpgradeFailed(
+                f"the upgrade of {ctx.name} to {target} failed ({why}) and so did starting {current} again: "
+                + ("; ".join(msg for _h, _t, msg in back.failures) or back.status),
+                f"its PostgreSQL {the_plan.postgres_before} data is untouched in {ctx.org_dir}/volumes/db/{before.db_data_dir}; "
+                f"run `{ctx.command('install', '--org', ctx.name)}` to start {current} on it") from exc
+        _major_job(ctx, {"step": "drop", **new_cluster}, say)
+        raise UpgradeFailed(f"the upgrade of {ctx.name} to {target} failed and was rolled back: {why}",
+                            f"{ctx.name} runs {current} again on its PostgreSQL {the_plan.postgres_before} data, as before; "
+                            f"see the containers' logs (`{ctx.command('logs', '--org', ctx.name)}`) for the cause") from exc
+    outcome.seconds = time.monotonic() - started
+    say(f"{ctx.name}: upgraded to {target} (PostgreSQL {the_plan.postgres_after}) in {outcome.seconds:.0f} s; "
+        f"the PostgreSQL {the_plan.postgres_before} cluster stays until `upgrade --finish`")
+    return outcome
+
+
 def _roll_back(ctx: OrgContext, release: str, failed: str, set_id: str, *, data: bool, reason: str, console: Console,
                verbose: bool, say: Callable[[str], None]) -> None:
     """Put `release` back on the org; with `data`, the database and storage of set `set_id` too."""
@@ -210,11 +306,33 @@ def rollback(ctx: OrgContext, console: Console, *, verbose: bool = False,
     started = time.monotonic()
     last = _last_upgrade(ctx, _history(ctx, console))
     before, failed, set_id = str(last["from"]), str(last["to"]), str(last["backup_set"])
+    if isinstance(last.get("postgres"), dict):
+        return _rollback_major(ctx, last, console, verbose=verbose, say=say, started=started)
     path, _old = hosts_file.set_org_release(ctx.inventory.org_vars_dir(ctx.name), ctx.name, before)
     say(f"{ctx.name}: release {before} written to {path}; restoring backup {set_id}")
     _roll_back(ctx.reload(check=False), before, failed, set_id, data=True, reason="operator asked (--rollback)",
                console=console, verbose=verbose, say=say)
     return UpgradeOutcome(ctx.name, failed, before, "rolled_back", backup_set=set_id, seconds=time.monotonic() - started)
+
+
+def _rollback_major(ctx: OrgContext, last: dict[str, Any], console: Console, *, verbose: bool,
+                    say: Callable[[str], None], started: float) -> UpgradeOutcome:
+    """`--rollback` of a major upgrade: the old release starts on the old cluster, which the upgrade
+    never wrote to; the new cluster is removed once the old release passes its gate."""
+    _refuse_remote_major(ctx)
+    before, failed = str(last["from"]), str(last["to"])
+    new = catalog.load_release(failed, _image_catalog(ctx))
+    path, old_bytes = hosts_file.set_org_release(ctx.inventory.org_vars_dir(ctx.name), ctx.name, before)
+    say(f"{ctx.name}: release {before} written to {path}; starting it on its PostgreSQL {last['postgres'].get('from')} cluster")
+    entry = {"at": _now(), "action": "rollback", "from": failed, "to": before, "backup_set": last.get("backup_set"),
+             "data_restored": False, "reason": "operator asked (--rollback)"}
+    result = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"], _target_vars(before, True, [entry]))
+    if not result.ok:
+        path.write_bytes(old_bytes)
+        runner.require_success(result, f"rolling {ctx.name} back to {before}")
+    _major_job(ctx, {"step": "drop", "data_dir": new.db_data_dir, "config_volume": new.db_config_volume}, say)
+    return UpgradeOutcome(ctx.name, failed, before, "rolled_back", backup_set=last.get("backup_set"),
+                          seconds=time.monotonic() - started)
 
 
 def upgrade_fleet(contexts: Sequence[OrgContext], target: str, console: Console, *, serial: int = 1, verbose: bool = False,
@@ -274,6 +392,14 @@ def _last_upgrade(ctx: OrgContext, history: list[dict[str, Any]]) -> dict[str, A
     return last
 
 
+def _unfinished_major(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last upgrade entry, when it moved the PostgreSQL major and was neither finished nor rolled back."""
+    last = next((h for h in reversed(history) if isinstance(h, dict) and h.get("action") in ("upgrade", "rollback", "finish")), None)
+    if last is not None and last.get("action") == "upgrade" and isinstance(last.get("postgres"), dict):
+        return last
+    return None
+
+
 def finish(ctx: OrgContext, console: Console, *, verbose: bool = False) -> dict[str, Any]:
     """`upgrade --finish`: the org keeps the release it runs; the pre-upgrade sets its upgrades kept are
     left to the backup retention, and `--rollback` is no longer offered. Changes no service."""
@@ -284,11 +410,17 @@ def finish(ctx: OrgContext, console: Console, *, verbose: bool = False) -> dict[
         raise SfpError(f"cannot read what {ctx.name} runs on its host ({rows[0].verdict if rows else 'no status'})",
                        f"see `{ctx.command('status', '--org', ctx.name)}`")
     kept = upgrade_pins(rows[0].history)
-    if not kept:
+    major = _unfinished_major(rows[0].history)
+    if not kept and major is None:
         raise SfpError(f"{ctx.name} keeps no pre-upgrade state: nothing to finish",
                        f"`{ctx.command('status', '--org', ctx.name)}` shows its history")
     release = rows[0].release
-    entry = {"at": _now(), "action": "finish", "from": release, "to": release, "backup_sets": sorted(kept)}
+    entry: dict[str, Any] = {"at": _now(), "action": "finish", "from": release, "to": release, "backup_sets": sorted(kept)}
+    if major is not None:
+        # The old major's cluster: what `--rollback` would have started the old release on.
+        old = major["postgres"]
+        entry["removed"] = _major_job(ctx, {"step": "drop", "data_dir": old.get("data_dir"),
+                                            "config_volume": old.get("config_volume")}, lambda _m: None)["removed"]
     # The stack role records the entry in deployed.json; nothing it deploys changed, so nothing restarts.
     result = _run(ctx, console, verbose, ["deploy"], {"supabase_stack__history_add": [entry]})
     runner.require_success(result, f"recording the end of {ctx.name}'s upgrade")

@@ -65,6 +65,9 @@ class OrgPlan:
         """What clients see while the changed services restart."""
         if not self.restarts:
             return "none: no service restarts"
+        if self.major_upgrade:
+            return ("every API fails while the databases are dumped, the new PostgreSQL cluster is initialised and "
+                    "loaded, and every service starts again (minutes per GiB of data)")
         if "db" in self.restarts:
             return "every API fails until the database and the services after it are healthy again (usually under a minute)"
         if "kong" in self.restarts:
@@ -147,9 +150,10 @@ def build(org: str, target: str, image_catalog: str | None, render: dict[str, An
     if not rollback and not newer and current != target:
         plan.problems.append(f"{target} is older than {current}, which {org} runs: an upgrade only goes forward "
                              f"(`sfp-server upgrade --org {org} --rollback` returns to the release before the last upgrade)")
-    if plan.major_upgrade:
-        plan.problems.append(f"PostgreSQL {plan.postgres_before} -> {plan.postgres_after} is a major upgrade, which this "
-                             "version of the toolkit does not run yet: stay on a release with the same major")
+    if plan.major_upgrade and not rollback and (plan.postgres_before or 0) > plan.postgres_after:
+        plan.problems.append(f"{target} runs PostgreSQL {plan.postgres_after}, older than the {plan.postgres_before} "
+                             f"{org} runs: a major only goes forward (`sfp-server upgrade --org {org} --rollback` returns "
+                             "to the cluster kept from before the last upgrade)")
     for release in catalog.releases_between(current, target, image_catalog) if newer else []:
         plan.notes += [(release.id, n) for n in release.notes]
     plan.problems += [c["detail"] for c in checks if c.get("status") == "fail"]

@@ -12,9 +12,12 @@ from installer.upgrade.plan import build, changed_services, with_dependents
 
 
 def test_releases_sort_as_versions_and_variants_belong_to_their_catalog() -> None:
-    assert catalog.release_ids() == ["v0.8.0", "v0.8.1"]
+    # v0.8.1-pg15 is upstream's (a release file): v0.8.1 with its PostgreSQL 15 override.
+    assert catalog.release_ids() == ["v0.8.0", "v0.8.1-pg15", "v0.8.1"]
     # A variant sorts just before its base: newer than every earlier release, never above the base.
-    assert catalog.release_ids("test") == ["v0.8.0", "v0.8.1-authfail", "v0.8.1-migratefail", "v0.8.1", "v0.8.1+restfail"]
+    assert catalog.release_ids("test") == ["v0.8.0", "v0.8.1-pg15", "v0.8.1-authfail", "v0.8.1-migratefail", "v0.8.1",
+                                           "v0.8.1+restfail"]
+    assert not catalog.is_variant("v0.8.1-pg15") and catalog.is_variant("v0.8.1-authfail")
     with pytest.raises(SfpError, match=r"unknown release 'v0\.8\.1-authfail'"):
         catalog.load_release("v0.8.1-authfail")
     variant = catalog.load_release("v0.8.1-authfail", "test")
@@ -30,6 +33,22 @@ def test_notes_are_those_of_every_release_crossed() -> None:
     assert [r.id for r in catalog.releases_between("v0.8.0", "v0.8.1-migratefail", "test")] == ["v0.8.1-migratefail"]
     assert [r.id for r in catalog.releases_between("v0.8.0", "v0.8.1+restfail", "test")] == ["v0.8.1", "v0.8.1+restfail"]
     assert all(n.kind in catalog.NOTE_KINDS for r in catalog.releases_between("v0.8.0", "v0.8.1") for n in r.notes)
+
+
+def test_a_flavour_lists_what_differs_and_crosses_only_that() -> None:
+    pg15, base = catalog.load_release("v0.8.1-pg15"), catalog.load_release("v0.8.1")
+    # Everything but the database is v0.8.1's (merged over it), and its cluster has paths of its own.
+    assert pg15.postgres_major == 15 and pg15.images["db"].ref == "supabase/postgres:15.8.1.085"
+    assert {k: v for k, v in pg15.images.items() if k != "db"} == {k: v for k, v in base.images.items() if k != "db"}
+    assert (pg15.db_data_dir, pg15.db_config_volume) == ("data-pg15", "db-config-pg15")
+    assert (base.db_data_dir, base.db_config_volume) == ("data", "db-config")
+    assert pg15.render["functions_idle_timeout_ms"] == base.render["functions_idle_timeout_ms"]
+    # From the flavour to its base, the notes are the flavour's (the major upgrade), not v0.8.1's
+    # (about v0.8.0); from v0.8.0, the flavour is not crossed on the way to v0.8.1.
+    [crossed] = catalog.releases_between("v0.8.1-pg15", "v0.8.1")
+    assert crossed.id == "v0.8.1" and crossed.notes == pg15.notes_to["v0.8.1"]
+    assert any("PostgreSQL 15 -> 17" in n.text for n in crossed.notes)
+    assert [r.id for r in catalog.releases_between("v0.8.0", "v0.8.1")] == ["v0.8.1"]
 
 
 COMPOSE_A = "services:\n  db: {image: pg:17}\n  auth: {image: auth:1, environment: {A: '1'}}\n  kong: {image: kong:3}\n"
@@ -87,11 +106,11 @@ def test_dependents_of_a_recreated_service_restart_too() -> None:
 @pytest.mark.parametrize(("before", "target", "checks", "problem"), [
     ({}, "v0.8.1", OK, "is not installed"),
     ({**DEPLOYED, "release": "v0.8.1"}, "v0.8.0", OK, "an upgrade only goes forward"),
-    ({**DEPLOYED, "postgres_major": 15}, "v0.8.1", OK, "PostgreSQL 15 -> 17 is a major upgrade"),
+    ({**DEPLOYED, "release": "v0.8.0", "postgres_major": 17}, "v0.8.1-pg15", OK, "a major only goes forward"),
     (DEPLOYED, "v0.8.1", [{"check": "extensions", "status": "fail", "detail": "postgres: plv8"}], "postgres: plv8"),
     ({**DEPLOYED, "release": "v0.0.1"}, "v0.8.1", OK, "which this toolkit's catalog does not know"),
 ])
 def test_a_plan_that_cannot_go_ahead_says_why(before: dict[str, Any], target: str, checks: list[dict[str, str]], problem: str) -> None:
-    plan = build("acme", target, None, render(before), checks)
+    plan = build("acme", target, None, render(before, postgres_major=catalog.load_release(target).postgres_major), checks)
     assert not plan.ok
     assert any(problem in p for p in plan.problems), plan.problems

@@ -1,0 +1,187 @@
+"""A local copy of an org's databases on its own host: written from one cluster, loaded into another.
+
+A PostgreSQL major upgrade moves the data with it: the old cluster (15) is dumped while every
+other service of the org is stopped, the target release's image initialises a new cluster (17) in
+a data directory of its own, and the copy is loaded into that. Both ends run their own client
+tools in their own containers (DockerExecDatabase), so each tool matches its server's major: the
+old `pg_dump` reads the old server, the new `pg_restore` writes the new one, and PostgreSQL
+supports restoring an older major's archive.
+
+Layout of a copy (a directory, 0700; files 0600):
+    globals.sql            roles, passwords and memberships (pg_dumpall --globals-only)
+    <db>.data.dump         pre-data and data sections of each database (pg_dump -Fc, uncompressed)
+    <db>.post.dump         its post-data section (indexes, constraints, triggers): small, loaded with -j
+    key/<n>                the server's key files (db.KEY_FILES: pgsodium's root key)
+    complete.json          written last: the databases, and each file's size. A directory without
+                           it is an interrupted dump and is never loaded.
+
+The sections are dumped by separate pg_dump runs, which is consistent only because nothing else
+writes meanwhile: the caller stops every other service first (the dump refuses otherwise only by
+contract; `stop_clients` in major_job does it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..backup import db as dbtools
+from ..backup.content import globals_script
+from ..errors import SfpError
+
+COMPLETE = "complete.json"
+FORMAT = 1
+# The load's post-data section, like a restore's: index builds may use more memory than sessions do.
+POST_DATA_OPTIONS = "-c maintenance_work_mem=256MB"
+
+
+@dataclass
+class Copy:
+    """A complete copy, as its complete.json describes it."""
+
+    path: Path
+    databases: list[str]
+    files: dict[str, int]
+    postgres_major: int
+    key_files: list[str] = field(default_factory=list)
+
+
+def _private_file(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def _safe_name(database: str) -> str:
+    """A database name as a file name: names come from the org's own catalog, but a name with a
+    slash or a leading dot must still not leave the directory."""
+    if not database or "/" in database or "\0" in database or database.startswith("."):
+        raise SfpError(f"database name {database!r} cannot be a file name of the copy",
+                       "rename the database (ALTER DATABASE ... RENAME TO) and upgrade again")
+    return database
+
+
+def _dump_to(source: dbtools.Database, tool: str, args: list[str], dest: Path, what: str) -> None:
+    with tempfile.TemporaryFile() as stderr, open(_private_file(dest), "wb") as out:
+        proc = dbtools.popen(source, tool, args, stdout=out, stderr=stderr)
+        code = proc.wait()
+        if code != 0:
+            stderr.seek(0)
+            raise SfpError(f"{tool} of {what} failed on {source.description} (exit {code}): {dbtools.tail(stderr.read())}",
+                           "check that the database runs and the disk has room, then upgrade again")
+
+
+def dump(source: dbtools.Database, path: Path) -> tuple[Copy, dict[str, float]]:
+    """Write a copy of `source` into the new directory `path` (which must not exist)."""
+    timings: dict[str, float] = {}
+    path.mkdir(mode=0o700, parents=False)
+    (path / "key").mkdir(mode=0o700)
+    major = dbtools.server_major(source)
+    t = time.monotonic()
+    _dump_to(source, "pg_dumpall", ["--globals-only"], path / "globals.sql", "the cluster's roles")
+    names = [_safe_name(d) for d in dbtools.databases(source)]
+    for name in names:
+        # No compression: the copy is read once, on the same disk, and compressing costs the
+        # upgrade's downtime more CPU time than the bytes cost in disk time.
+        _dump_to(source, "pg_dump", ["-Fc", "-Z", "0", "--section=pre-data", "--section=data", "-d", name],
+                 path / f"{name}.data.dump", f"database {name!r}")
+        _dump_to(source, "pg_dump", ["-Fc", "--section=post-data", "-d", name], path / f"{name}.post.dump",
+                 f"database {name!r} (post-data)")
+    timings["dump_seconds"] = round(time.monotonic() - t, 3)
+    keys = []
+    for key_path in dbtools.KEY_FILES:
+        data = source.read_file(key_path)
+        if data is not None:
+            with open(_private_file(path / "key" / Path(key_path).name), "wb") as fh:
+                fh.write(data)
+            keys.append(key_path)
+    files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+    manifest = {"format": FORMAT, "postgres_major": major, "databases": names, "files": files, "key_files": keys}
+    tmp = path / f".{COMPLETE}.tmp"
+    with open(_private_file(tmp), "w") as fh:
+        json.dump(manifest, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.rename(path / COMPLETE)
+    return Copy(path, names, files, major, keys), timings
+
+
+def read(path: Path) -> Copy:
+    """The copy in `path`, checked: complete, and every file as large as when it was written."""
+    try:
+        manifest = json.loads((path / COMPLETE).read_text())
+    except FileNotFoundError:
+        raise SfpError(f"{path} holds no complete copy (no {COMPLETE}: the dump was interrupted)",
+                       "remove the directory and upgrade again") from None
+    except ValueError:
+        raise SfpError(f"{path / COMPLETE} is damaged", "remove the directory and upgrade again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SfpError(f"{path / COMPLETE} is not a copy this toolkit wrote", "remove the directory and upgrade again")
+    files = {str(k): int(v) for k, v in dict(manifest.get("files") or {}).items()}
+    for name, size in files.items():
+        f = path / name
+        if f.resolve().parent not in (path.resolve(), (path / "key").resolve()) or not f.is_file() or f.stat().st_size != size:
+            raise SfpError(f"{f} is missing or changed since the dump", "remove the directory and upgrade again")
+    names = [_safe_name(str(d)) for d in manifest.get("databases") or []]
+    keys = [str(k) for k in manifest.get("key_files") or [] if k in dbtools.KEY_FILES]
+    return Copy(path, names, files, int(manifest.get("postgres_major") or 0), keys)
+
+
+def _load_database(target: dbtools.Database, copy: Copy, name: str, jobs: int) -> dict[str, float]:
+    timings: dict[str, float] = {}
+    t = time.monotonic()
+    # --create --clean: the database gets the copy's properties, replacing the one of a fresh cluster.
+    with open(copy.path / f"{name}.data.dump", "rb") as data:
+        dbtools.run(target, "pg_restore", ["--create", "--clean", "--if-exists", "--exit-on-error",
+                                           "-d", dbtools.MAINTENANCE_DB], stdin=data)
+    timings[f"load_{name}_data_seconds"] = round(time.monotonic() - t, 3)
+    t = time.monotonic()
+    with target.file_sink(f"{name}.post.dump") as (writer, inside):
+        with open(copy.path / f"{name}.post.dump", "rb") as post:
+            shutil.copyfileobj(post, writer)
+        writer.close()
+        dbtools.run(target, "pg_restore", ["-j", str(max(1, jobs)), "--exit-on-error", "-d", name, inside],
+                    options=POST_DATA_OPTIONS)
+    timings[f"load_{name}_post_data_seconds"] = round(time.monotonic() - t, 3)
+    return timings
+
+
+def load(target: dbtools.Database, copy: Copy, *, jobs: int = 2) -> dict[str, float]:
+    """Load a checked copy into the fresh cluster `target`: roles, every database, the key files.
+
+    The key files go last and the server restarts to read them (pgsodium reads its root key at
+    start; Vault's rows are encrypted under the copied one). Collation versions are refreshed and
+    statistics gathered: a loaded database has none, and the planner needs them at once."""
+    timings: dict[str, float] = {}
+    t = time.monotonic()
+    roles = set(dbtools.query(target, "SELECT rolname FROM pg_roles"))
+    script = globals_script((copy.path / "globals.sql").read_text(), roles)
+    dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB], input=script.encode())
+    timings["load_globals_seconds"] = round(time.monotonic() - t, 3)
+    for name in copy.databases:
+        timings.update(_load_database(target, copy, name, jobs))
+    t = time.monotonic()
+    for name in copy.databases:
+        dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB, "-v", f"db={name}"],
+                    input=b'ALTER DATABASE :"db" REFRESH COLLATION VERSION;\n')
+    dbtools.run(target, "vacuumdb", ["--all", "--analyze-only", "-j", str(max(1, jobs)), "-q"])
+    timings["analyze_seconds"] = round(time.monotonic() - t, 3)
+    if copy.key_files:
+        t = time.monotonic()
+        for key_path in copy.key_files:
+            target.replace_file(key_path, (copy.path / "key" / Path(key_path).name).read_bytes())
+        target.restart()
+        timings["key_files_seconds"] = round(time.monotonic() - t, 3)
+    return timings
+
+
+def remove(path: Path) -> None:
+    """Remove a copy (or what an interrupted dump left): complete.json first, so that a removal cut
+    short never leaves a directory that still looks complete."""
+    with contextlib.suppress(FileNotFoundError):
+        (path / COMPLETE).unlink()
+    shutil.rmtree(path, ignore_errors=True)
