@@ -142,7 +142,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 # The test image catalog (tests/images/build): real PostgreSQL and postgres-meta, stand-ins for the rest.
-TEST_IMAGES = ("sfp-test/postgres:17", "sfp-test/postgres-meta:0.99.0", "sfp-test/standin:1")
+TEST_IMAGES = ("sfp-test/postgres:17", "sfp-test/postgres:15", "sfp-test/postgres-meta:0.99.0", "sfp-test/standin:1")
 
 
 def require_test_images() -> None:

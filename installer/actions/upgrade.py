@@ -234,7 +234,8 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
         say(f"{ctx.name}: stopping its services and dumping PostgreSQL {the_plan.postgres_before} "
             f"(every API is down from here until the gate)")
         down_from = time.monotonic()
-        dumped = _major_job(ctx, {"step": "dump", "copy": f"{current}-to-{target}", **new_cluster}, say)
+        db_image = next(c.after for c in the_plan.images if c.service == "db")
+        dumped = _major_job(ctx, {"step": "dump", "copy": f"{current}-to-{target}", "image": db_image, **new_cluster}, say)
         outcome.timings.update(dumped.get("timings") or {})
         path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
         release_written = True

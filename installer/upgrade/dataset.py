@@ -28,8 +28,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from ..backup import db as dbtools
 from ..backup.content import globals_script
@@ -75,8 +77,50 @@ def _dump_to(source: dbtools.Database, tool: str, args: list[str], dest: Path, w
                            "check that the database runs and the disk has room, then upgrade again")
 
 
-def dump(source: dbtools.Database, path: Path) -> tuple[Copy, dict[str, float]]:
-    """Write a copy of `source` into the new directory `path` (which must not exist)."""
+@dataclass
+class DockerRunDatabase:
+    """A server reached over the org's network by the client tools of another image, run in a
+    throwaway container: the target major's pg_dump reading the old server, as PostgreSQL advises
+    for upgrades (a newer pg_dump knows how to carry what the older server holds into the newer
+    major exactly; an older one writes `GRANT ALL`, which PostgreSQL 17 widens by MAINTAIN).
+
+    The password goes to `docker run` in its environment, forwarded by name (`-e PGPASSWORD`)."""
+
+    image: str
+    network: str
+    host: str = "db"
+    user: str = "supabase_admin"
+    password: str = field(default="", repr=False)
+    description: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.description = self.description or f"{self.host} on network {self.network} (tools of {self.image})"
+
+    def argv(self, tool: str, args: Sequence[str], options: str | None = None) -> tuple[list[str], dict[str, str]]:
+        env = {**os.environ, "PGPASSWORD": self.password, "PGHOST": self.host, "PGUSER": self.user, "PGAPPNAME": "sfp-upgrade"}
+        argv = ["docker", "run", "--rm", "-i", "--network", self.network, "--entrypoint", tool,
+                "-e", "PGPASSWORD", "-e", "PGHOST", "-e", "PGUSER", "-e", "PGAPPNAME"]
+        if options:
+            env["PGOPTIONS"] = options
+            argv += ["-e", "PGOPTIONS"]
+        return [*argv, self.image, *args], env
+
+    def file_sink(self, name: str) -> contextlib.AbstractContextManager[tuple[IO[bytes] | Any, str]]:
+        raise SfpError(f"{self.description} has no files of its own", "load through the server's container")
+
+    def read_file(self, path: str) -> bytes | None:
+        return None  # a throwaway container holds none of the server's files: see dump(files_from=)
+
+    def replace_file(self, path: str, data: bytes) -> None:
+        raise SfpError(f"cannot place {path} through {self.description}", "load through the server's container")
+
+    def restart(self) -> None:
+        raise SfpError(f"cannot restart {self.description}", "restart the server's container")
+
+
+def dump(source: dbtools.Database, path: Path, files_from: dbtools.Database | None = None) -> tuple[Copy, dict[str, float]]:
+    """Write a copy of `source` into the new directory `path` (which must not exist); the key
+    files are read through `files_from` (the server's own container) when `source` cannot."""
     timings: dict[str, float] = {}
     path.mkdir(mode=0o700, parents=False)
     (path / "key").mkdir(mode=0o700)
@@ -94,7 +138,7 @@ def dump(source: dbtools.Database, path: Path) -> tuple[Copy, dict[str, float]]:
     timings["dump_seconds"] = round(time.monotonic() - t, 3)
     keys = []
     for key_path in dbtools.KEY_FILES:
-        data = source.read_file(key_path)
+        data = (files_from or source).read_file(key_path)
         if data is not None:
             with open(_private_file(path / "key" / Path(key_path).name), "wb") as fh:
                 fh.write(data)

@@ -5,7 +5,8 @@
 Steps (`step` in the config), run by the controller around the stack role's deploys:
   dump   stop every service of the org but the database, clear what an earlier attempt left of the
          target's cluster (its data directory and config volume: never the ones the org runs),
-         write a copy of the databases (installer/upgrade/dataset.py) and stop the database.
+         write a copy of the databases with the target major's pg_dump (installer/upgrade/dataset.py)
+         and stop the database.
   load   load the copy into the new, freshly initialised cluster, then remove the copy.
   drop   remove a cluster's data directory and config volume (the old one after `upgrade --finish`,
          the new one after a rollback), refusing the ones the org's compose.yaml names.
@@ -13,7 +14,8 @@ Steps (`step` in the config), run by the controller around the stack role's depl
 For `ansible_connection: local` orgs the controller calls `run` directly; the config holds no
 secret (the tools run in the org's containers, which hold the password in their environment).
 Config keys: step, project, org_dir, and per step: copy (the copy's directory name under
-<org_dir>/upgrade), data_dir and config_volume (the cluster to clear or drop: a directory name
+<org_dir>/upgrade), image (dump: the target's database image, whose pg_dump reads the old server
+over the org's network), data_dir and config_volume (the cluster to clear or drop: a directory name
 under <org_dir>/volumes/db, a volume name after the project's).
 """
 
@@ -78,6 +80,14 @@ def drop_cluster(cfg: dict[str, Any]) -> list[str]:
     return removed
 
 
+def _password(container: str) -> str:
+    """supabase_admin's password, from the database container's own environment (never a file or argv)."""
+    r = _docker("exec", container, "printenv", "POSTGRES_PASSWORD")
+    if r.returncode != 0 or not r.stdout.strip():
+        raise SfpError(f"cannot read the database password of {container}", "check that the container runs, then upgrade again")
+    return r.stdout.rstrip("\n")
+
+
 def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from ..backup import DockerExecDatabase  # lazy: see installer/restore_job.py
 
@@ -94,7 +104,8 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> d
             dataset.remove(copy_dir)
         copy_dir.parent.mkdir(mode=0o700, exist_ok=True)
         say(f"dumping the databases into {copy_dir}")
-        copy, timings = dataset.dump(database, copy_dir)
+        tools = dataset.DockerRunDatabase(str(cfg["image"]), str(cfg["project"]), password=_password(database.container))
+        copy, timings = dataset.dump(tools, copy_dir, files_from=database)
         r = _docker("stop", "-t", "60", f"{cfg['project']}-db")
         if r.returncode != 0:
             raise SfpError(f"cannot stop {cfg['project']}-db: {r.stderr.strip()[-300:]}", "stop it by hand, then upgrade again")
