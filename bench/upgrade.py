@@ -93,7 +93,9 @@ MAJOR_MIB = 1100
 
 def psql(container: str, sql: str, db: str = "postgres") -> str:
     done = subprocess.run(["docker", "exec", "-i", "-e", "PGUSER=supabase_admin", container, "psql", "-X", "-q", "-v",
-                           "ON_ERROR_STOP=1", "-At", "-d", db], input=sql, capture_output=True, text=True, check=True)
+                           "ON_ERROR_STOP=1", "-At", "-d", db], input=sql, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"psql in {container} failed: {done.stderr.strip()}")
     return done.stdout.strip()
 
 
@@ -121,9 +123,11 @@ def bare_dump_restore(org_dir: Path, password: str) -> tuple[float, float]:
     old, new = "sfp-bench-pg15", "sfp-bench-pg17"
     env = {**os.environ, "POSTGRES_PASSWORD": password}
     try:
-        subprocess.run(["docker", "run", "-d", "--name", old, "-v", f"{org_dir}/volumes/db/data-pg15:/var/lib/postgresql/data",
+        # The org's limits (2 CPUs, 2 GiB, /dev/shm as large), so both sides run in the same room.
+        limits = ["--cpus", "2", "--memory", "2g", "--shm-size", "2g"]
+        subprocess.run(["docker", "run", "-d", "--name", old, *limits, "-v", f"{org_dir}/volumes/db/data-pg15:/var/lib/postgresql/data",
                         "-v", f"{work}:/bench", "sfp-test/postgres:15"], check=True, capture_output=True)
-        subprocess.run(["docker", "run", "-d", "--name", new, "-e", "POSTGRES_PASSWORD", "-v", f"{work}:/bench",
+        subprocess.run(["docker", "run", "-d", "--name", new, *limits, "-e", "POSTGRES_PASSWORD", "-v", f"{work}:/bench",
                         "sfp-test/postgres:17"], check=True, capture_output=True, env=env)
         for c in (old, new):
             while subprocess.run(["docker", "exec", c, "pg_isready", "-q"], check=False).returncode != 0:

@@ -98,9 +98,9 @@ def plan(ctx: OrgContext, target: str, console: Console, *, verbose: bool = Fals
         runner.require_success(result, f"planning the upgrade of {ctx.name}")
         raise SfpError(f"the plan of {ctx.name} reported nothing", "run it again with -v to see the tasks")
     the_plan = upgrade_plan.build(ctx.name, target, _image_catalog(ctx), render, checks, rollback=rollback)
-    if the_plan.major_upgrade and not ctx.transport.local:
-        the_plan.problems.append(f"{ctx.name} is on a remote host: this version moves a PostgreSQL major only on the "
-                                 "controller's own host")
+    if not ctx.transport.local and (the_plan.major_upgrade or not ctx.settings.get("backup")):
+        the_plan.problems.append(f"{ctx.name} is on a remote host: this version copies and moves an org's data for an "
+                                 "upgrade only on the controller's own host (add a backup block; keep the PostgreSQL major)")
     return the_plan
 
 
@@ -145,20 +145,16 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
         return UpgradeOutcome(ctx.name, current, target, "unchanged", seconds=time.monotonic() - started)
     if the_plan.major_upgrade:
         return _upgrade_major(ctx, target, the_plan, console, verbose=verbose, say=say, started=started)
-    if not ctx.settings.get("backup"):
-        raise UpgradeRefused(f"{ctx.name} has no backup block, so nothing could bring its data back if the upgrade fails",
-                             "add sfp_org.backup (an S3-compatible store) and run `sfp-server install`, then upgrade; nothing was changed")
-
-    say(f"{ctx.name}: pulling the images of {target} that are not on the host")
-    runner.require_success(_run(ctx, console, verbose, ["pull"], _target_vars(target, False)), f"pulling the images of {target}")
-    say(f"{ctx.name}: pre-upgrade backup")
-    set_id = backup_run.run_verified(ctx, console, verbose=verbose, say=say)
+    _pull(ctx, target, the_plan, console, verbose, say)
+    set_id, local_copy = _pre_upgrade_state(ctx, target, console, verbose, say)
 
     outcome = UpgradeOutcome(ctx.name, current, target, "upgraded", backup_set=set_id, restarted=the_plan.restarts)
     # keep_until: the backup job's retention keeps the set until then (or `upgrade --finish`), and
-    # `upgrade --rollback` restores it until then.
+    # `upgrade --rollback` restores it (or the local copy) until then.
     entry = {"at": _now(), "action": "upgrade", "from": current, "to": target, "backup_set": set_id,
              "restarted": the_plan.restarts, "keep_until": keep_until(ctx)}
+    if local_copy:
+        entry["local_copy"] = local_copy
     path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
     say(f"{ctx.name}: release {target} written to {path}; deploying (only changed services restart)")
     deployed = _run(ctx, console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [entry]})
@@ -171,33 +167,59 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
     why = "; ".join(f"{task}: {msg}" for _h, task, msg in deployed.failures) or deployed.status
     say(f"{ctx.name}: the upgrade failed ({why}); rolling back to {current}")
     path.write_bytes(old_bytes)
+    source = f"backup {set_id}" if set_id else f"the local copy {ctx.org_dir}/upgrade/{local_copy}"
     try:
-        _roll_back(ctx.reload(check=False), current, target, set_id, data=bool(the_plan.migrates), reason=why,
+        _roll_back(ctx.reload(check=False), current, target, set_id, local_copy, data=bool(the_plan.migrates), reason=why,
                    console=console, verbose=verbose, say=say)
     except SfpError as exc:
         # The worst case: say exactly how to get the org back by hand (its settings already name the old release).
+        by_hand = (f"`{ctx.command('restore', '--org', ctx.name, '--backup', set_id, '--force')}` (the pre-upgrade backup)"
+                   if set_id else f"`{ctx.command('upgrade', '--org', ctx.name, '--rollback')}` (it loads {source} again)")
         raise UpgradeFailed(
             f"the upgrade of {ctx.name} to {target} failed ({why}) and so did its rollback to {current}: {exc.message}",
-            f"{path} names {current} again; bring the org back with "
-            f"`{ctx.command('restore', '--org', ctx.name, '--backup', set_id, '--force')}` (the pre-upgrade backup)") from exc
+            f"{path} names {current} again; bring the org back with {by_hand}") from exc
     raise UpgradeFailed(f"the upgrade of {ctx.name} to {target} failed and was rolled back: {why}",
                         f"{ctx.name} runs {current} again"
-                        + (f" with the data of backup {set_id}" if the_plan.migrates else "")
+                        + (f" with the data of {source}" if the_plan.migrates else "")
                         + f"; see the containers' logs (`{ctx.command('logs', '--org', ctx.name)}`) for the cause")
 
 
-def _refuse_remote_major(ctx: OrgContext) -> None:
+def _pull(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan, console: Console, verbose: bool,
+          say: Callable[[str], None]) -> None:
+    """The target's absent images, before anything stops; no run at all when the plan found every one."""
+    if all(c.get("status") == "ok" for c in the_plan.checks if c.get("check") == "images"):
+        return
+    say(f"{ctx.name}: pulling the images of {target} that are not on the host")
+    runner.require_success(_run(ctx, console, verbose, ["pull"], _target_vars(target, False)), f"pulling the images of {target}")
+
+
+def _pre_upgrade_state(ctx: OrgContext, target: str, console: Console, verbose: bool,
+                       say: Callable[[str], None]) -> tuple[str | None, str | None]:
+    """What a rollback brings the data back from: (verified backup set, None) for an org with a
+    backup block, else (None, the name of a local copy on the org's host)."""
+    if ctx.settings.get("backup"):
+        say(f"{ctx.name}: pre-upgrade backup")
+        return backup_run.run_verified(ctx, console, verbose=verbose, say=say), None
+    name = f"pre-{target}"
+    say(f"{ctx.name}: no backup block: copying its data to {ctx.org_dir}/upgrade/{name} on its host")
+    _host_job(ctx, {"step": "copy", "copy": name}, say)
+    return None, name
+
+
+def _refuse_remote(ctx: OrgContext) -> None:
     if not ctx.transport.local:
-        raise UpgradeRefused(f"{ctx.name} is on a remote host: this version moves a PostgreSQL major only on the controller's own host",
-                             "nothing was changed; upgrade it to a release with the same PostgreSQL major")
+        raise UpgradeRefused(f"{ctx.name} is on a remote host: this version copies and moves an org's data for an upgrade "
+                             "only on the controller's own host",
+                             "nothing was changed; add a backup block (sfp_org.backup) and upgrade to a release with the "
+                             "same PostgreSQL major")
 
 
-def _major_job(ctx: OrgContext, cfg: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
-    """One step of installer/upgrade/major_job on the org's host."""
-    from ..upgrade import major_job  # lazy: it imports the backup library
+def _host_job(ctx: OrgContext, cfg: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
+    """One step of installer/upgrade/host_job on the org's host."""
+    from ..upgrade import host_job  # lazy: it imports the backup library
 
-    _refuse_remote_major(ctx)
-    return major_job.run({"project": ctx.project, "org_dir": ctx.org_dir, **cfg}, say)
+    _refuse_remote(ctx)
+    return host_job.run({"project": ctx.project, "org_dir": ctx.org_dir, **cfg}, say)
 
 
 def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan, console: Console, *, verbose: bool,
@@ -214,10 +236,9 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
     assert current is not None
     image_catalog = _image_catalog(ctx)
     before, after = catalog.load_release(current, image_catalog), catalog.load_release(target, image_catalog)
-    _refuse_remote_major(ctx)
+    _refuse_remote(ctx)
     inv = ctx.inventory
-    say(f"{ctx.name}: pulling the images of {target} that are not on the host")
-    runner.require_success(_run(ctx, console, verbose, ["pull"], _target_vars(target, False)), f"pulling the images of {target}")
+    _pull(ctx, target, the_plan, console, verbose, say)
     set_id = None
     if ctx.settings.get("backup"):
         say(f"{ctx.name}: pre-upgrade backup")
@@ -235,7 +256,7 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
             f"(every API is down from here until the gate)")
         down_from = time.monotonic()
         db_image = next(c.after for c in the_plan.images if c.service == "db")
-        dumped = _major_job(ctx, {"step": "dump", "copy": f"{current}-to-{target}", "image": db_image, **new_cluster}, say)
+        dumped = _host_job(ctx, {"step": "dump", "copy": f"{current}-to-{target}", "image": db_image, **new_cluster}, say)
         outcome.timings.update(dumped.get("timings") or {})
         path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
         release_written = True
@@ -243,7 +264,7 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
         runner.require_success(_run(ctx.reload(check=False), console, verbose, ["deploy"],
                                     {"supabase_stack__start_services": ["db"]}),
                                f"starting the PostgreSQL {the_plan.postgres_after} database of {ctx.name}")
-        loaded = _major_job(ctx, {"step": "load", "copy": f"{current}-to-{target}"}, say)
+        loaded = _host_job(ctx, {"step": "load", "copy": f"{current}-to-{target}"}, say)
         outcome.timings.update(loaded.get("timings") or {})
         say(f"{ctx.name}: data loaded; starting every service of {target}")
         deployed = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [entry]})
@@ -266,7 +287,7 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
                 + ("; ".join(msg for _h, _t, msg in back.failures) or back.status),
                 f"its PostgreSQL {the_plan.postgres_before} data is untouched in {ctx.org_dir}/volumes/db/{before.db_data_dir}; "
                 f"run `{ctx.command('install', '--org', ctx.name)}` to start {current} on it") from exc
-        _major_job(ctx, {"step": "drop", **new_cluster}, say)
+        _host_job(ctx, {"step": "drop", **new_cluster}, say)
         raise UpgradeFailed(f"the upgrade of {ctx.name} to {target} failed and was rolled back: {why}",
                             f"{ctx.name} runs {current} again on its PostgreSQL {the_plan.postgres_before} data, as before; "
                             f"see the containers' logs (`{ctx.command('logs', '--org', ctx.name)}`) for the cause") from exc
@@ -276,12 +297,13 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
     return outcome
 
 
-def _roll_back(ctx: OrgContext, release: str, failed: str, set_id: str, *, data: bool, reason: str, console: Console,
-               verbose: bool, say: Callable[[str], None]) -> None:
-    """Put `release` back on the org; with `data`, the database and storage of set `set_id` too."""
+def _roll_back(ctx: OrgContext, release: str, failed: str, set_id: str | None, local_copy: str | None, *, data: bool,
+               reason: str, console: Console, verbose: bool, say: Callable[[str], None]) -> None:
+    """Put `release` back on the org; with `data`, the database and storage of set `set_id` (or of
+    the local copy) too."""
     entry = {"at": _now(), "action": "rollback", "from": failed, "to": release, "backup_set": set_id,
              "data_restored": data, "reason": reason[:500]}
-    if data:
+    if data and set_id:
         # Services of the failed release may have migrated the database: restore the set (it
         # replaces the org's data after a safety backup), then record the history again, which the
         # restore's fresh install started anew.
@@ -290,6 +312,18 @@ def _roll_back(ctx: OrgContext, release: str, failed: str, set_id: str, *, data:
         restore_action.restore(ctx, ctx.name, set_id, console, force=True, verbose=verbose, say=say)
         ctx = ctx.reload(check=False)
         result = _run(ctx, console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [*history, entry]})
+    elif data and local_copy:
+        # The same from the copy on the host: nothing may write while it loads, and the database runs
+        # the old release's image (recreated first when the failed release changed it).
+        say(f"{ctx.name}: loading the data of {ctx.org_dir}/upgrade/{local_copy} back")
+        _host_job(ctx, {"step": "stop"}, say)
+        runner.require_success(_run(ctx, console, verbose, ["deploy"], {**_target_vars(release, True),
+                                                                         "supabase_stack__start_services": ["db"]}),
+                               f"starting the database of {release}")
+        _host_job(ctx, {"step": "load", "copy": local_copy, "storage": True}, say)
+        result = _run(ctx, console, verbose, ["deploy", "gate"], _target_vars(release, True, [entry]))
+    elif data:
+        raise SfpError(f"{ctx.name}'s upgrade kept no pre-upgrade state to bring data back from", "restore a backup set by hand")
     else:
         result = _run(ctx, console, verbose, ["deploy", "gate"], _target_vars(release, True, [entry]))
     runner.require_success(result, f"rolling {ctx.name} back to {release}")
@@ -306,21 +340,25 @@ def rollback(ctx: OrgContext, console: Console, *, verbose: bool = False,
     say = say or (lambda _m: None)
     started = time.monotonic()
     last = _last_upgrade(ctx, _history(ctx, console))
-    before, failed, set_id = str(last["from"]), str(last["to"]), str(last["backup_set"])
+    before, failed = str(last["from"]), str(last["to"])
+    set_id, local_copy = last.get("backup_set"), last.get("local_copy")
     if isinstance(last.get("postgres"), dict):
         return _rollback_major(ctx, last, console, verbose=verbose, say=say, started=started)
     path, _old = hosts_file.set_org_release(ctx.inventory.org_vars_dir(ctx.name), ctx.name, before)
-    say(f"{ctx.name}: release {before} written to {path}; restoring backup {set_id}")
-    _roll_back(ctx.reload(check=False), before, failed, set_id, data=True, reason="operator asked (--rollback)",
+    say(f"{ctx.name}: release {before} written to {path}; bringing back the data of "
+        + (f"backup {set_id}" if set_id else f"the local copy {local_copy}"))
+    _roll_back(ctx.reload(check=False), before, failed, set_id if isinstance(set_id, str) else None,
+               local_copy if isinstance(local_copy, str) else None, data=True, reason="operator asked (--rollback)",
                console=console, verbose=verbose, say=say)
-    return UpgradeOutcome(ctx.name, failed, before, "rolled_back", backup_set=set_id, seconds=time.monotonic() - started)
+    return UpgradeOutcome(ctx.name, failed, before, "rolled_back", backup_set=set_id if isinstance(set_id, str) else None,
+                          seconds=time.monotonic() - started)
 
 
 def _rollback_major(ctx: OrgContext, last: dict[str, Any], console: Console, *, verbose: bool,
                     say: Callable[[str], None], started: float) -> UpgradeOutcome:
     """`--rollback` of a major upgrade: the old release starts on the old cluster, which the upgrade
     never wrote to; the new cluster is removed once the old release passes its gate."""
-    _refuse_remote_major(ctx)
+    _refuse_remote(ctx)
     before, failed = str(last["from"]), str(last["to"])
     new = catalog.load_release(failed, _image_catalog(ctx))
     path, old_bytes = hosts_file.set_org_release(ctx.inventory.org_vars_dir(ctx.name), ctx.name, before)
@@ -331,7 +369,7 @@ def _rollback_major(ctx: OrgContext, last: dict[str, Any], console: Console, *, 
     if not result.ok:
         path.write_bytes(old_bytes)
         runner.require_success(result, f"rolling {ctx.name} back to {before}")
-    _major_job(ctx, {"step": "drop", "data_dir": new.db_data_dir, "config_volume": new.db_config_volume}, say)
+    _host_job(ctx, {"step": "drop", "data_dir": new.db_data_dir, "config_volume": new.db_config_volume}, say)
     return UpgradeOutcome(ctx.name, failed, before, "rolled_back", backup_set=last.get("backup_set"),
                           seconds=time.monotonic() - started)
 
@@ -393,17 +431,16 @@ def _last_upgrade(ctx: OrgContext, history: list[dict[str, Any]]) -> dict[str, A
     return last
 
 
-def _unfinished_major(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The last upgrade entry, when it moved the PostgreSQL major and was neither finished nor rolled back."""
+def _unfinished(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last upgrade entry, unless it was finished or rolled back since."""
     last = next((h for h in reversed(history) if isinstance(h, dict) and h.get("action") in ("upgrade", "rollback", "finish")), None)
-    if last is not None and last.get("action") == "upgrade" and isinstance(last.get("postgres"), dict):
-        return last
-    return None
+    return last if last is not None and last.get("action") == "upgrade" else None
 
 
 def finish(ctx: OrgContext, console: Console, *, verbose: bool = False) -> dict[str, Any]:
     """`upgrade --finish`: the org keeps the release it runs; the pre-upgrade sets its upgrades kept are
-    left to the backup retention, and `--rollback` is no longer offered. Changes no service."""
+    left to the backup retention, the local copy or the old major's cluster is removed from the host,
+    and `--rollback` is no longer offered. Changes no service."""
     from ..backup.retention import upgrade_pins  # lazy: see installer/actions/backup_config.py
 
     rows = status_action.gather(ctx.inventory, [ctx.name], console)
@@ -411,17 +448,23 @@ def finish(ctx: OrgContext, console: Console, *, verbose: bool = False) -> dict[
         raise SfpError(f"cannot read what {ctx.name} runs on its host ({rows[0].verdict if rows else 'no status'})",
                        f"see `{ctx.command('status', '--org', ctx.name)}`")
     kept = upgrade_pins(rows[0].history)
-    major = _unfinished_major(rows[0].history)
-    if not kept and major is None:
+    last = _unfinished(rows[0].history) or {}
+    major = last.get("postgres") if isinstance(last.get("postgres"), dict) else None
+    local_copy = last.get("local_copy") if isinstance(last.get("local_copy"), str) else None
+    if not kept and major is None and local_copy is None:
         raise SfpError(f"{ctx.name} keeps no pre-upgrade state: nothing to finish",
                        f"`{ctx.command('status', '--org', ctx.name)}` shows its history")
     release = rows[0].release
     entry: dict[str, Any] = {"at": _now(), "action": "finish", "from": release, "to": release, "backup_sets": sorted(kept)}
+    removed: list[str] = []
     if major is not None:
         # The old major's cluster: what `--rollback` would have started the old release on.
-        old = major["postgres"]
-        entry["removed"] = _major_job(ctx, {"step": "drop", "data_dir": old.get("data_dir"),
-                                            "config_volume": old.get("config_volume")}, lambda _m: None)["removed"]
+        removed += _host_job(ctx, {"step": "drop", "data_dir": major.get("data_dir"),
+                                   "config_volume": major.get("config_volume")}, lambda _m: None)["removed"]
+    if local_copy is not None:
+        removed += _host_job(ctx, {"step": "drop_copy", "copy": local_copy}, lambda _m: None)["removed"]
+    if removed:
+        entry["removed"] = removed
     # The stack role records the entry in deployed.json; nothing it deploys changed, so nothing restarts.
     result = _run(ctx, console, verbose, ["deploy"], {"supabase_stack__history_add": [entry]})
     runner.require_success(result, f"recording the end of {ctx.name}'s upgrade")

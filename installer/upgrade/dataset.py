@@ -1,23 +1,19 @@
-"""A local copy of an org's databases on its own host: written from one cluster, loaded into another.
+"""A local copy of an org's data on its own host: written from one cluster, loaded into another.
 
-A PostgreSQL major upgrade moves the data with it: the old cluster (15) is dumped while every
-other service of the org is stopped, the target release's image initialises a new cluster (17) in
-a data directory of its own, and the copy is loaded into that. Both ends run their own client
-tools in their own containers (DockerExecDatabase), so each tool matches its server's major: the
-old `pg_dump` reads the old server, the new `pg_restore` writes the new one, and PostgreSQL
-supports restoring an older major's archive.
+Two uses. A PostgreSQL major upgrade moves the data with it: every other service is stopped, the
+old cluster (15) is dumped by the target major's pg_dump (DockerRunDatabase), the target release's
+image initialises a new cluster (17) beside the old one, and the copy is loaded into that. An
+upgrade of an org without a backup block writes a copy before anything changes (the database
+container's own tools, services running: each database's dump is one snapshot), with the storage
+files, and a rollback that must bring data back loads it into the org's cluster again.
 
 Layout of a copy (a directory, 0700; files 0600):
     globals.sql            roles, passwords and memberships (pg_dumpall --globals-only)
-    <db>.data.dump         pre-data and data sections of each database (pg_dump -Fc, uncompressed)
-    <db>.post.dump         its post-data section (indexes, constraints, triggers): small, loaded with -j
+    <db>.dump              each database (pg_dump -Fc, uncompressed: read once, on the same disk)
     key/<n>                the server's key files (db.KEY_FILES: pgsodium's root key)
-    complete.json          written last: the databases, and each file's size. A directory without
-                           it is an interrupted dump and is never loaded.
-
-The sections are dumped by separate pg_dump runs, which is consistent only because nothing else
-writes meanwhile: the caller stops every other service first (the dump refuses otherwise only by
-contract; `stop_clients` in major_job does it).
+    storage/               the Storage service's files with their extended attributes (optional)
+    complete.json          written last: the databases, each file's size. A directory without it is
+                           an interrupted copy and is never loaded.
 """
 
 from __future__ import annotations
@@ -26,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -52,6 +49,7 @@ class Copy:
     files: dict[str, int]
     postgres_major: int
     key_files: list[str] = field(default_factory=list)
+    storage: bool = False
 
 
 def _private_file(path: Path) -> int:
@@ -118,9 +116,11 @@ class DockerRunDatabase:
         raise SfpError(f"cannot restart {self.description}", "restart the server's container")
 
 
-def dump(source: dbtools.Database, path: Path, files_from: dbtools.Database | None = None) -> tuple[Copy, dict[str, float]]:
-    """Write a copy of `source` into the new directory `path` (which must not exist); the key
-    files are read through `files_from` (the server's own container) when `source` cannot."""
+def dump(source: dbtools.Database, path: Path, *, files_from: dbtools.Database | None = None,
+         storage_dir: Path | None = None) -> tuple[Copy, dict[str, float]]:
+    """Write a copy of `source` into the new directory `path` (which must not exist); the key files
+    are read through `files_from` (the server's own container) when `source` cannot, and the tree
+    `storage_dir` is copied too when given."""
     timings: dict[str, float] = {}
     path.mkdir(mode=0o700, parents=False)
     (path / "key").mkdir(mode=0o700)
@@ -129,12 +129,9 @@ def dump(source: dbtools.Database, path: Path, files_from: dbtools.Database | No
     _dump_to(source, "pg_dumpall", ["--globals-only"], path / "globals.sql", "the cluster's roles")
     names = [_safe_name(d) for d in dbtools.databases(source)]
     for name in names:
-        # No compression: the copy is read once, on the same disk, and compressing costs the
-        # upgrade's downtime more CPU time than the bytes cost in disk time.
-        _dump_to(source, "pg_dump", ["-Fc", "-Z", "0", "--section=pre-data", "--section=data", "-d", name],
-                 path / f"{name}.data.dump", f"database {name!r}")
-        _dump_to(source, "pg_dump", ["-Fc", "--section=post-data", "-d", name], path / f"{name}.post.dump",
-                 f"database {name!r} (post-data)")
+        # No compression: the copy is read once, on the same disk; compressing would cost the
+        # upgrade more CPU time than the bytes cost in disk time.
+        _dump_to(source, "pg_dump", ["-Fc", "-Z", "0", "-d", name], path / f"{name}.dump", f"database {name!r}")
     timings["dump_seconds"] = round(time.monotonic() - t, 3)
     keys = []
     for key_path in dbtools.KEY_FILES:
@@ -143,15 +140,22 @@ def dump(source: dbtools.Database, path: Path, files_from: dbtools.Database | No
             with open(_private_file(path / "key" / Path(key_path).name), "wb") as fh:
                 fh.write(data)
             keys.append(key_path)
-    files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
-    manifest = {"format": FORMAT, "postgres_major": major, "databases": names, "files": files, "key_files": keys}
+    if storage_dir is not None:
+        t = time.monotonic()
+        # copy2 carries the files' extended attributes (Storage keeps an object's metadata there).
+        shutil.copytree(storage_dir, path / "storage", symlinks=True, copy_function=shutil.copy2)
+        timings["storage_copy_seconds"] = round(time.monotonic() - t, 3)
+    files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.iterdir()) if p.is_file()}
+    files.update({str(p.relative_to(path)): p.stat().st_size for p in sorted((path / "key").iterdir())})
+    manifest = {"format": FORMAT, "postgres_major": major, "databases": names, "files": files, "key_files": keys,
+                "storage": storage_dir is not None}
     tmp = path / f".{COMPLETE}.tmp"
     with open(_private_file(tmp), "w") as fh:
         json.dump(manifest, fh, indent=1)
         fh.flush()
         os.fsync(fh.fileno())
     tmp.rename(path / COMPLETE)
-    return Copy(path, names, files, major, keys), timings
+    return Copy(path, names, files, major, keys, storage=storage_dir is not None), timings
 
 
 def read(path: Path) -> Copy:
@@ -172,26 +176,62 @@ def read(path: Path) -> Copy:
             raise SfpError(f"{f} is missing or changed since the dump", "remove the directory and upgrade again")
     names = [_safe_name(str(d)) for d in manifest.get("databases") or []]
     keys = [str(k) for k in manifest.get("key_files") or [] if k in dbtools.KEY_FILES]
-    return Copy(path, names, files, int(manifest.get("postgres_major") or 0), keys)
+    storage = manifest.get("storage") is True
+    if storage and not (path / "storage").is_dir():
+        raise SfpError(f"{path}/storage is missing", "remove the directory and upgrade again")
+    return Copy(path, names, files, int(manifest.get("postgres_major") or 0), keys, storage=storage)
 
 
 def _load_database(target: dbtools.Database, copy: Copy, name: str, jobs: int) -> dict[str, float]:
+    """Schema and data from the file as a stream (they need no seeking), the same bytes written beside
+    into a file the server's tools can read, from which `pg_restore -j` builds the indexes,
+    constraints and triggers in parallel: the copy into the container overlaps the load."""
     timings: dict[str, float] = {}
     t = time.monotonic()
-    # --create --clean: the database gets the copy's properties, replacing the one of a fresh cluster.
-    with open(copy.path / f"{name}.data.dump", "rb") as data:
-        dbtools.run(target, "pg_restore", ["--create", "--clean", "--if-exists", "--exit-on-error",
-                                           "-d", dbtools.MAINTENANCE_DB], stdin=data)
-    timings[f"load_{name}_data_seconds"] = round(time.monotonic() - t, 3)
-    t = time.monotonic()
-    with target.file_sink(f"{name}.post.dump") as (writer, inside):
-        with open(copy.path / f"{name}.post.dump", "rb") as post:
-            shutil.copyfileobj(post, writer)
-        writer.close()
-        dbtools.run(target, "pg_restore", ["-j", str(max(1, jobs)), "--exit-on-error", "-d", name, inside],
-                    options=POST_DATA_OPTIONS)
+    # --create --clean: the database gets the copy's properties, replacing the cluster's own.
+    argv, env = target.argv("pg_restore", ["--section=pre-data", "--section=data", "--create", "--clean",
+                                            "--if-exists", "--exit-on-error", "-d", dbtools.MAINTENANCE_DB])
+    with target.file_sink(f"{name}.dump") as (beside, inside), tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
+        assert proc.stdin is not None
+        try:
+            with open(copy.path / f"{name}.dump", "rb") as src:
+                while chunk := src.read(1 << 20):
+                    beside.write(chunk)
+                    proc.stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # pg_restore stopped: its own message follows
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            code = proc.wait()
+        if code != 0:
+            stderr.seek(0)
+            raise SfpError(f"pg_restore of database {name!r} failed on {target.description} (exit {code}): "
+                           f"{dbtools.tail(stderr.read())}", "the old state is untouched; see the database's log")
+        beside.close()
+        timings[f"load_{name}_data_seconds"] = round(time.monotonic() - t, 3)
+        t = time.monotonic()
+        dbtools.run(target, "pg_restore", ["-j", str(max(1, jobs)), "--section=post-data", "--exit-on-error",
+                                           "-d", name, inside], options=POST_DATA_OPTIONS)
     timings[f"load_{name}_post_data_seconds"] = round(time.monotonic() - t, 3)
     return timings
+
+
+def restore_storage(copy: Copy, storage_dir: Path) -> None:
+    """Put the copy's storage tree in place of `storage_dir` (the current one is removed only once
+    the copy is in place beside it)."""
+    if not copy.storage:
+        return
+    incoming = storage_dir.with_name(storage_dir.name + ".sfp-incoming")
+    shutil.rmtree(incoming, ignore_errors=True)
+    shutil.copytree(copy.path / "storage", incoming, symlinks=True, copy_function=shutil.copy2)
+    aside = storage_dir.with_name(storage_dir.name + ".sfp-replaced")
+    shutil.rmtree(aside, ignore_errors=True)
+    if storage_dir.exists():
+        storage_dir.rename(aside)
+    incoming.rename(storage_dir)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def load(target: dbtools.Database, copy: Copy, *, jobs: int = 2) -> dict[str, float]:

@@ -297,6 +297,11 @@ def test_unhealthy_when_another_variable_holds_the_crafted_text(standin: ModuleT
     # The switch's own value does not count, nor does another value.
     assert not standin.told_unhealthy({**switch, "GOTRUE_DB_DATABASE_URL": url.format("0123abcd")})
     assert not standin.told_unhealthy({"GOTRUE_DB_DATABASE_URL": url.format("rotation-fails-here")})
+    # Several texts, one per test that needs a switch; an empty one never matches everything.
+    either = {"STANDIN_UNHEALTHY_WHEN_ENV_HOLDS": "rotation-fails-here|upgrade-fails-here"}
+    assert standin.told_unhealthy({**either, "GOTRUE_SMTP_SENDER_NAME": "upgrade-fails-here"})
+    assert not standin.told_unhealthy({**either, "GOTRUE_SMTP_SENDER_NAME": "ops"})
+    assert not standin.told_unhealthy({"STANDIN_UNHEALTHY_WHEN_ENV_HOLDS": "|", "GOTRUE_SMTP_SENDER_NAME": "ops"})
     monkeypatch.setenv("STANDIN_UNHEALTHY", "true")
     assert standin.told_unhealthy({})
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from installer.errors import SfpError
-from installer.upgrade import dataset, major_job
+from installer.upgrade import dataset, host_job
 
 
 def complete_copy(path: Path, databases: list[str] | None = None, **manifest: object) -> Path:
@@ -95,7 +95,7 @@ def test_the_cluster_the_org_runs_is_never_dropped(tmp_path: Path, data_dir: str
     (tmp_path / "volumes/db/data-pg15").mkdir(parents=True)
     cfg = {"project": "sfp-acme", "org_dir": str(tmp_path), "data_dir": data_dir, "config_volume": volume}
     with pytest.raises(SfpError, match="is the cluster sfp-acme runs"):
-        major_job.drop_cluster(cfg)
+        host_job.drop_cluster(cfg)
     assert (tmp_path / "volumes/db/data-pg15").is_dir()
 
 
@@ -104,9 +104,9 @@ def test_names_in_a_step_config_are_plain(tmp_path: Path, bad: str) -> None:
     (tmp_path / "compose.yaml").write_text(COMPOSE)
     cfg = {"project": "sfp-acme", "org_dir": str(tmp_path), "data_dir": bad, "config_volume": "db-config"}
     with pytest.raises(SfpError, match="not a plain directory or volume name"):
-        major_job.drop_cluster(cfg)
+        host_job.drop_cluster(cfg)
 
 
 def test_an_unknown_step_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SfpError, match="unknown step"):
-        major_job.run({"step": "wipe", "project": "sfp-acme", "org_dir": str(tmp_path)})
+        host_job.run({"step": "wipe", "project": "sfp-acme", "org_dir": str(tmp_path)})

@@ -324,11 +324,13 @@ def health_switch(app: App, service: str, unhealthy: bool) -> App:
 
 
 def told_unhealthy(environ: dict[str, str]) -> bool:
-    """STANDIN_UNHEALTHY, or STANDIN_UNHEALTHY_WHEN_ENV_HOLDS=TEXT and another variable's value holds
-    TEXT: a rotation test gives a secret a crafted value, and the service turns unhealthy only when
-    it is recreated with that value (and healthy again when the old one comes back)."""
-    text = environ.get("STANDIN_UNHEALTHY_WHEN_ENV_HOLDS", "")
-    held = bool(text) and any(text in v for k, v in environ.items() if k != "STANDIN_UNHEALTHY_WHEN_ENV_HOLDS")
+    """STANDIN_UNHEALTHY, or STANDIN_UNHEALTHY_WHEN_ENV_HOLDS=TEXT[|TEXT...] and another variable's
+    value holds one TEXT: a rotation test gives a secret a crafted value, and the service turns
+    unhealthy only when it is recreated with that value (and healthy again when the old one comes
+    back); a fleet upgrade test gives one org a setting that only the target release's stand-in
+    is told to fail on."""
+    texts = [t for t in environ.get("STANDIN_UNHEALTHY_WHEN_ENV_HOLDS", "").split("|") if t]
+    held = any(t in v for k, v in environ.items() if k != "STANDIN_UNHEALTHY_WHEN_ENV_HOLDS" for t in texts)
     return held or env_bool("STANDIN_UNHEALTHY")
 
 

@@ -1,22 +1,27 @@
-"""The on-host half of a PostgreSQL major upgrade (`sfp-server upgrade` to a release with another major).
+"""The on-host steps of an upgrade that handle the org's data: its local copy, and its clusters.
 
-    python -m installer.upgrade.major_job --config FILE
+    python -m installer.upgrade.host_job --config FILE
 
 Steps (`step` in the config), run by the controller around the stack role's deploys:
-  dump   stop every service of the org but the database, clear what an earlier attempt left of the
-         target's cluster (its data directory and config volume: never the ones the org runs),
-         write a copy of the databases with the target major's pg_dump (installer/upgrade/dataset.py)
-         and stop the database.
-  load   load the copy into the new, freshly initialised cluster, then remove the copy.
-  drop   remove a cluster's data directory and config volume (the old one after `upgrade --finish`,
-         the new one after a rollback), refusing the ones the org's compose.yaml names.
+  copy       the pre-upgrade copy of an org without a backup block: its databases (the database
+             container's own tools, services running), key files and storage files, written to
+             <org_dir>/upgrade/<copy> (installer/upgrade/dataset.py); earlier copies are removed.
+  dump       a PostgreSQL major upgrade: stop every service but the database, clear what an earlier
+             attempt left of the target's cluster (its data directory and config volume: never the
+             ones the org runs), copy the databases with the target major's pg_dump, stop the database.
+  stop       stop every service but the database (before a copy is loaded back).
+  load       load a copy into the org's running database (a new cluster, or the org's own for a
+             rollback), with its storage files when `storage` is set, then remove the copy.
+  drop       remove a cluster's data directory and config volume (the old one after `upgrade --finish`,
+             the new one after a rollback), refusing the ones the org's compose.yaml names.
+  drop_copy  remove a copy (`upgrade --finish`).
 
 For `ansible_connection: local` orgs the controller calls `run` directly; the config holds no
 secret (the tools run in the org's containers, which hold the password in their environment).
 Config keys: step, project, org_dir, and per step: copy (the copy's directory name under
 <org_dir>/upgrade), image (dump: the target's database image, whose pg_dump reads the old server
 over the org's network), data_dir and config_volume (the cluster to clear or drop: a directory name
-under <org_dir>/volumes/db, a volume name after the project's).
+under <org_dir>/volumes/db, a volume name after the project's), storage (load: the files too).
 """
 
 from __future__ import annotations
@@ -93,16 +98,21 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> d
 
     say = progress or (lambda _m: None)
     step = cfg.get("step")
-    copy_dir = Path(cfg["org_dir"]) / "upgrade" / _name(cfg, "copy") if step in ("dump", "load") else None
+    org_dir = Path(cfg["org_dir"])
+    copy_dir = org_dir / "upgrade" / _name(cfg, "copy") if step in ("copy", "dump", "load", "drop_copy") else None
     database = DockerExecDatabase(f"{cfg['project']}-db")
+    if step == "copy":
+        assert copy_dir is not None
+        _clear_copies(org_dir)
+        say(f"copying the databases and storage files into {copy_dir}")
+        copy, timings = dataset.dump(database, copy_dir, storage_dir=org_dir / "volumes" / "storage")
+        return {"step": step, "databases": copy.databases, "bytes": sum(copy.files.values()), "timings": timings}
     if step == "dump":
         assert copy_dir is not None
         stopped = stop_all_but_db(cfg)
         say(f"stopped {', '.join(stopped) or 'nothing'}; clearing what an earlier attempt left")
         cleared = drop_cluster(cfg)
-        if copy_dir.exists():
-            dataset.remove(copy_dir)
-        copy_dir.parent.mkdir(mode=0o700, exist_ok=True)
+        _clear_copies(org_dir)
         say(f"dumping the databases into {copy_dir}")
         tools = dataset.DockerRunDatabase(str(cfg["image"]), str(cfg["project"]), password=_password(database.container))
         copy, timings = dataset.dump(tools, copy_dir, files_from=database)
@@ -111,20 +121,39 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> d
             raise SfpError(f"cannot stop {cfg['project']}-db: {r.stderr.strip()[-300:]}", "stop it by hand, then upgrade again")
         return {"step": step, "stopped": stopped, "cleared": cleared, "databases": copy.databases,
                 "bytes": sum(copy.files.values()), "postgres_major": copy.postgres_major, "timings": timings}
+    if step == "stop":
+        return {"step": step, "stopped": stop_all_but_db(cfg)}
     if step == "load":
         assert copy_dir is not None
         copy = dataset.read(copy_dir)
-        say(f"loading {', '.join(copy.databases)} into the new cluster")
+        say(f"loading {', '.join(copy.databases)} into the database")
         timings = dataset.load(database, copy, jobs=int(cfg.get("jobs") or 2))
+        if cfg.get("storage"):
+            dataset.restore_storage(copy, org_dir / "volumes" / "storage")
         dataset.remove(copy_dir)
-        return {"step": step, "databases": copy.databases, "timings": timings}
+        return {"step": step, "databases": copy.databases, "storage": bool(cfg.get("storage") and copy.storage),
+                "timings": timings}
     if step == "drop":
         return {"step": step, "removed": drop_cluster(cfg)}
-    raise SfpError(f"unknown step {step!r}", "use dump, load or drop")
+    if step == "drop_copy":
+        assert copy_dir is not None
+        existed = copy_dir.exists()
+        dataset.remove(copy_dir)
+        return {"step": step, "removed": [str(copy_dir)] if existed else []}
+    raise SfpError(f"unknown step {step!r}", "use copy, dump, stop, load, drop or drop_copy")
+
+
+def _clear_copies(org_dir: Path) -> None:
+    """One copy at a time per org: a new upgrade's copy replaces what earlier ones left."""
+    root = org_dir / "upgrade"
+    root.mkdir(mode=0o700, exist_ok=True)
+    for old in root.iterdir():
+        if old.is_dir():
+            dataset.remove(old)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m installer.upgrade.major_job", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m installer.upgrade.host_job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="the step's config (JSON)")
     args = parser.parse_args(argv)
     try:
