@@ -61,6 +61,8 @@ LONGEST_FIRST = (
     "tests/upgrade_stack/test_upgrade.py",       # ~10 min (plan, two rollbacks, one with a data restore, upgrade)
     "tests/rotate_stack/test_rotate.py",         # ~7 min (db password: plan, rotation, one undone; dashboard; legacy JWT secret; recovery key with a restore)
     "tests/stack/test_two_orgs.py",              # ~5 min
+    "tests/upgrade_stack/test_pg_major.py",      # ~3.5 min here (five moves of a PostgreSQL 15 org's data)
+    "tests/upgrade_stack/test_fleet.py",         # ~2 min here (three orgs, one upgraded, one rolled back)
     "tests/sso_stack/test_remote_host.py",       # ~5 min
 )
 

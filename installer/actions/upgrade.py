@@ -127,6 +127,7 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
     say = say or (lambda _m: None)
     started = time.monotonic()
     the_plan = plan(ctx, target, console, verbose=verbose)
+    plan_seconds = round(time.monotonic() - started, 3)
     if not the_plan.ok:
         raise UpgradeRefused(f"{ctx.name} cannot be upgraded to {target}: " + "; ".join(the_plan.problems),
                              f"see `{ctx.command('upgrade', '--org', ctx.name, '--to', target, '--plan')}`; nothing was changed")
@@ -144,7 +145,9 @@ def upgrade(ctx: OrgContext, target: str, console: Console, *, verbose: bool = F
         say(f"{ctx.name} already runs {target} and passes its gate: nothing to do")
         return UpgradeOutcome(ctx.name, current, target, "unchanged", seconds=time.monotonic() - started)
     if the_plan.major_upgrade:
-        return _upgrade_major(ctx, target, the_plan, console, verbose=verbose, say=say, started=started)
+        outcome = _upgrade_major(ctx, target, the_plan, console, verbose=verbose, say=say, started=started)
+        outcome.timings["plan_seconds"] = plan_seconds
+        return outcome
     _pull(ctx, target, the_plan, console, verbose, say)
     set_id, local_copy = _pre_upgrade_state(ctx, target, console, verbose, say)
 
@@ -227,8 +230,9 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
     """A release with another PostgreSQL major: the data moves into a new cluster beside the old one.
 
     The old cluster (its data directory and config volume, named per major by the release) is only
-    read: every service is stopped, the databases are dumped, the target's image initialises the new
-    cluster (its init scripts run) and the copy is loaded into it. Until `--finish` the old cluster
+    read: every service is stopped, the old cluster runs on as a container of its own, the target's
+    image initialises the new cluster (its init scripts run) and the databases stream from the one
+    into the other. Until `--finish` the old cluster
     stays, so a failure anywhere, or `--rollback` later, starts the old release on it again: no
     restore is needed, and nothing written to the old cluster is lost. A backup block adds a verified
     set before anything stops, as for any upgrade."""
@@ -252,22 +256,26 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
     path, old_bytes = inv.org_vars_dir(ctx.name), b""
     release_written = False
     try:
-        say(f"{ctx.name}: stopping its services and dumping PostgreSQL {the_plan.postgres_before} "
+        say(f"{ctx.name}: stopping its services; PostgreSQL {the_plan.postgres_before} runs on beside the new cluster "
             f"(every API is down from here until the gate)")
         down_from = time.monotonic()
-        db_image = next(c.after for c in the_plan.images if c.service == "db")
-        dumped = _host_job(ctx, {"step": "dump", "copy": f"{current}-to-{target}", "image": db_image, **new_cluster}, say)
-        outcome.timings.update(dumped.get("timings") or {})
+        _host_job(ctx, {"step": "detach", "old_data_dir": before.db_data_dir, "old_config_volume": before.db_config_volume,
+                        **new_cluster}, say)
         path, old_bytes = hosts_file.set_org_release(inv.org_vars_dir(ctx.name), ctx.name, target)
         release_written = True
         say(f"{ctx.name}: release {target} written to {path}; PostgreSQL {the_plan.postgres_after} initialises a new cluster")
+        t = time.monotonic()
         runner.require_success(_run(ctx.reload(check=False), console, verbose, ["deploy"],
                                     {"supabase_stack__start_services": ["db"]}),
                                f"starting the PostgreSQL {the_plan.postgres_after} database of {ctx.name}")
-        loaded = _host_job(ctx, {"step": "load", "copy": f"{current}-to-{target}"}, say)
-        outcome.timings.update(loaded.get("timings") or {})
+        outcome.timings["new_cluster_seconds"] = round(time.monotonic() - t, 3)
+        db_image = next(c.after for c in the_plan.images if c.service == "db")
+        moved = _host_job(ctx, {"step": "move", "image": db_image}, say)
+        outcome.timings.update(moved.get("timings") or {})
         say(f"{ctx.name}: data loaded; starting every service of {target}")
+        t = time.monotonic()
         deployed = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"], {"supabase_stack__history_add": [entry]})
+        outcome.timings["start_and_gate_seconds"] = round(time.monotonic() - t, 3)
         outcome.gate = list(deployed.reports.get(ctx.name, {}).get("upgrade_gate", {}).get("msg") or [])
         if not deployed.ok:
             raise SfpError("; ".join(f"{task}: {msg}" for _h, task, msg in deployed.failures) or deployed.status, "")
@@ -278,6 +286,8 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
             f"{the_plan.postgres_before} cluster")
         if release_written:
             path.write_bytes(old_bytes)
+        # Before the old release's database starts on the old directory: the server of the move must be gone.
+        _host_job(ctx, {"step": "release_old"}, say)
         rollback_entry = {"at": _now(), "action": "rollback", "from": target, "to": current, "backup_set": set_id,
                           "data_restored": False, "reason": why[:500]}
         back = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"], _target_vars(current, True, [rollback_entry]))

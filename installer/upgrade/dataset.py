@@ -182,23 +182,25 @@ def read(path: Path) -> Copy:
     return Copy(path, names, files, int(manifest.get("postgres_major") or 0), keys, storage=storage)
 
 
-def _load_database(target: dbtools.Database, copy: Copy, name: str, jobs: int) -> dict[str, float]:
-    """Schema and data from the file as a stream (they need no seeking), the same bytes written beside
-    into a file the server's tools can read, from which `pg_restore -j` builds the indexes,
-    constraints and triggers in parallel: the copy into the container overlaps the load."""
+def _load_database(target: dbtools.Database, name: str, src: IO[bytes], jobs: int) -> dict[str, float]:
+    """Load one database's archive (pg_dump -Fc) read from `src` into `target`.
+
+    Schema and data are restored from the stream itself (they need no seeking), and the same bytes
+    are written beside into a file the server's tools can read, from which `pg_restore -j` builds
+    the indexes, constraints and triggers in parallel: the copy into the container overlaps the
+    load, and the load overlaps whatever writes `src` (a dump running at the same time)."""
     timings: dict[str, float] = {}
     t = time.monotonic()
-    # --create --clean: the database gets the copy's properties, replacing the cluster's own.
+    # --create --clean: the database gets the archive's properties, replacing the cluster's own.
     argv, env = target.argv("pg_restore", ["--section=pre-data", "--section=data", "--create", "--clean",
                                             "--if-exists", "--exit-on-error", "-d", dbtools.MAINTENANCE_DB])
     with target.file_sink(f"{name}.dump") as (beside, inside), tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
         assert proc.stdin is not None
         try:
-            with open(copy.path / f"{name}.dump", "rb") as src:
-                while chunk := src.read(1 << 20):
-                    beside.write(chunk)
-                    proc.stdin.write(chunk)
+            while chunk := src.read(1 << 20):
+                beside.write(chunk)
+                proc.stdin.write(chunk)
         except BrokenPipeError:
             pass  # pg_restore stopped: its own message follows
         finally:
@@ -234,33 +236,76 @@ def restore_storage(copy: Copy, storage_dir: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def load(target: dbtools.Database, copy: Copy, *, jobs: int = 2) -> dict[str, float]:
-    """Load a checked copy into the fresh cluster `target`: roles, every database, the key files.
+def _load_globals(target: dbtools.Database, text: str) -> None:
+    # Only role statements run (content.globals_script refuses anything else), and roles the new
+    # cluster's init already made are altered, not created.
+    roles = set(dbtools.query(target, "SELECT rolname FROM pg_roles"))
+    script = globals_script(text, roles)
+    dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB], input=script.encode())
 
-    The key files go last and the server restarts to read them (pgsodium reads its root key at
-    start; Vault's rows are encrypted under the copied one). Collation versions are refreshed and
-    statistics gathered: a loaded database has none, and the planner needs them at once."""
+
+def _finish(target: dbtools.Database, databases: list[str], key_files: dict[str, bytes], jobs: int) -> dict[str, float]:
+    """After the databases: collation versions refreshed, statistics gathered (a loaded database has
+    none, and the planner needs them at once), then the key files, which the server reads at start
+    (pgsodium's root key: Vault's rows are encrypted under the carried one)."""
     timings: dict[str, float] = {}
     t = time.monotonic()
-    roles = set(dbtools.query(target, "SELECT rolname FROM pg_roles"))
-    script = globals_script((copy.path / "globals.sql").read_text(), roles)
-    dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB], input=script.encode())
-    timings["load_globals_seconds"] = round(time.monotonic() - t, 3)
-    for name in copy.databases:
-        timings.update(_load_database(target, copy, name, jobs))
-    t = time.monotonic()
-    for name in copy.databases:
+    for name in databases:
         dbtools.run(target, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbtools.MAINTENANCE_DB, "-v", f"db={name}"],
                     input=b'ALTER DATABASE :"db" REFRESH COLLATION VERSION;\n')
     dbtools.run(target, "vacuumdb", ["--all", "--analyze-only", "-j", str(max(1, jobs)), "-q"])
     timings["analyze_seconds"] = round(time.monotonic() - t, 3)
-    if copy.key_files:
+    if key_files:
         t = time.monotonic()
-        for key_path in copy.key_files:
-            target.replace_file(key_path, (copy.path / "key" / Path(key_path).name).read_bytes())
+        for key_path, data in key_files.items():
+            target.replace_file(key_path, data)
         target.restart()
         timings["key_files_seconds"] = round(time.monotonic() - t, 3)
     return timings
+
+
+def load(target: dbtools.Database, copy: Copy, *, jobs: int = 2) -> dict[str, float]:
+    """Load a checked copy into `target`: roles, every database, the key files."""
+    timings: dict[str, float] = {}
+    t = time.monotonic()
+    _load_globals(target, (copy.path / "globals.sql").read_text())
+    timings["load_globals_seconds"] = round(time.monotonic() - t, 3)
+    for name in copy.databases:
+        with open(copy.path / f"{name}.dump", "rb") as src:
+            timings.update(_load_database(target, name, src, jobs))
+    keys = {k: (copy.path / "key" / Path(k).name).read_bytes() for k in copy.key_files}
+    timings.update(_finish(target, copy.databases, keys, jobs))
+    return timings
+
+
+def move(source: dbtools.Database, target: dbtools.Database, *, files_from: dbtools.Database,
+         jobs: int = 2) -> tuple[list[str], dict[str, float]]:
+    """Stream every database of the running `source` into the running `target`: each pg_dump feeds
+    pg_restore as it writes, so the dump and the load overlap (a major upgrade's downtime is about
+    the longer of the two, not their sum). Key files are read through `files_from`. Nothing is
+    kept on disk but the post-data file inside the target's container while it is loaded."""
+    timings: dict[str, float] = {}
+    t = time.monotonic()
+    _load_globals(target, dbtools.run(source, "pg_dumpall", ["--globals-only"]).decode())
+    timings["load_globals_seconds"] = round(time.monotonic() - t, 3)
+    names = [_safe_name(d) for d in dbtools.databases(source)]
+    for name in names:
+        with tempfile.TemporaryFile() as stderr:
+            proc = dbtools.popen(source, "pg_dump", ["-Fc", "-Z", "0", "-d", name], stdout=subprocess.PIPE, stderr=stderr)
+            assert proc.stdout is not None
+            try:
+                timings.update(_load_database(target, name, proc.stdout, jobs))
+            finally:
+                proc.stdout.close()
+                code = proc.wait()
+            if code != 0:
+                stderr.seek(0)
+                raise SfpError(f"pg_dump of database {name!r} failed on {source.description} (exit {code}): "
+                               f"{dbtools.tail(stderr.read())}", "the old cluster is untouched; see its log")
+    keys = {k: data for k in dbtools.KEY_FILES if (data := files_from.read_file(k)) is not None}
+    timings.update(_finish(target, names, keys, jobs))
+    timings["move_seconds"] = round(time.monotonic() - t, 3)
+    return names, timings
 
 
 def remove(path: Path) -> None:

@@ -6,9 +6,13 @@ Steps (`step` in the config), run by the controller around the stack role's depl
   copy       the pre-upgrade copy of an org without a backup block: its databases (the database
              container's own tools, services running), key files and storage files, written to
              <org_dir>/upgrade/<copy> (installer/upgrade/dataset.py); earlier copies are removed.
-  dump       a PostgreSQL major upgrade: stop every service but the database, clear what an earlier
+  detach     a PostgreSQL major upgrade, first half: stop every service, clear what an earlier
              attempt left of the target's cluster (its data directory and config volume: never the
-             ones the org runs), copy the databases with the target major's pg_dump, stop the database.
+             ones the org runs), and start the old cluster as its own container, `<project>-db-old`.
+  move       second half, once the target's database runs its new cluster: stream every database
+             from the old cluster into it (installer/upgrade/dataset.move: the target major's
+             pg_dump into its pg_restore), carry the key files, then stop and remove the old server.
+  release_old  stop and remove `<project>-db-old` (before the old release starts on its directory).
   stop       stop every service but the database (before a copy is loaded back).
   load       load a copy into the org's running database (a new cluster, or the org's own for a
              rollback), with its storage files when `storage` is set, then remove the copy.
@@ -19,9 +23,10 @@ Steps (`step` in the config), run by the controller around the stack role's depl
 For `ansible_connection: local` orgs the controller calls `run` directly; the config holds no
 secret (the tools run in the org's containers, which hold the password in their environment).
 Config keys: step, project, org_dir, and per step: copy (the copy's directory name under
-<org_dir>/upgrade), image (dump: the target's database image, whose pg_dump reads the old server
+<org_dir>/upgrade), image (move: the target's database image, whose pg_dump reads the old server
 over the org's network), data_dir and config_volume (the cluster to clear or drop: a directory name
-under <org_dir>/volumes/db, a volume name after the project's), storage (load: the files too).
+under <org_dir>/volumes/db, a volume name after the project's), old_data_dir and old_config_volume
+(detach: the old cluster's), storage (load: the files too).
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..errors import SfpError
 from ..restore_job import stop_all_but_db
@@ -99,7 +107,7 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> d
     say = progress or (lambda _m: None)
     step = cfg.get("step")
     org_dir = Path(cfg["org_dir"])
-    copy_dir = org_dir / "upgrade" / _name(cfg, "copy") if step in ("copy", "dump", "load", "drop_copy") else None
+    copy_dir = org_dir / "upgrade" / _name(cfg, "copy") if step in ("copy", "load", "drop_copy") else None
     database = DockerExecDatabase(f"{cfg['project']}-db")
     if step == "copy":
         assert copy_dir is not None
@@ -107,20 +115,32 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> d
         say(f"copying the databases and storage files into {copy_dir}")
         copy, timings = dataset.dump(database, copy_dir, storage_dir=org_dir / "volumes" / "storage")
         return {"step": step, "databases": copy.databases, "bytes": sum(copy.files.values()), "timings": timings}
-    if step == "dump":
-        assert copy_dir is not None
+    if step == "detach":
         stopped = stop_all_but_db(cfg)
         say(f"stopped {', '.join(stopped) or 'nothing'}; clearing what an earlier attempt left")
         cleared = drop_cluster(cfg)
         _clear_copies(org_dir)
-        say(f"dumping the databases into {copy_dir}")
-        tools = dataset.DockerRunDatabase(str(cfg["image"]), str(cfg["project"]), password=_password(database.container))
-        copy, timings = dataset.dump(tools, copy_dir, files_from=database)
+        old = _old_server_argv(cfg)
         r = _docker("stop", "-t", "60", f"{cfg['project']}-db")
         if r.returncode != 0:
             raise SfpError(f"cannot stop {cfg['project']}-db: {r.stderr.strip()[-300:]}", "stop it by hand, then upgrade again")
-        return {"step": step, "stopped": stopped, "cleared": cleared, "databases": copy.databases,
-                "bytes": sum(copy.files.values()), "postgres_major": copy.postgres_major, "timings": timings}
+        release_old_server(cfg)
+        r = _docker(*old)
+        if r.returncode != 0:
+            raise SfpError(f"cannot start the old cluster beside the new one: {r.stderr.strip()[-300:]}",
+                           "see `docker logs " + f"{cfg['project']}-db-old`; the old cluster is untouched")
+        _wait_ready(f"{cfg['project']}-db-old")
+        return {"step": step, "stopped": stopped, "cleared": cleared}
+    if step == "move":
+        old_db = DockerExecDatabase(f"{cfg['project']}-db-old")
+        source = dataset.DockerRunDatabase(str(cfg["image"]), str(cfg["project"]), host=f"{cfg['project']}-db-old",
+                                           password=_password(database.container))
+        say("moving the databases from the old cluster into the new one")
+        names, timings = dataset.move(source, database, files_from=old_db, jobs=int(cfg.get("jobs") or 2))
+        release_old_server(cfg)
+        return {"step": step, "databases": names, "timings": timings}
+    if step == "release_old":
+        return {"step": step, "released": release_old_server(cfg)}
     if step == "stop":
         return {"step": step, "stopped": stop_all_but_db(cfg)}
     if step == "load":
@@ -134,13 +154,54 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> d
         return {"step": step, "databases": copy.databases, "storage": bool(cfg.get("storage") and copy.storage),
                 "timings": timings}
     if step == "drop":
+        release_old_server(cfg)
         return {"step": step, "removed": drop_cluster(cfg)}
     if step == "drop_copy":
         assert copy_dir is not None
         existed = copy_dir.exists()
         dataset.remove(copy_dir)
         return {"step": step, "removed": [str(copy_dir)] if existed else []}
-    raise SfpError(f"unknown step {step!r}", "use copy, dump, stop, load, drop or drop_copy")
+    raise SfpError(f"unknown step {step!r}", "use copy, detach, move, release_old, stop, load, drop or drop_copy")
+
+
+def _old_server_argv(cfg: dict[str, Any]) -> list[str]:
+    """`docker run` of the old cluster as its own container (`<project>-db-old`, outside the Compose
+    project), from the database's definition in the org's current compose.yaml: the new release's
+    database takes the service's name and starts beside it, and the data streams from one to the
+    other. Only the data directory and config volume are mounted: nothing initialises anything."""
+    compose = yaml.safe_load((Path(cfg["org_dir"]) / "compose.yaml").read_text())
+    db = (compose.get("services") or {}).get("db") or {}
+    command = [str(c) for c in db.get("command") or []]
+    if not db.get("image") or not command:
+        raise SfpError(f"{cfg['org_dir']}/compose.yaml has no database service to start", "install the org, then upgrade again")
+    data_dir = Path(cfg["org_dir"]) / "volumes" / "db" / _name(cfg, "old_data_dir")
+    volume = f"{cfg['project']}-{_name(cfg, 'old_config_volume')}"
+    return ["run", "-d", "--name", f"{cfg['project']}-db-old", "--network", str(cfg["project"]),
+            "--shm-size", str(db.get("shm_size") or "256m"), "--stop-signal", "SIGINT",
+            "-v", f"{data_dir}:/var/lib/postgresql/data", "-v", f"{volume}:/etc/postgresql-custom",
+            str(db["image"]), *command]
+
+
+def release_old_server(cfg: dict[str, Any]) -> bool:
+    """Stop (a clean shutdown) and remove `<project>-db-old`. Always before the old release's own
+    database starts again on that data directory: two servers on one directory would corrupt it."""
+    name = f"{cfg['project']}-db-old"
+    if _docker("inspect", name).returncode != 0:
+        return False
+    _docker("stop", "-t", "120", name)
+    r = _docker("rm", "-f", name)
+    if r.returncode != 0:
+        raise SfpError(f"cannot remove {name}: {r.stderr.strip()[-300:]}", f"remove it by hand (`docker rm -f {name}`) before anything else")
+    return True
+
+
+def _wait_ready(container: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    # Over TCP: an image's first, socket-only server answers on the socket while it initialises.
+    while _docker("exec", container, "pg_isready", "-q", "-h", "localhost").returncode != 0:
+        if time.monotonic() > deadline:
+            raise SfpError(f"{container} did not accept connections within {timeout:.0f} s", f"see `docker logs {container}`")
+        time.sleep(0.5)
 
 
 def _clear_copies(org_dir: Path) -> None:
