@@ -269,8 +269,7 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
                                     {"supabase_stack__start_services": ["db"]}),
                                f"starting the PostgreSQL {the_plan.postgres_after} database of {ctx.name}")
         outcome.timings["new_cluster_seconds"] = round(time.monotonic() - t, 3)
-        db_image = next(c.after for c in the_plan.images if c.service == "db")
-        moved = _host_job(ctx, {"step": "move", "image": db_image}, say)
+        moved = _host_job(ctx, {"step": "move"}, say)
         outcome.timings.update(moved.get("timings") or {})
         say(f"{ctx.name}: data loaded; starting every service of {target}")
         t = time.monotonic()

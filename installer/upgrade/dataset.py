@@ -25,10 +25,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from ..backup import db as dbtools
 from ..backup.content import globals_script
@@ -75,47 +74,6 @@ def _dump_to(source: dbtools.Database, tool: str, args: list[str], dest: Path, w
                            "check that the database runs and the disk has room, then upgrade again")
 
 
-@dataclass
-class DockerRunDatabase:
-    """A server reached over the org's network by the client tools of another image, run in a
-    throwaway container: the target major's pg_dump reading the old server, as PostgreSQL advises
-    for upgrades (a newer pg_dump knows how to carry what the older server holds into the newer
-    major exactly; an older one writes `GRANT ALL`, which PostgreSQL 17 widens by MAINTAIN).
-
-    The password goes to `docker run` in its environment, forwarded by name (`-e PGPASSWORD`)."""
-
-    image: str
-    network: str
-    host: str = "db"
-    user: str = "supabase_admin"
-    password: str = field(default="", repr=False)
-    description: str = field(default="")
-
-    def __post_init__(self) -> None:
-        self.description = self.description or f"{self.host} on network {self.network} (tools of {self.image})"
-
-    def argv(self, tool: str, args: Sequence[str], options: str | None = None) -> tuple[list[str], dict[str, str]]:
-        env = {**os.environ, "PGPASSWORD": self.password, "PGHOST": self.host, "PGUSER": self.user, "PGAPPNAME": "sfp-upgrade"}
-        argv = ["docker", "run", "--rm", "-i", "--network", self.network, "--entrypoint", tool,
-                "-e", "PGPASSWORD", "-e", "PGHOST", "-e", "PGUSER", "-e", "PGAPPNAME"]
-        if options:
-            env["PGOPTIONS"] = options
-            argv += ["-e", "PGOPTIONS"]
-        return [*argv, self.image, *args], env
-
-    def file_sink(self, name: str) -> contextlib.AbstractContextManager[tuple[IO[bytes] | Any, str]]:
-        raise SfpError(f"{self.description} has no files of its own", "load through the server's container")
-
-    def read_file(self, path: str) -> bytes | None:
-        return None  # a throwaway container holds none of the server's files: see dump(files_from=)
-
-    def replace_file(self, path: str, data: bytes) -> None:
-        raise SfpError(f"cannot place {path} through {self.description}", "load through the server's container")
-
-    def restart(self) -> None:
-        raise SfpError(f"cannot restart {self.description}", "restart the server's container")
-
-
 def dump(source: dbtools.Database, path: Path, *, files_from: dbtools.Database | None = None,
          storage_dir: Path | None = None) -> tuple[Copy, dict[str, float]]:
     """Write a copy of `source` into the new directory `path` (which must not exist); the key files
@@ -142,8 +100,7 @@ def dump(source: dbtools.Database, path: Path, *, files_from: dbtools.Database |
             keys.append(key_path)
     if storage_dir is not None:
         t = time.monotonic()
-        # copy2 carries the files' extended attributes (Storage keeps an object's metadata there).
-        shutil.copytree(storage_dir, path / "storage", symlinks=True, copy_function=shutil.copy2)
+        _copy_tree(storage_dir, path / "storage")
         timings["storage_copy_seconds"] = round(time.monotonic() - t, 3)
     files = {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.iterdir()) if p.is_file()}
     files.update({str(p.relative_to(path)): p.stat().st_size for p in sorted((path / "key").iterdir())})
@@ -220,6 +177,24 @@ def _load_database(target: dbtools.Database, name: str, src: IO[bytes], jobs: in
     return timings
 
 
+def _copy_file(src: str, dst: str) -> None:
+    """copy2 (content, mode, times and the extended attributes Storage keeps an object's metadata in),
+    and the owner, which copy2 leaves to whoever copies (root here, the service's user there)."""
+    shutil.copy2(src, dst, follow_symlinks=False)
+    st = os.lstat(src)
+    with contextlib.suppress(PermissionError):
+        os.lchown(dst, st.st_uid, st.st_gid)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, symlinks=True, copy_function=_copy_file)
+    for root, dirs, _files in os.walk(src):
+        for d in [".", *dirs]:
+            st = os.lstat(os.path.join(root, d))
+            with contextlib.suppress(PermissionError):
+                os.lchown(dst / Path(root).relative_to(src) / d, st.st_uid, st.st_gid)
+
+
 def restore_storage(copy: Copy, storage_dir: Path) -> None:
     """Put the copy's storage tree in place of `storage_dir` (the current one is removed only once
     the copy is in place beside it)."""
@@ -227,7 +202,7 @@ def restore_storage(copy: Copy, storage_dir: Path) -> None:
         return
     incoming = storage_dir.with_name(storage_dir.name + ".sfp-incoming")
     shutil.rmtree(incoming, ignore_errors=True)
-    shutil.copytree(copy.path / "storage", incoming, symlinks=True, copy_function=shutil.copy2)
+    _copy_tree(copy.path / "storage", incoming)
     aside = storage_dir.with_name(storage_dir.name + ".sfp-replaced")
     shutil.rmtree(aside, ignore_errors=True)
     if storage_dir.exists():
@@ -278,33 +253,36 @@ def load(target: dbtools.Database, copy: Copy, *, jobs: int = 2) -> dict[str, fl
     return timings
 
 
-def move(source: dbtools.Database, target: dbtools.Database, *, files_from: dbtools.Database,
-         jobs: int = 2) -> tuple[list[str], dict[str, float]]:
-    """Stream every database of the running `source` into the running `target`: each pg_dump feeds
-    pg_restore as it writes, so the dump and the load overlap (a major upgrade's downtime is about
-    the longer of the two, not their sum). Key files are read through `files_from`. Nothing is
-    kept on disk but the post-data file inside the target's container while it is loaded."""
+# One database from the old server into the new one, inside the new server's container, with that
+# image's client tools (the target major's: a newer pg_dump carries what an older server holds into
+# the newer major exactly, where 15's would write `GRANT ALL`, which 17 widens by MAINTAIN). pg_dump
+# feeds pg_restore as it writes, so dump and load overlap; the same bytes go to a file beside, from
+# which `pg_restore -j` builds indexes, constraints and triggers in parallel. The container's
+# PGPASSWORD is supabase_admin's, the same in both clusters. Arguments, never interpolated:
+# $0 the old server's host, $1 the database, $2 the file, $3 parallel jobs.
+_MOVE_SCRIPT = r"""set -eo pipefail
+trap 'rm -f "$2"' EXIT
+umask 077
+pg_dump -h "$0" -Fc -Z 0 -d "$1" | tee "$2" \
+  | pg_restore --section=pre-data --section=data --create --clean --if-exists --exit-on-error -d template1
+PGOPTIONS='-c maintenance_work_mem=256MB' pg_restore -j "$3" --section=post-data --exit-on-error -d "$1" "$2"
+"""
+
+
+def move(source_host: str, source: dbtools.Database, target: dbtools.Database, *, jobs: int = 2) -> tuple[list[str], dict[str, float]]:
+    """Move every database of the running old server (`source`: its own container, reached from the
+    target's as `source_host`) into the running new one, `target`: roles, databases, key files."""
     timings: dict[str, float] = {}
     t = time.monotonic()
-    _load_globals(target, dbtools.run(source, "pg_dumpall", ["--globals-only"]).decode())
+    _load_globals(target, dbtools.run(target, "pg_dumpall", ["-h", source_host, "--globals-only"]).decode())
     timings["load_globals_seconds"] = round(time.monotonic() - t, 3)
     names = [_safe_name(d) for d in dbtools.databases(source)]
     for name in names:
-        with tempfile.TemporaryFile() as stderr:
-            proc = dbtools.popen(source, "pg_dump", ["-Fc", "-Z", "0", "-d", name], stdout=subprocess.PIPE, stderr=stderr)
-            assert proc.stdout is not None
-            try:
-                timings.update(_load_database(target, name, proc.stdout, jobs))
-            finally:
-                proc.stdout.close()
-                code = proc.wait()
-            if code != 0:
-                stderr.seek(0)
-                raise SfpError(f"pg_dump of database {name!r} failed on {source.description} (exit {code}): "
-                               f"{dbtools.tail(stderr.read())}", "the old cluster is untouched; see its log")
-    keys = {k: data for k in dbtools.KEY_FILES if (data := files_from.read_file(k)) is not None}
+        t = time.monotonic()
+        dbtools.run(target, "bash", ["-c", _MOVE_SCRIPT, source_host, name, f"/tmp/sfp-move-{name}.dump", str(max(1, jobs))])
+        timings[f"move_{name}_seconds"] = round(time.monotonic() - t, 3)
+    keys = {k: data for k in dbtools.KEY_FILES if (data := source.read_file(k)) is not None}
     timings.update(_finish(target, names, keys, jobs))
-    timings["move_seconds"] = round(time.monotonic() - t, 3)
     return names, timings
 
 

@@ -10,8 +10,8 @@ Steps (`step` in the config), run by the controller around the stack role's depl
              attempt left of the target's cluster (its data directory and config volume: never the
              ones the org runs), and start the old cluster as its own container, `<project>-db-old`.
   move       second half, once the target's database runs its new cluster: stream every database
-             from the old cluster into it (installer/upgrade/dataset.move: the target major's
-             pg_dump into its pg_restore), carry the key files, then stop and remove the old server.
+             from the old cluster into it (installer/upgrade/dataset.move: the new container's
+             pg_dump feeding its pg_restore), carry the key files, then stop and remove the old server.
   release_old  stop and remove `<project>-db-old` (before the old release starts on its directory).
   stop       stop every service but the database (before a copy is loaded back).
   load       load a copy into the org's running database (a new cluster, or the org's own for a
@@ -23,8 +23,7 @@ Steps (`step` in the config), run by the controller around the stack role's depl
 For `ansible_connection: local` orgs the controller calls `run` directly; the config holds no
 secret (the tools run in the org's containers, which hold the password in their environment).
 Config keys: step, project, org_dir, and per step: copy (the copy's directory name under
-<org_dir>/upgrade), image (move: the target's database image, whose pg_dump reads the old server
-over the org's network), data_dir and config_volume (the cluster to clear or drop: a directory name
+<org_dir>/upgrade), data_dir and config_volume (the cluster to clear or drop: a directory name
 under <org_dir>/volumes/db, a volume name after the project's), old_data_dir and old_config_volume
 (detach: the old cluster's), storage (load: the files too).
 """
@@ -93,14 +92,6 @@ def drop_cluster(cfg: dict[str, Any]) -> list[str]:
     return removed
 
 
-def _password(container: str) -> str:
-    """supabase_admin's password, from the database container's own environment (never a file or argv)."""
-    r = _docker("exec", container, "printenv", "POSTGRES_PASSWORD")
-    if r.returncode != 0 or not r.stdout.strip():
-        raise SfpError(f"cannot read the database password of {container}", "check that the container runs, then upgrade again")
-    return r.stdout.rstrip("\n")
-
-
 def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from ..backup import DockerExecDatabase  # lazy: see installer/restore_job.py
 
@@ -133,10 +124,10 @@ def run(cfg: dict[str, Any], progress: Callable[[str], None] | None = None) -> d
         return {"step": step, "stopped": stopped, "cleared": cleared}
     if step == "move":
         old_db = DockerExecDatabase(f"{cfg['project']}-db-old")
-        source = dataset.DockerRunDatabase(str(cfg["image"]), str(cfg["project"]), host=f"{cfg['project']}-db-old",
-                                           password=_password(database.container))
         say("moving the databases from the old cluster into the new one")
-        names, timings = dataset.move(source, database, files_from=old_db, jobs=int(cfg.get("jobs") or 2))
+        t = time.monotonic()
+        names, timings = dataset.move(old_db.container, old_db, database, jobs=int(cfg.get("jobs") or 2))
+        timings["move_seconds"] = round(time.monotonic() - t, 3)
         release_old_server(cfg)
         return {"step": step, "databases": names, "timings": timings}
     if step == "release_old":

@@ -110,3 +110,28 @@ def test_names_in_a_step_config_are_plain(tmp_path: Path, bad: str) -> None:
 def test_an_unknown_step_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SfpError, match="unknown step"):
         host_job.run({"step": "wipe", "project": "sfp-acme", "org_dir": str(tmp_path)})
+
+
+def test_storage_files_come_back_with_attributes_and_owner(tmp_path: Path) -> None:
+    import os
+
+    storage = tmp_path / "storage"
+    (storage / "stub" / "bucket").mkdir(parents=True)
+    obj = storage / "stub" / "bucket" / "photo.png"
+    obj.write_bytes(b"\x89PNG...")
+    os.setxattr(obj, "user.supabase.content-type", b"image/png")
+    os.chown(obj, 4321, 4321)
+    os.chown(storage / "stub", 4321, 4321)
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    dataset._copy_tree(storage, copy_dir / "storage")
+    # The org's tree changes after the copy (an upgrade that failed wrote or removed files).
+    obj.unlink()
+    (storage / "stub" / "bucket" / "new.txt").write_text("written by the failed release")
+    copy = dataset.Copy(copy_dir, [], {}, 17, storage=True)
+    dataset.restore_storage(copy, storage)
+    back = storage / "stub" / "bucket" / "photo.png"
+    assert back.read_bytes() == b"\x89PNG..." and os.getxattr(back, "user.supabase.content-type") == b"image/png"
+    assert (back.stat().st_uid, (storage / "stub").stat().st_uid) == (4321, 4321)
+    assert not (storage / "stub" / "bucket" / "new.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "storage"]  # nothing left beside it

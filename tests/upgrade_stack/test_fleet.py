@@ -1,7 +1,7 @@
 """`sfp-server upgrade --all` of three real orgs (test catalog), one of which fails its upgrade.
 
 The orgs have no backup block: the pre-upgrade state of each is the local copy the upgrade writes
-on the org's host (installer/upgrade/dataset.py). Org `flb` has a setting (its mail sender's name)
+on the org's host (installer/upgrade/dataset.py), with the Storage files and their attributes. Org `flb` has a setting (its mail sender's name)
 that the test catalog's v0.8.1 Auth stand-in is told to fail on: its upgrade fails the health wait,
 rolls back by itself and, since Auth migrates the database at start, brings the data back from the
 local copy. The fleet stops there: `fla` (before it) runs v0.8.1, `flc` (after it) was not touched.
@@ -20,8 +20,15 @@ import pytest
 
 from installer.actions import deploy
 from installer.inventory import Inventory
-from tests.backup_stack.conftest import logical_dump, quiet
-from tests.stack.conftest import OPTIONAL_OFF, build_inventory, org_ports, org_settings, remove_orgs, service_start_times
+from tests.backup_stack.conftest import logical_dump, quiet, storage_tree
+from tests.stack.conftest import (
+    OPTIONAL_OFF,
+    build_inventory,
+    org_ports,
+    org_settings,
+    remove_orgs,
+    service_start_times,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -65,6 +72,12 @@ def test_all_stops_at_the_org_that_fails(fleet: tuple[Path, Path]) -> None:
     inv, base_dir = fleet
     for org in ORGS:
         psql(org, f"CREATE TABLE public.t (id int PRIMARY KEY, org text); INSERT INTO public.t VALUES (1, '{org}');")
+    # A storage object with its metadata attribute, as the Storage service writes them.
+    obj = base_dir / "orgs" / FAILS / "volumes/storage/stub/avatars/me.png"
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(b"\x89PNG fleet")
+    os.setxattr(obj, "user.supabase.content-type", b"image/png")
+    files = storage_tree(base_dir / "orgs" / FAILS / "volumes/storage")
     dumps = {org: logical_dump(org) for org in ORGS}
     untouched = service_start_times("sfp-flc")
 
@@ -82,6 +95,8 @@ def test_all_stops_at_the_org_that_fails(fleet: tuple[Path, Path]) -> None:
     last = status[FAILS]["history"][-1]
     assert (last["action"], last["data_restored"]) == ("rollback", True), last
     assert logical_dump(FAILS) == dumps[FAILS] and logical_dump("fla") == dumps["fla"]
+    assert storage_tree(base_dir / "orgs" / FAILS / "volumes/storage") == files
+    assert not (base_dir / "orgs" / FAILS / "upgrade" / "pre-v0.8.1").exists(), "the loaded copy is removed"
     # Nothing of the org after it ran again, and no local copy is left on the hosts of the others.
     assert service_start_times("sfp-flc") == untouched and logical_dump("flc") == dumps["flc"]
     assert not (base_dir / "orgs" / "flc" / "upgrade").exists()
