@@ -189,8 +189,21 @@ class SecretSpec:
     description: str
 
 
-# Order matters: derived secrets come after what they are derived from.
+def _signing_mode(values: dict[str, str]) -> str:
+    """How the org's Auth signs sessions when its settings do not say (sfp_org.auth.asymmetric_keys):
+    as upstream's default for a new org, HS256 with JWT_SECRET ("symmetric"); an org whose vault
+    already holds a JWT secret was installed by a toolkit that always signed with the EC key, and
+    keeps doing so ("asymmetric"). First in SPECS, so `values` holds only what existed before."""
+    return "asymmetric" if "JWT_SECRET" in values else "symmetric"
+
+
+SIGNING_MODES = ("symmetric", "asymmetric")
+
+# Order matters: derived secrets come after what they are derived from; the signing mode first.
 SPECS: tuple[SecretSpec, ...] = (
+    SecretSpec("JWT_SIGNING_MODE", _signing_mode,
+               "how Auth signs sessions unless sfp_org.auth.asymmetric_keys says: symmetric (HS256, upstream's "
+               "default) or asymmetric (the EC key); kept so that no install or upgrade changes it by itself"),
     SecretSpec("POSTGRES_PASSWORD", lambda v: _hex(16), "password of postgres and the Supabase service roles"),
     SecretSpec("JWT_SECRET", lambda v: _alnum(48), "HS256 secret that signs and verifies legacy JWTs"),
     SecretSpec("API_KEYS_ISSUED_AT", lambda v: str(int(time.time())), "issue time of the API keys (kept so they re-derive identically)"),

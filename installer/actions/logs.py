@@ -47,7 +47,7 @@ SECRET_KEY = "LOGS_S3_SECRET_ACCESS_KEY"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Vault entries that are not secret and would mask ordinary text (the dashboard user is "supabase",
 # the issue time is a number like any other, a grace period's end a date): left out of the masker's list of known values.
-NOT_SECRET = {"DASHBOARD_USERNAME", "API_KEYS_ISSUED_AT", "JWT_JWKS", "BACKUP_RECOVERY_RECIPIENT",
+NOT_SECRET = {"DASHBOARD_USERNAME", "API_KEYS_ISSUED_AT", "JWT_JWKS", "JWT_SIGNING_MODE", "BACKUP_RECOVERY_RECIPIENT",
               "API_KEYS_PREVIOUS_UNTIL", "JWT_SIGNING_KEY_PREVIOUS_UNTIL"}
 
 

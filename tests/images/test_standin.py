@@ -655,5 +655,19 @@ def test_sessions_are_signed_by_the_one_signing_key_and_verified_by_kid(standin:
         standin.issue_session(json.dumps(gen.ec_jwks(gen.with_signing_key_published(values))[:1] * 2), "u", "u@x", 60)
 
 
+def test_without_a_key_set_sessions_are_hs256_with_the_secret(standin: ModuleType) -> None:
+    from installer import secrets as gen
+
+    values, _ = gen.complete({})
+    token = standin.issue_session("", "u1", "u1@example.test", 60, values["JWT_SECRET"])
+    assert jwt_header(token) == {"alg": "HS256", "typ": "JWT"}
+    # REST verifies it whether it has the plain secret (the default) or the key set (the opt-in).
+    assert standin.verify_session(token, values["JWT_SECRET"])["email"] == "u1@example.test"
+    assert standin.verify_session(token, values["JWT_JWKS"])["email"] == "u1@example.test"
+    assert standin.verify_session(token, gen.complete({})[0]["JWT_SECRET"]) is None
+    with pytest.raises(ValueError, match="neither"):
+        standin.issue_session("", "u1", "u1@example.test", 60, "")
+
+
 def jwt_header(token: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))

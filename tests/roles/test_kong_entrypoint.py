@@ -97,6 +97,17 @@ def test_during_a_grace_period_the_replaced_keys_are_swapped_too(tmp_path: Path)
             assert f"- key: {key}" in config
 
 
+def test_without_the_ec_key_the_opaque_keys_become_the_hs256_ones(tmp_path: Path) -> None:
+    # sfp_org.auth.asymmetric_keys off (upstream's default): compose gives the gateway no ES256 keys.
+    env = {k: v for k, v in KEYS.items() if not k.endswith("_ASYMMETRIC")}
+    exprs, _ = start(tmp_path, {**env, **PREVIOUS})
+    for key, swapped in ((KEYS["SUPABASE_SECRET_KEY"], "hs256.service"), (PREVIOUS["SUPABASE_PUBLISHABLE_KEY_PREVIOUS"], "hs256.anon")):
+        assert evaluate(exprs["auth"], {"apikey": key}) == f"Bearer {swapped}", key
+        assert evaluate(exprs["ws"], query={"apikey": key}) == swapped, key
+        assert evaluate(exprs["functions"], {"authorization": f"Bearer {key}"}) == swapped, key
+    assert "es256" not in "".join(exprs.values())
+
+
 @pytest.mark.parametrize("missing", ["SUPABASE_SECRET_KEY", "SUPABASE_PUBLISHABLE_KEY"])
 def test_without_opaque_keys_nothing_is_swapped(tmp_path: Path, missing: str) -> None:
     exprs, _ = start(tmp_path, {**{k: v for k, v in KEYS.items() if k != missing}, **PREVIOUS})

@@ -141,7 +141,8 @@ class Probe:
 
 @pytest.fixture(scope="module")
 def org(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[BackupDeployment]:
-    with deployed_with_backups(tmp_path_factory.mktemp("rotate-stack"), ORG, BUCKET) as d:
+    # Signing with the EC key (the opt-in): the jwt-signing-key rotation is about sessions it signs.
+    with deployed_with_backups(tmp_path_factory.mktemp("rotate-stack"), ORG, BUCKET, auth={"asymmetric_keys": True}) as d:
         yield d
 
 

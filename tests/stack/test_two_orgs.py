@@ -116,6 +116,30 @@ def test_api_keys_verify_and_gateway_enforces_them(two_orgs: Deployment) -> None
     assert requests.get(f"{api}/", auth=(s["DASHBOARD_USERNAME"], s["DASHBOARD_PASSWORD"]), timeout=10).status_code == 200
 
 
+def test_a_new_org_signs_sessions_as_upstream_does_by_default(two_orgs: Deployment) -> None:
+    # sfp_org.auth.asymmetric_keys unset on a new org: HS256 with the JWT secret (the vault records
+    # the mode), no key set for Auth; REST verifies such a session with the secret.
+    s = two_orgs.secrets("alpha")
+    assert s["JWT_SIGNING_MODE"] == "symmetric"
+    env = dict(e.split("=", 1) for e in inspect("sfp-alpha-auth")["Config"]["Env"])
+    assert "GOTRUE_JWT_KEYS" not in env
+    api = f"http://127.0.0.1:{two_orgs.ports['alpha']['api']}"
+    session = requests.post(f"{api}/auth/v1/token?grant_type=password", headers={"apikey": s["SUPABASE_PUBLISHABLE_KEY"]},
+                            json={"email": "ana@example.test", "password": "x"}, timeout=10)
+    assert session.status_code == 200, session.text
+    token = session.json()["access_token"]
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    assert jwt.decode(token, s["JWT_SECRET"], algorithms=["HS256"], audience="authenticated")["email"] == "ana@example.test"
+    def rest_root(bearer: str) -> int:
+        return requests.get(f"{api}/rest/v1/", headers={"apikey": s["SERVICE_ROLE_KEY"], "Authorization": f"Bearer {bearer}"},
+                            timeout=10).status_code
+
+    assert rest_root(token) == 200
+    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}), two_orgs.secrets("beta")["JWT_SECRET"],
+                        algorithm="HS256")
+    assert rest_root(forged) == 401
+
+
 def test_containers_of_one_org_cannot_reach_the_other_database(two_orgs: Deployment) -> None:
     beta_db_ip = next(iter(inspect("sfp-beta-db")["NetworkSettings"]["Networks"].values()))["IPAddress"]
     probe = (

@@ -9,7 +9,7 @@ TEMPLATE=/home/kong/temp.yml
 
 # Opaque API keys (sb_publishable_/sb_secret_) are not JWTs, so the services behind the gateway
 # cannot verify them. When both are configured, the gateway swaps them for the matching
-# pre-signed ES256 key before proxying; these Lua expressions are evaluated by Kong's
+# pre-signed JWT (ES256, or HS256 without the EC key) before proxying; these Lua expressions are evaluated by Kong's
 # request-transformer per request. Without them, the legacy key passes through unchanged.
 # During an api-keys rotation's grace period the replaced keys (*_PREVIOUS) are swapped too; an
 # empty one adds no comparison (an empty apikey must never match).
@@ -19,10 +19,14 @@ is_key() {
   if [ -n "$4" ]; then cond="$cond or $1 == '$2$4'"; fi
   printf '(%s)' "$cond"
 }
+# The key an opaque key becomes: the ES256 one when the org signs with its EC key
+# (sfp_org.auth.asymmetric_keys), else, as upstream's gateway does without them, the HS256 one.
+ANON_SWAP="${ANON_KEY_ASYMMETRIC:-${SUPABASE_ANON_KEY:-}}"
+SERVICE_SWAP="${SERVICE_ROLE_KEY_ASYMMETRIC:-${SUPABASE_SERVICE_KEY:-}}"
 if [ -n "${SUPABASE_SECRET_KEY:-}" ] && [ -n "${SUPABASE_PUBLISHABLE_KEY:-}" ]; then
-  LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or ($(is_key headers.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and 'Bearer ${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key headers.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and 'Bearer ${ANON_KEY_ASYMMETRIC:-}') or headers.apikey)"
-  LUA_RT_WS_EXPR="\$(($(is_key query_params.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key query_params.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_KEY_ASYMMETRIC:-}') or query_params.apikey)"
-  LUA_FUNCTIONS_EXPR="\$(($(is_key headers.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key headers.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_KEY_ASYMMETRIC:-}') or ($(is_key headers.authorization 'Bearer ' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_ROLE_KEY_ASYMMETRIC:-}') or ($(is_key headers.authorization 'Bearer ' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_KEY_ASYMMETRIC:-}') or nil)"
+  LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or ($(is_key headers.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and 'Bearer ${SERVICE_SWAP}') or ($(is_key headers.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and 'Bearer ${ANON_SWAP}') or headers.apikey)"
+  LUA_RT_WS_EXPR="\$(($(is_key query_params.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_SWAP}') or ($(is_key query_params.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_SWAP}') or query_params.apikey)"
+  LUA_FUNCTIONS_EXPR="\$(($(is_key headers.apikey '' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_SWAP}') or ($(is_key headers.apikey '' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_SWAP}') or ($(is_key headers.authorization 'Bearer ' "${SUPABASE_SECRET_KEY}" "${SUPABASE_SECRET_KEY_PREVIOUS:-}") and '${SERVICE_SWAP}') or ($(is_key headers.authorization 'Bearer ' "${SUPABASE_PUBLISHABLE_KEY}" "${SUPABASE_PUBLISHABLE_KEY_PREVIOUS:-}") and '${ANON_SWAP}') or nil)"
 else
   LUA_AUTH_EXPR="\$((headers.authorization ~= nil and headers.authorization:sub(1, 10) ~= 'Bearer sb_' and headers.authorization) or headers.apikey)"
   LUA_RT_WS_EXPR="\$(query_params.apikey)"

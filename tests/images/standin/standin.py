@@ -547,13 +547,19 @@ def session_signing_key(keys_json: str) -> dict[str, Any]:
     return signing[0]
 
 
-def issue_session(keys_json: str, subject: str, email: str, lifetime: int) -> str:
+def issue_session(keys_json: str, subject: str, email: str, lifetime: int, secret: str = "") -> str:
+    """Without a key set (GOTRUE_JWT_KEYS unset: upstream's default), GoTrue signs HS256 with its
+    JWT secret and names no key."""
     import jwt
 
-    key = session_signing_key(keys_json)
     now = int(time.time())
     claims = {"sub": subject, "email": email, "role": "authenticated", "aud": "authenticated", "iat": now,
               "exp": now + lifetime, "session_id": str(uuid.uuid4())}
+    if not keys_json.strip():
+        if not secret:
+            raise ValueError("neither GOTRUE_JWT_KEYS nor GOTRUE_JWT_SECRET is set")
+        return jwt.encode(claims, secret, algorithm="HS256")
+    key = session_signing_key(keys_json)
     signer = jwt.PyJWK(key)
     return jwt.encode(claims, signer.key, algorithm=key.get("alg", "ES256"), headers={"kid": key["kid"]})
 
@@ -903,7 +909,7 @@ def run_auth() -> None:
             return gotrue_error(400, "validation_failed", "email and password are required")
         try:
             token = issue_session(env("GOTRUE_JWT_KEYS"), str(uuid.uuid5(uuid.NAMESPACE_URL, email)), email,
-                                  int(env("GOTRUE_JWT_EXP", "3600")))
+                                  int(env("GOTRUE_JWT_EXP", "3600")), env("GOTRUE_JWT_SECRET"))
         except (ValueError, KeyError) as exc:
             return gotrue_error(500, "unexpected_failure", f"stand-in: cannot sign: {exc}")
         return json_response(200, {"access_token": token, "token_type": "bearer",
