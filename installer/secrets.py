@@ -198,6 +198,9 @@ def _signing_mode(values: dict[str, str]) -> str:
 
 
 SIGNING_MODES = ("symmetric", "asymmetric")
+# Kept in the vault beside the secrets, so they follow the org into every backup and restore, but
+# they are records, not secrets: no age, nothing to rotate.
+RECORDS = ("JWT_SIGNING_MODE",)
 
 # Order matters: derived secrets come after what they are derived from; the signing mode first.
 SPECS: tuple[SecretSpec, ...] = (
@@ -323,6 +326,8 @@ def ages(values: Mapping[str, str], stamps: Mapping[str, str], max_age_days: int
     was edited by hand) counts as unknown, like a missing one: never as new."""
     out = []
     for name in sorted(values):
+        if name in RECORDS:
+            continue
         stamp = stamps.get(name)
         try:
             at = datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
