@@ -65,23 +65,30 @@ CREATE TABLE net.standin_calls (
 );
 CREATE TABLE net.standin_status (status_code integer NOT NULL);
 
-CREATE FUNCTION net.http_get(
-  url text,
-  params jsonb DEFAULT '{}'::jsonb,
-  headers jsonb DEFAULT '{}'::jsonb,
-  timeout_milliseconds integer DEFAULT 5000
-) RETURNS bigint LANGUAGE plpgsql AS $$
+-- Both request functions record the call the same way (a URL under fail.test raises, as a refused
+-- request would).
+CREATE FUNCTION net.standin_record(method text, url text, body jsonb, params jsonb, headers jsonb,
+                                   timeout_milliseconds integer) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   call_id bigint;
 BEGIN
   IF url LIKE 'http://fail.test%' THEN
     RAISE EXCEPTION 'stand-in: % refused', url;
   END IF;
-  INSERT INTO net.standin_calls (method, url, params, headers, timeout_milliseconds)
-    VALUES ('GET', url, params, headers, timeout_milliseconds)
+  INSERT INTO net.standin_calls (method, url, body, params, headers, timeout_milliseconds)
+    VALUES (method, url, body, params, headers, timeout_milliseconds)
     RETURNING standin_calls.id INTO call_id;
   RETURN call_id;
 END
+$$;
+
+CREATE FUNCTION net.http_get(
+  url text,
+  params jsonb DEFAULT '{}'::jsonb,
+  headers jsonb DEFAULT '{}'::jsonb,
+  timeout_milliseconds integer DEFAULT 5000
+) RETURNS bigint LANGUAGE sql AS $$
+  SELECT net.standin_record('GET', url, NULL, params, headers, timeout_milliseconds)
 $$;
 
 CREATE FUNCTION net.http_post(
@@ -90,18 +97,8 @@ CREATE FUNCTION net.http_post(
   params jsonb DEFAULT '{}'::jsonb,
   headers jsonb DEFAULT '{"Content-Type": "application/json"}'::jsonb,
   timeout_milliseconds integer DEFAULT 5000
-) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-  call_id bigint;
-BEGIN
-  IF url LIKE 'http://fail.test%' THEN
-    RAISE EXCEPTION 'stand-in: % refused', url;
-  END IF;
-  INSERT INTO net.standin_calls (method, url, body, params, headers, timeout_milliseconds)
-    VALUES ('POST', url, body, params, headers, timeout_milliseconds)
-    RETURNING standin_calls.id INTO call_id;
-  RETURN call_id;
-END
+) RETURNS bigint LANGUAGE sql AS $$
+  SELECT net.standin_record('POST', url, body, params, headers, timeout_milliseconds)
 $$;
 
 CREATE FUNCTION net._http_collect_response(request_id bigint, async boolean DEFAULT true)
