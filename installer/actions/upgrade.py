@@ -36,6 +36,9 @@ from . import restore as restore_action
 from . import status as status_action
 
 PLAYBOOK = "upgrade.yml"
+# The stack role refuses a release with another PostgreSQL major than the deployed one unless told
+# that the data moves with it (a deploy alone would start an empty database).
+MAJOR_MOVE = {"supabase_stack__allow_major_change": True}
 
 
 class UpgradeRefused(SfpError):
@@ -113,7 +116,9 @@ def _run(ctx: OrgContext, console: Console, verbose: bool, tags: list[str], extr
 
 
 def _target_vars(target: str, rollback: bool, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"supabase_stack__release": target}
+    """The release to render (the plan, the pull and the rollbacks name it: the inventory may not yet,
+    or no longer); the upgrade's own phases may cross a PostgreSQL major."""
+    out: dict[str, Any] = {"supabase_stack__release": target, **MAJOR_MOVE}
     if rollback:
         out["supabase_stack__allow_downgrade"] = True
     if history:
@@ -266,7 +271,7 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
         say(f"{ctx.name}: release {target} written to {path}; PostgreSQL {the_plan.postgres_after} initialises a new cluster")
         t = time.monotonic()
         runner.require_success(_run(ctx.reload(check=False), console, verbose, ["deploy"],
-                                    {"supabase_stack__start_services": ["db"]}),
+                                    {"supabase_stack__start_services": ["db"], **MAJOR_MOVE}),
                                f"starting the PostgreSQL {the_plan.postgres_after} database of {ctx.name}")
         outcome.timings["new_cluster_seconds"] = round(time.monotonic() - t, 3)
         moved = _host_job(ctx, {"step": "move"}, say)
@@ -289,7 +294,8 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
         _host_job(ctx, {"step": "release_old"}, say)
         rollback_entry = {"at": _now(), "action": "rollback", "from": target, "to": current, "backup_set": set_id,
                           "data_restored": False, "reason": why[:500]}
-        back = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"], _target_vars(current, True, [rollback_entry]))
+        back = _run(ctx.reload(check=False), console, verbose, ["deploy", "gate"],
+                    _target_vars(current, True, [rollback_entry]))
         if not back.ok:
             raise UpgradeFailed(
                 f"the upgrade of {ctx.name} to {target} failed ({why}) and so did starting {current} again: "

@@ -3,6 +3,8 @@
 The org runs v0.8.1-pg15 (upstream's v0.8.1 with its PostgreSQL 15 override) without a backup
 block: for a major upgrade the old cluster itself is the pre-upgrade state. One scenario, each
 step on what the one before left:
+- a plain `install` after the inventory was edited to name v0.8.1 refuses (it would start an
+  empty PostgreSQL 17 database), changing nothing;
 - an extension PostgreSQL 17 images no longer ship (the 15 image's `plls` stand-in) stops the plan
   and the upgrade at the pre-check, naming it, with nothing changed;
 - an upgrade to a release whose REST never turns healthy (v0.8.1+restfail, PostgreSQL 17) moves
@@ -132,6 +134,18 @@ def test_postgres_15_to_17(org: tuple[Path, Path, dict[str, int]]) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", key)
     psql(f"INSERT INTO public.vaultish VALUES (1, extensions.pgp_sym_encrypt('the vault secret', '{key}'))")
     hashes = password_hashes()
+
+    # The release named in the inventory by hand, then a plain install: refused (it would start an
+    # empty PostgreSQL 17 database beside the data), nothing changed.
+    vars_file = inv / "host_vars" / ORG / "main.yml"
+    before_vars = vars_file.read_text()
+    vars_file.write_text(before_vars.replace("release: v0.8.1-pg15", "release: v0.8.1"))
+    times = started()
+    done = cli(inv, "install", "--org", ORG)
+    assert done.returncode != 0 and "sfp-server upgrade --org upgpg --to v0.8.1" in done.stdout + done.stderr, \
+        (done.stdout[-2000:], done.stderr[-2000:])
+    assert started() == times and major() == 15 and not (org_dir / "volumes/db/data").exists()
+    vars_file.write_text(before_vars)
 
     # A blocking extension: the plan says which and where, the upgrade refuses, nothing changes.
     psql("CREATE EXTENSION plls")
