@@ -205,13 +205,21 @@ def _pre_upgrade_state(ctx: OrgContext, target: str, console: Console, verbose: 
                        say: Callable[[str], None]) -> tuple[str | None, str | None]:
     """What a rollback brings the data back from: (verified backup set, None) for an org with a
     backup block, else (None, the name of a local copy on the org's host)."""
-    if ctx.settings.get("backup"):
-        say(f"{ctx.name}: pre-upgrade backup")
-        return backup_run.run_verified(ctx, console, verbose=verbose, say=say), None
+    set_id = _verified_backup(ctx, console, verbose, say)
+    if set_id is not None:
+        return set_id, None
     name = f"pre-{target}"
     say(f"{ctx.name}: no backup block: copying its data to {ctx.org_dir}/upgrade/{name} on its host")
     _host_job(ctx, {"step": "copy", "copy": name}, say)
     return None, name
+
+
+def _verified_backup(ctx: OrgContext, console: Console, verbose: bool, say: Callable[[str], None]) -> str | None:
+    """A verified backup set of an org with a backup block, before anything changes; None without one."""
+    if not ctx.settings.get("backup"):
+        return None
+    say(f"{ctx.name}: pre-upgrade backup")
+    return backup_run.run_verified(ctx, console, verbose=verbose, say=say)
 
 
 def _refuse_remote(ctx: OrgContext) -> None:
@@ -248,10 +256,7 @@ def _upgrade_major(ctx: OrgContext, target: str, the_plan: upgrade_plan.OrgPlan,
     _refuse_remote(ctx)
     inv = ctx.inventory
     _pull(ctx, target, the_plan, console, verbose, say)
-    set_id = None
-    if ctx.settings.get("backup"):
-        say(f"{ctx.name}: pre-upgrade backup")
-        set_id = backup_run.run_verified(ctx, console, verbose=verbose, say=say)
+    set_id = _verified_backup(ctx, console, verbose, say)
     old_cluster = {"data_dir": before.db_data_dir, "config_volume": before.db_config_volume}
     new_cluster = {"data_dir": after.db_data_dir, "config_volume": after.db_config_volume}
     entry = {"at": _now(), "action": "upgrade", "from": current, "to": target, "backup_set": set_id,

@@ -26,6 +26,10 @@ from ..errors import SfpError
 # db-config volume, and Vault's secrets are encrypted under it.
 KEY_FILES = ("/etc/postgresql-custom/pgsodium_root.key",)
 
+# Index and constraint builds of a restore's post-data pass (pg_restore -j) sort in memory instead
+# of spilling to disk; at -j 2 that is 512 MiB at most, within the database container's default 2 GiB.
+POST_DATA_OPTIONS = "-c maintenance_work_mem=256MB"
+
 LIST_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
 MAINTENANCE_DB = "template1"
 

@@ -41,9 +41,6 @@ from .storage_tar import extract_tar
 from .verify import ProcessSink, ThreadSink, check_object
 
 _CHUNK = 1024 * 1024
-# Index and constraint builds of the post-data pass sort in memory instead of spilling to disk;
-# at the default -j 2 that is 512 MiB at most, within the database container's default 2 GiB.
-POST_DATA_OPTIONS = "-c maintenance_work_mem=256MB"
 _TRANSFER = TransferConfig(multipart_threshold=64 * _CHUNK, multipart_chunksize=16 * _CHUNK, max_concurrency=4)
 
 
@@ -145,7 +142,7 @@ def _restore_database(target: dbtools.Database, store: ObjectStore, prefix: str,
         t = time.monotonic()
         copy.close()
         dbtools.run(target, "pg_restore", ["-j", str(max(1, jobs)), "--section=post-data", "--exit-on-error",
-                                           "-d", str(entry.database), path], options=POST_DATA_OPTIONS)
+                                           "-d", str(entry.database), path], options=dbtools.POST_DATA_OPTIONS)
         timings[f"restore_{entry.database}_post_data_seconds"] = round(time.monotonic() - t, 3)
     return timings
 

@@ -35,8 +35,6 @@ from ..errors import SfpError
 
 COMPLETE = "complete.json"
 FORMAT = 1
-# The load's post-data section, like a restore's: index builds may use more memory than sessions do.
-POST_DATA_OPTIONS = "-c maintenance_work_mem=256MB"
 
 
 @dataclass
@@ -74,11 +72,9 @@ def _dump_to(source: dbtools.Database, tool: str, args: list[str], dest: Path, w
                            "check that the database runs and the disk has room, then upgrade again")
 
 
-def dump(source: dbtools.Database, path: Path, *, files_from: dbtools.Database | None = None,
-         storage_dir: Path | None = None) -> tuple[Copy, dict[str, float]]:
-    """Write a copy of `source` into the new directory `path` (which must not exist); the key files
-    are read through `files_from` (the server's own container) when `source` cannot, and the tree
-    `storage_dir` is copied too when given."""
+def dump(source: dbtools.Database, path: Path, *, storage_dir: Path | None = None) -> tuple[Copy, dict[str, float]]:
+    """Write a copy of `source` into the new directory `path` (which must not exist), with the tree
+    `storage_dir` when given."""
     timings: dict[str, float] = {}
     path.mkdir(mode=0o700, parents=False)
     (path / "key").mkdir(mode=0o700)
@@ -93,7 +89,7 @@ def dump(source: dbtools.Database, path: Path, *, files_from: dbtools.Database |
     timings["dump_seconds"] = round(time.monotonic() - t, 3)
     keys = []
     for key_path in dbtools.KEY_FILES:
-        data = (files_from or source).read_file(key_path)
+        data = source.read_file(key_path)
         if data is not None:
             with open(_private_file(path / "key" / Path(key_path).name), "wb") as fh:
                 fh.write(data)
@@ -172,7 +168,7 @@ def _load_database(target: dbtools.Database, name: str, src: IO[bytes], jobs: in
         timings[f"load_{name}_data_seconds"] = round(time.monotonic() - t, 3)
         t = time.monotonic()
         dbtools.run(target, "pg_restore", ["-j", str(max(1, jobs)), "--section=post-data", "--exit-on-error",
-                                           "-d", name, inside], options=POST_DATA_OPTIONS)
+                                           "-d", name, inside], options=dbtools.POST_DATA_OPTIONS)
     timings[f"load_{name}_post_data_seconds"] = round(time.monotonic() - t, 3)
     return timings
 
@@ -265,7 +261,7 @@ trap 'rm -f "$2"' EXIT
 umask 077
 pg_dump -h "$0" -Fc -Z 0 -d "$1" | tee "$2" \
   | pg_restore --section=pre-data --section=data --create --clean --if-exists --exit-on-error -d template1
-PGOPTIONS='-c maintenance_work_mem=256MB' pg_restore -j "$3" --section=post-data --exit-on-error -d "$1" "$2"
+pg_restore -j "$3" --section=post-data --exit-on-error -d "$1" "$2"
 """
 
 
@@ -279,7 +275,10 @@ def move(source_host: str, source: dbtools.Database, target: dbtools.Database, *
     names = [_safe_name(d) for d in dbtools.databases(source)]
     for name in names:
         t = time.monotonic()
-        dbtools.run(target, "bash", ["-c", _MOVE_SCRIPT, source_host, name, f"/tmp/sfp-move-{name}.dump", str(max(1, jobs))])
+        # The sessions' options (PGOPTIONS) are the post-data pass's, for the dump and the pre-data too:
+        # they only raise maintenance_work_mem, which those do not use.
+        dbtools.run(target, "bash", ["-c", _MOVE_SCRIPT, source_host, name, f"/tmp/sfp-move-{name}.dump", str(max(1, jobs))],
+                    options=dbtools.POST_DATA_OPTIONS)
         timings[f"move_{name}_seconds"] = round(time.monotonic() - t, 3)
     keys = {k: data for k in dbtools.KEY_FILES if (data := source.read_file(k)) is not None}
     timings.update(_finish(target, names, keys, jobs))

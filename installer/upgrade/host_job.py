@@ -62,14 +62,22 @@ def _docker(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
 
 
+def _compose(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The org's compose.yaml (the toolkit renders it), read once per question asked of it."""
+    data = yaml.safe_load((Path(cfg["org_dir"]) / "compose.yaml").read_text())
+    return data if isinstance(data, dict) else {}
+
+
 def _in_use(cfg: dict[str, Any]) -> tuple[str, str]:
     """The data directory and config volume the org's compose.yaml mounts into the database."""
-    compose = (Path(cfg["org_dir"]) / "compose.yaml").read_text()
-    data = re.search(r"^\s*- \./volumes/db/([^/:\s]+):/var/lib/postgresql/data", compose, re.M)
-    vol = re.search(r"^  db-config:\n    name: \"?([^\"\n]+)\"?", compose, re.M)
-    if not data or not vol:
+    compose = _compose(cfg)
+    mounts = [str(v) for v in ((compose.get("services") or {}).get("db") or {}).get("volumes") or []]
+    data = next((m.split(":", 1)[0].removeprefix("./volumes/db/") for m in mounts
+                 if m.startswith("./volumes/db/") and ":/var/lib/postgresql/data" in m), None)
+    volume = ((compose.get("volumes") or {}).get("db-config") or {}).get("name")
+    if not data or not volume:
         raise SfpError(f"cannot tell which cluster {cfg['org_dir']}/compose.yaml runs", "install the org, then upgrade again")
-    return data.group(1), vol.group(1)
+    return data, str(volume)
 
 
 def drop_cluster(cfg: dict[str, Any]) -> list[str]:
@@ -160,8 +168,7 @@ def _old_server_argv(cfg: dict[str, Any]) -> list[str]:
     project), from the database's definition in the org's current compose.yaml: the new release's
     database takes the service's name and starts beside it, and the data streams from one to the
     other. Only the data directory and config volume are mounted: nothing initialises anything."""
-    compose = yaml.safe_load((Path(cfg["org_dir"]) / "compose.yaml").read_text())
-    db = (compose.get("services") or {}).get("db") or {}
+    db = (_compose(cfg).get("services") or {}).get("db") or {}
     command = [str(c) for c in db.get("command") or []]
     if not db.get("image") or not command:
         raise SfpError(f"{cfg['org_dir']}/compose.yaml has no database service to start", "install the org, then upgrade again")

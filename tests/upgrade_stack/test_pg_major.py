@@ -36,7 +36,14 @@ import requests
 from installer.actions import deploy, secrets
 from installer.inventory import Inventory
 from tests.backup_stack.conftest import quiet
-from tests.stack.conftest import OPTIONAL_OFF, build_inventory, org_ports, org_settings, remove_orgs
+from tests.stack.conftest import (
+    OPTIONAL_OFF,
+    build_inventory,
+    org_ports,
+    org_settings,
+    remove_orgs,
+    service_start_times,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -104,8 +111,6 @@ def status(inv: Path) -> dict:
 
 
 def started() -> dict[str, str]:
-    from tests.stack.conftest import service_start_times
-
     return service_start_times(f"sfp-{ORG}")
 
 
