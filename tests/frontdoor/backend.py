@@ -124,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
         }).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        # An app's own policy (an Edge Function may send one): the front door must keep it.
+        for policy in parse_qs(url.query).get("csp", []):
+            self.send_header("Content-Security-Policy", policy)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

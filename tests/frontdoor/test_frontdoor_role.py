@@ -139,6 +139,28 @@ def test_plain_http_redirects_permanently_to_https(two_orgs: TwoOrgs) -> None:
     assert got.headers["Location"] == f"https://{A}:{HTTPS_PORT}/auth/v1/health?x=1"
 
 
+SANDBOX = "sandbox allow-downloads allow-forms allow-modals allow-popups allow-scripts"
+
+
+def test_what_api_paths_serve_runs_in_an_origin_of_its_own(two_orgs: TwoOrgs, ca_file: Path) -> None:
+    """Studio shares the org's origin with Storage objects and Edge Functions' answers: HTML served
+    there must not run as Studio's origin (it would read the service key out of Studio)."""
+    for path in ("/storage/v1/object/public/avatars/x.html", "/functions/v1/page", "/rest/v1/rpc/html",
+                 "/auth/v1/verify?token=x", "/graphql/v1", "/.well-known/oauth-authorization-server"):
+        got = client.request(A, HTTPS_PORT, path, ca=ca_file)
+        assert got.status == 200 and got.json()["org"] == "orga", path
+        assert got.headers.get_all("Content-Security-Policy") == [SANDBOX], path
+        assert "allow-same-origin" not in SANDBOX
+        assert got.headers["X-Content-Type-Options"] == "nosniff", path
+    # A policy of the app's own is kept beside it: a browser enforces both.
+    got = client.request(A, HTTPS_PORT, "/functions/v1/page?csp=default-src%20%27self%27", ca=ca_file)
+    assert sorted(got.headers.get_all("Content-Security-Policy") or []) == sorted(["default-src 'self'", SANDBOX])
+    # Studio's own pages (every other path, the look-alikes too) are not sandboxed: they are Studio.
+    for path in ("/project/default", "/", "/storage/v1", "/Storage/v1/object/x", "/api/platform/profile"):
+        got = client.request(A, HTTPS_PORT, path, ca=ca_file)
+        assert got.status == 200 and got.headers.get("Content-Security-Policy") is None, path
+
+
 @pytest.mark.parametrize(("version", "accepted"), [
     (ssl.TLSVersion.TLSv1_1, False), (ssl.TLSVersion.TLSv1_2, True), (ssl.TLSVersion.TLSv1_3, True),
 ])

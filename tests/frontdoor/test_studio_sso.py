@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import yaml
 
 from tests.frontdoor.conftest import HOST_PYTHON
 from tests.frontdoor.login import loopback_names, oidc_login, raw_get, saml_login
@@ -228,6 +229,9 @@ PLAYBOOK = """\
 """
 
 
+ROLE_VARS = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+
+
 def write_playbook(root: Path, orgs: dict[str, Org]) -> None:
     inv = root / "inventory"
     (inv / "host_vars").mkdir(parents=True, exist_ok=True)
@@ -239,6 +243,9 @@ def write_playbook(root: Path, orgs: dict[str, Org]) -> None:
             "frontdoor__org": o.name, "frontdoor__hostname": o.hostname, "frontdoor__r_dir": str(o.dir),
             "frontdoor__base_dir": str(o.dir.parent),
             "frontdoor__studio": o.studio,
+            # The one derived value the gate's templates read from vars/main.yml, which this play
+            # does not load (its other derived paths would win over the ones set here).
+            "frontdoor__r_api_prefixes": ROLE_VARS["frontdoor__r_api_prefixes"],
         }))
         hv.chmod(0o600)
     (root / "play.yml").write_text(PLAYBOOK.format(tasks=ROLE / "tasks" / "studio.yml", templates=ROLE / "templates"))
