@@ -142,6 +142,9 @@ def frontdoor_summary(row: OrgStatus, now: float | None = None) -> str:
         parts.append(f"{cert.get('source', '?')} cert: none served yet")
     acme = cert.get("acme") if isinstance(cert.get("acme"), dict) else None
     if acme is not None and not acme.get("renewal_ok", True):
-        parts.append("ACME RENEWAL FAILED")
+        # When mod_md last reported the failure: where to look in Apache's error log.
+        failed_at = acme.get("last_error_at")
+        at = f" at {time.strftime('%Y-%m-%d %H:%MZ', time.gmtime(failed_at))}" if isinstance(failed_at, int | float) and failed_at > 0 else ""
+        parts.append(f"ACME RENEWAL FAILED{at}")
     parts.append(f"Studio: {door.get('studio_access', 'basic')}")
     return ", ".join(parts)

@@ -302,6 +302,8 @@ def test_status_says_the_name_the_expiry_and_a_failed_renewal() -> None:
     row.frontdoor["certificate"] = {"source": "acme", "not_after": now + 10 * 86400, "acme": {"renewal_ok": False}}
     assert frontdoor_summary(row, now).startswith(f"{HOST}, EXPIRES SOON acme cert until")
     assert "ACME RENEWAL FAILED" in frontdoor_summary(row, now)
+    row.frontdoor["certificate"]["acme"]["last_error_at"] = int(now) - 3600
+    assert ", ACME RENEWAL FAILED at 2027-01-15 07:00Z, " in frontdoor_summary(row, now)
     row.frontdoor["certificate"] = {"source": "self_signed", "not_after": now - 1}
     assert "EXPIRED self_signed cert" in frontdoor_summary(row, now)
 
