@@ -8,7 +8,9 @@ import json
 import os
 import socket
 import ssl
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +131,44 @@ def request_stream(name: str, port: int, path: str, *, ca: Path | None) -> Strea
     raw = conn.getresponse()
     assert raw.status == 200, raw.status
     return Stream(conn, raw)
+
+
+class RequestLoop:
+    """One new connection after the other to `name` (handshake, GET `path`, answer) until the block
+    ends: the serial of the certificate each was served, and what failed (an answer `accept`
+    refuses, or an error)."""
+
+    def __init__(self, name: str, port: int, path: str = "/rest/v1/", *, accept: Callable[[int, bytes], bool],
+                 headers: dict[str, str] | None = None, ca: Path | None = None) -> None:
+        self.name, self.port, self.path, self.accept, self.headers, self.ca = name, port, path, accept, headers or {}, ca
+        self.serials: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            conn = http.client.HTTPConnection(self.name, self.port, timeout=10)
+            try:
+                conn.sock = tls(self.name, self.port, self.ca)
+                der = conn.sock.getpeercert(binary_form=True)
+                conn.request("GET", self.path, headers=self.headers)
+                answer = conn.getresponse()
+                body = answer.read()
+                if not self.accept(answer.status, body):
+                    self.failures.append(f"{answer.status} {body[:200]!r}")
+                elif der is not None:
+                    self.serials.append(x509.load_der_x509_certificate(der).serial_number)
+            except (OSError, ValueError, KeyError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+            finally:
+                conn.close()
+            time.sleep(0.02)

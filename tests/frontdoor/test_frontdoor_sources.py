@@ -7,7 +7,6 @@ one host, as in production); each test reads what concerns its own org."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import re
@@ -296,45 +295,6 @@ def cron_check() -> str:
     return log
 
 
-class Requests:
-    """One new connection after the other to `name` (handshake, GET, answer) until the block ends:
-    the serial of the certificate each was served, and what failed."""
-
-    def __init__(self, name: str, org: str) -> None:
-        self.name, self.org = name, org
-        self.serials: list[int] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Requests:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            conn = http.client.HTTPConnection(self.name, HTTPS_PORT, timeout=10)
-            try:
-                conn.sock = client.tls(self.name, HTTPS_PORT, None)
-                der = conn.sock.getpeercert(binary_form=True)
-                conn.request("GET", "/rest/v1/")
-                answer = conn.getresponse()
-                body = answer.read()
-                if answer.status != 200 or json.loads(body)["org"] != self.org:
-                    self.failures.append(f"{answer.status} {body[:200]!r}")
-                elif der is not None:
-                    self.serials.append(x509.load_der_x509_certificate(der).serial_number)
-            except (OSError, ValueError, KeyError, http.client.HTTPException) as exc:
-                self.failures.append(repr(exc))
-            finally:
-                conn.close()
-            time.sleep(0.02)
-
-
 @dataclass
 class FailedRenewal:
     in_service: x509.Certificate
@@ -426,7 +386,7 @@ def test_the_retried_renewal_is_activated_by_the_hourly_check_without_dropping_c
     # A long response open across the activation, and new connections all along it.
     stream = client.request_stream(ACME, HTTPS_PORT, "/slow?seconds=30", ca=None)
     assert stream.readline().startswith(b"orgc tick")
-    with Requests(ACME, "orgc") as requests:
+    with client.RequestLoop(ACME, HTTPS_PORT, accept=lambda status, body: status == 200 and json.loads(body)["org"] == "orgc") as requests:
         wait_for(lambda: len(requests.serials) > 0, what="a request on the old certificate")
         log = cron_check()
         wait_for(lambda: requests.serials[-1:] == [renewed.serial_number], what="a request on the renewed certificate")
@@ -447,7 +407,9 @@ def test_the_retried_renewal_is_activated_by_the_hourly_check_without_dropping_c
     state = json.loads(ORGC_STATE.read_text())
     acme = state["certificate"]["acme"]
     assert acme["renewal_ok"] is True and acme["pending_activation"] is False, acme
-    assert acme["last_renewal_at"] == events["installed"]
+    # mod_md says `installed` as the reload puts the certificate in service, which may come a moment
+    # after the check wrote the state: then the state's good renewal is the `renewed` one.
+    assert acme["last_renewal_at"] in (events["renewed"], events["installed"]), (acme, events)
     not_after = int(renewed.not_valid_after_utc.timestamp())
     assert state["certificate"]["not_after"] == not_after
     metric = (run_role.metrics_dir / "sfp_frontdoor_orgc.prom").read_text()

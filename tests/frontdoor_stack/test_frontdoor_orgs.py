@@ -31,6 +31,7 @@ from installer.inventory import Inventory
 from tests.conftest import write_yaml
 from tests.frontdoor import client, pki
 from tests.frontdoor.apache_lock import apache_lock
+from tests.frontdoor.conftest import wait_for
 from tests.frontdoor.login import loopback_names, oidc_login, saml_login
 from tests.frontdoor.saml_idp import SamlTestIdP
 from tests.sso.idp_fixtures import ensure_oidc_idp_installed, start_oidc_idp, stop
@@ -227,10 +228,21 @@ def test_two_orgs_on_their_own_names_behind_one_front_door(shared_orgs: SharedDe
         again = deploy.install(shared_orgs.fresh(), [ORG_A, ORG_B], console())
         assert again.result.ok and again.result.changed == 0, again.result.changed_tasks
 
-        # An org that loses its hostname leaves the front door; the other keeps serving.
+        # In one install: orga's certificate replaced (`secrets set`, as an operator renews it) while
+        # a request loop runs through orga's name, and orgb, which loses its hostname, leaves the
+        # front door. The reload drops no request; the loop sees the old certificate, then the new.
+        replaced = ca.issue(NAMES[ORG_A], days=40)
+        inv = shared_orgs.fresh()
+        secrets.set_value(inv, ORG_A, "TLS_CERTIFICATE", replaced.chain_pem)
+        secrets.set_value(inv, ORG_A, "TLS_PRIVATE_KEY", replaced.key_pem)
         set_org(inv_path, ORG_B, hostname=None, tls=None, studio_access=None, public_url=shared_orgs.api_url(ORG_B))
-        gone = deploy.install(shared_orgs.fresh(), [ORG_B], console())
-        assert gone.result.ok, gone.result.failures
+        with client.RequestLoop(NAMES[ORG_A], HTTPS, headers=headers_of(values[ORG_A]), ca=ca_file,
+                                accept=lambda status, _: status == direct_status[ORG_A]) as loop:
+            gone = deploy.install(shared_orgs.fresh(), [ORG_A, ORG_B], console())
+            assert gone.result.ok, gone.result.failures
+            wait_for(lambda: loop.serials[-1:] == [replaced.serial], what="a request on the replaced certificate")
+        assert loop.failures == [], loop.failures[:5]
+        assert loop.serials[0] == leaves[ORG_A].serial and set(loop.serials) == {leaves[ORG_A].serial, replaced.serial}
         assert not any(ORG_B in p.name for p in SITES.iterdir())
         with pytest.raises(OSError):
             client.request(NAMES[ORG_B], HTTPS, "/rest/v1/", ca=ca_file)
